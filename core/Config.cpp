@@ -1,0 +1,361 @@
+#include "core/Config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "core/Net.h"
+
+namespace dingo {
+
+namespace fs = std::filesystem;
+
+const char* dispatchName(DispatchPolicy p) {
+  switch (p) {
+    case DispatchPolicy::IpHash: return "ip-hash";
+    case DispatchPolicy::RoundRobin: return "round-robin";
+    case DispatchPolicy::LeastConn: return "least-conn";
+  }
+  return "round-robin";
+}
+
+bool Config::anyTls() const {
+  for (const auto& l : listen)
+    if (l.tls) return true;
+  return false;
+}
+
+ConfigError::ConfigError(std::string file, int line, std::string key, const std::string& what)
+    : std::runtime_error(fmt::format("{}{}: {}{}", file.empty() ? "<config>" : file,
+                                     line > 0 ? ":" + std::to_string(line) : std::string(),
+                                     key.empty() ? "" : "key '" + key + "': ", what)),
+      file_(std::move(file)),
+      line_(line),
+      key_(std::move(key)) {}
+
+namespace {
+
+// Walks one TOML table, reading known keys into typed fields and remembering which
+// keys it read, so that anything left over is reported as unknown.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string prefix, const std::string& file)
+      : table_(table), prefix_(std::move(prefix)), file_(file) {}
+
+  int line() const { return static_cast<int>(table_.source().begin.line); }
+
+  [[noreturn]] void fail(const std::string& key, const toml::node* node,
+                         const std::string& what) const {
+    int line = node ? static_cast<int>(node->source().begin.line) : this->line();
+    throw ConfigError(file_, line, fullKey(key), what);
+  }
+
+  std::string fullKey(const std::string& key) const {
+    return prefix_.empty() ? key : prefix_ + "." + key;
+  }
+
+  const toml::node* find(const std::string& key) {
+    seen_.insert(key);
+    return table_.get(key);
+  }
+
+  void str(const std::string& key, std::string& out) {
+    if (const auto* n = find(key)) {
+      if (!n->is_string()) fail(key, n, "expected a string");
+      out = n->value<std::string>().value();
+    }
+  }
+
+  void boolean(const std::string& key, bool& out) {
+    if (const auto* n = find(key)) {
+      if (!n->is_boolean()) fail(key, n, "expected true or false");
+      out = n->value<bool>().value();
+    }
+  }
+
+  template <typename Int>
+  void integer(const std::string& key, Int& out, int64_t min, int64_t max) {
+    if (const auto* n = find(key)) {
+      if (!n->is_integer()) fail(key, n, "expected an integer");
+      int64_t v = n->value<int64_t>().value();
+      if (v < min || v > max)
+        fail(key, n, fmt::format("must be between {} and {}, got {}", min, max, v));
+      out = static_cast<Int>(v);
+    }
+  }
+
+  void duration(const std::string& key, Duration& out, Duration min = Duration(1)) {
+    if (const auto* n = find(key)) {
+      if (!n->is_string())
+        fail(key, n, "expected a duration string such as \"250ms\", \"30s\" or \"5m\"");
+      auto text = n->value<std::string>().value();
+      auto d = parseDuration(text);
+      if (!d)
+        fail(key, n,
+             fmt::format("'{}' is not a duration (use a number and a unit: ms, s, m, h, d)",
+                         text));
+      if (*d < min) fail(key, n, fmt::format("must be at least {}", formatDuration(min)));
+      out = *d;
+    }
+  }
+
+  void size(const std::string& key, uint64_t& out, uint64_t min = 1) {
+    if (const auto* n = find(key)) {
+      std::optional<uint64_t> v;
+      if (n->is_integer()) {
+        int64_t i = n->value<int64_t>().value();
+        if (i >= 0) v = static_cast<uint64_t>(i);
+      } else if (n->is_string()) {
+        v = parseSize(n->value<std::string>().value());
+      }
+      if (!v) fail(key, n, "expected a size in bytes (65536) or with a unit (\"64KiB\", \"1MiB\")");
+      if (*v < min) fail(key, n, fmt::format("must be at least {}", min));
+      out = *v;
+    }
+  }
+
+  // One string or an array of strings.
+  void strings(const std::string& key, std::vector<std::string>& out) {
+    if (const auto* n = find(key)) {
+      out.clear();
+      if (n->is_string()) {
+        out.push_back(n->value<std::string>().value());
+      } else if (const auto* arr = n->as_array()) {
+        for (const auto& item : *arr) {
+          if (!item.is_string()) fail(key, &item, "expected a string or an array of strings");
+          out.push_back(item.value<std::string>().value());
+        }
+      } else {
+        fail(key, n, "expected a string or an array of strings");
+      }
+    }
+  }
+
+  void rejectUnknown() const {
+    for (const auto& [k, v] : table_) {
+      std::string key(k.str());
+      if (!seen_.count(key)) fail(key, &v, "unknown key");
+    }
+  }
+
+ private:
+  const toml::table& table_;
+  std::string prefix_;
+  const std::string& file_;
+  std::set<std::string> seen_;
+};
+
+const toml::table* subTable(TableReader& top, const std::string& name) {
+  const auto* n = top.find(name);
+  if (!n) return nullptr;
+  if (!n->is_table()) top.fail(name, n, "expected a table [" + name + "]");
+  return n->as_table();
+}
+
+std::string resolvePath(const std::string& dir, const std::string& p) {
+  if (p.empty() || p.front() == '/' || dir.empty()) return p;
+  return (fs::path(dir) / p).lexically_normal().string();
+}
+
+void checkAddress(TableReader& r, const std::string& key, const std::string& value,
+                  bool allow_empty) {
+  if (allow_empty && value.empty()) return;
+  if (!parseSockAddr(value))
+    r.fail(key, nullptr,
+           fmt::format("'{}' is not a numeric HOST:PORT (e.g. \"127.0.0.1:8080\", \"[::1]:8080\")",
+                       value));
+}
+
+}  // namespace
+
+Config parseConfig(const std::string& text, const std::string& path) {
+  Config cfg;
+  cfg.path = path;
+  cfg.dir = path.empty() ? std::string() : fs::absolute(fs::path(path)).parent_path().string();
+
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(path, static_cast<int>(e.source().begin.line), "",
+                      std::string(e.description()));
+  }
+
+  TableReader top(root, "", path);
+
+  if (const auto* t = subTable(top, "supervisor")) {
+    TableReader r(*t, "supervisor", path);
+    auto& s = cfg.supervisor;
+    r.integer("workers", s.workers, 0, 256);
+    if (const auto* n = r.find("dispatch")) {
+      auto v = n->value<std::string>();
+      if (!v) r.fail("dispatch", n, "expected a string");
+      if (*v == "ip-hash") s.dispatch = DispatchPolicy::IpHash;
+      else if (*v == "round-robin") s.dispatch = DispatchPolicy::RoundRobin;
+      else if (*v == "least-conn") s.dispatch = DispatchPolicy::LeastConn;
+      else r.fail("dispatch", n, fmt::format("expected ip-hash, round-robin or least-conn, got '{}'", *v));
+    }
+    r.str("control_socket", s.control_socket);
+    r.str("pid_file", s.pid_file);
+    r.str("user", s.user);
+    r.str("gateway", s.gateway);
+    r.duration("drain_timeout", s.drain_timeout);
+    r.duration("restart_backoff", s.restart_backoff);
+    r.duration("restart_backoff_max", s.restart_backoff_max);
+    r.duration("stable_after", s.stable_after);
+    if (s.restart_backoff_max < s.restart_backoff)
+      r.fail("restart_backoff_max", nullptr, "must not be below restart_backoff");
+    r.rejectUnknown();
+    s.control_socket = resolvePath(cfg.dir, s.control_socket);
+    s.pid_file = resolvePath(cfg.dir, s.pid_file);
+    s.gateway = resolvePath(cfg.dir, s.gateway);
+  }
+
+  if (const auto* n = top.find("listen")) {
+    const auto* arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables())
+      top.fail("listen", n, "expected [[listen]] tables");
+    int i = 0;
+    for (const auto& item : *arr) {
+      TableReader r(*item.as_table(), fmt::format("listen[{}]", i++), path);
+      ListenConfig l;
+      r.str("address", l.address);
+      r.boolean("tls", l.tls);
+      r.integer("backlog", l.backlog, 1, 65535);
+      if (l.address.empty()) r.fail("address", nullptr, "is required");
+      checkAddress(r, "address", l.address, false);
+      r.rejectUnknown();
+      cfg.listen.push_back(l);
+    }
+  }
+  if (cfg.listen.empty()) cfg.listen.push_back(ListenConfig{"127.0.0.1:8080", false, 4096});
+
+  if (const auto* t = subTable(top, "tls")) {
+    TableReader r(*t, "tls", path);
+    auto& s = cfg.tls;
+    r.strings("cert", s.cert);
+    r.strings("key", s.key);
+    r.str("ocsp", s.ocsp);
+    r.duration("ticket_rotation", s.ticket_rotation, std::chrono::seconds(1));
+    for (const char* k : {"min_version", "max_version"}) {
+      std::string& v = std::string(k) == "min_version" ? s.min_version : s.max_version;
+      r.str(k, v);
+      if (v != "TLSv1.2" && v != "TLSv1.3") r.fail(k, t->get(k), "expected TLSv1.2 or TLSv1.3");
+    }
+    if (s.min_version == "TLSv1.3" && s.max_version == "TLSv1.2")
+      r.fail("max_version", t->get("max_version"), "is below min_version");
+    if (s.cert.size() != s.key.size())
+      r.fail("key", t->get("key"),
+             fmt::format("{} certificate(s) but {} key(s): give one key per certificate",
+                         s.cert.size(), s.key.size()));
+    r.rejectUnknown();
+    for (auto& c : s.cert) c = resolvePath(cfg.dir, c);
+    for (auto& k : s.key) k = resolvePath(cfg.dir, k);
+    s.ocsp = resolvePath(cfg.dir, s.ocsp);
+  }
+  if (cfg.anyTls()) {
+    if (cfg.tls.cert.empty())
+      throw ConfigError(path, 0, "tls.cert", "a [[listen]] has tls = true but [tls] names no cert");
+    auto check_readable = [&](const std::string& key, const std::string& file) {
+      if (::access(file.c_str(), R_OK) != 0)
+        throw ConfigError(path, 0, key, fmt::format("cannot read '{}': {}", file, errnoText(errno)));
+    };
+    for (const auto& c : cfg.tls.cert) check_readable("tls.cert", c);
+    for (const auto& k : cfg.tls.key) check_readable("tls.key", k);
+    if (!cfg.tls.ocsp.empty()) check_readable("tls.ocsp", cfg.tls.ocsp);
+  }
+
+  if (const auto* t = subTable(top, "gateway")) {
+    TableReader r(*t, "gateway", path);
+    auto& g = cfg.gateway;
+    r.duration("handshake_timeout", g.handshake_timeout);
+    r.duration("header_timeout", g.header_timeout);
+    r.duration("idle_timeout", g.idle_timeout);
+    r.duration("write_timeout", g.write_timeout);
+    r.duration("ping_interval", g.ping_interval);
+    r.duration("pong_timeout", g.pong_timeout);
+    r.duration("poll_timeout", g.poll_timeout);
+    r.duration("session_ttl", g.session_ttl);
+    r.size("max_header_bytes", g.max_header_bytes, 256);
+    r.size("max_body_bytes", g.max_body_bytes);
+    r.size("max_message_size", g.max_message_size, 16);
+    r.size("send_queue_bytes", g.send_queue_bytes, 1024);
+    r.integer("max_channels", g.max_channels, 1, 1'000'000);
+    r.integer("max_connections", g.max_connections, 1, 10'000'000);
+    r.boolean("client_publish", g.client_publish);
+    r.str("publish_token", g.publish_token);
+    r.rejectUnknown();
+  }
+
+  if (const auto* t = subTable(top, "history")) {
+    TableReader r(*t, "history", path);
+    r.integer("size", cfg.history.size, 0, 1'000'000);
+    r.size("max_bytes", cfg.history.max_bytes, 0);
+    r.duration("ttl", cfg.history.ttl);
+    r.rejectUnknown();
+  }
+
+  if (const auto* t = subTable(top, "watchdog")) {
+    TableReader r(*t, "watchdog", path);
+    r.duration("interval", cfg.watchdog.interval);
+    r.duration("timeout", cfg.watchdog.timeout);
+    r.integer("failures", cfg.watchdog.failures, 1, 1000);
+    r.rejectUnknown();
+  }
+
+  if (const auto* t = subTable(top, "bus")) {
+    TableReader r(*t, "bus", path);
+    r.str("engine", cfg.bus.engine);
+    r.str("redis", cfg.bus.redis);
+    if (cfg.bus.engine != "local" && cfg.bus.engine != "redis")
+      r.fail("engine", t->get("engine"), fmt::format("expected local or redis, got '{}'", cfg.bus.engine));
+    if (cfg.bus.engine == "redis")
+      r.fail("engine", t->get("engine"), "the redis engine is not available in this version; use local");
+    r.rejectUnknown();
+  }
+
+  if (const auto* t = subTable(top, "admin")) {
+    TableReader r(*t, "admin", path);
+    r.str("address", cfg.admin.address);
+    checkAddress(r, "address", cfg.admin.address, true);
+    r.rejectUnknown();
+  }
+
+  if (const auto* t = subTable(top, "log")) {
+    TableReader r(*t, "log", path);
+    std::string level = "info", format = "text";
+    r.str("level", level);
+    r.str("format", format);
+    auto l = parseLogLevel(level);
+    if (!l) r.fail("level", t->get("level"), "expected debug, info, warn or error");
+    auto f = parseLogFormat(format);
+    if (!f) r.fail("format", t->get("format"), "expected text or json");
+    cfg.log.level = *l;
+    cfg.log.format = *f;
+    r.rejectUnknown();
+  }
+
+  top.rejectUnknown();
+  return cfg;
+}
+
+Config loadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path, 0, "", "cannot open: " + errnoText(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parseConfig(ss.str(), path);
+}
+
+std::string defaultConfigPath(const std::string& from_option) {
+  if (!from_option.empty()) return from_option;
+  if (const char* env = std::getenv("DINGO_CONFIG"); env && *env) return env;
+  return "/etc/dingo/dingo.toml";
+}
+
+}  // namespace dingo

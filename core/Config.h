@@ -1,0 +1,126 @@
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/Duration.h"
+#include "core/Log.h"
+
+namespace dingo {
+
+enum class DispatchPolicy { IpHash, RoundRobin, LeastConn };
+const char* dispatchName(DispatchPolicy p);
+
+struct SupervisorConfig {
+  int workers = 2;  // 0 = one per CPU
+  DispatchPolicy dispatch = DispatchPolicy::RoundRobin;
+  std::string control_socket = "/run/dingo/control.sock";
+  std::string pid_file = "/run/dingo/supervisor.pid";
+  std::string user;     // empty: keep the user we started as
+  std::string gateway;  // empty: dingo-gateway beside the supervisor's executable
+  Duration drain_timeout = std::chrono::seconds(30);
+  Duration restart_backoff = std::chrono::milliseconds(100);      // first respawn delay
+  Duration restart_backoff_max = std::chrono::seconds(30);        // cap
+  Duration stable_after = std::chrono::seconds(10);               // uptime that resets backoff
+};
+
+struct ListenConfig {
+  std::string address;
+  bool tls = false;
+  int backlog = 4096;
+};
+
+struct TlsConfig {
+  std::vector<std::string> cert;  // one or more PEM chains (e.g. ECDSA and RSA)
+  std::vector<std::string> key;   // the matching private keys, same order
+  std::string ocsp;               // DER OCSP response to staple (optional)
+  Duration ticket_rotation = std::chrono::hours(1);
+  std::string min_version = "TLSv1.2";  // TLSv1.2 | TLSv1.3
+  std::string max_version = "TLSv1.3";
+};
+
+struct GatewayConfig {
+  Duration handshake_timeout = std::chrono::seconds(10);
+  Duration header_timeout = std::chrono::seconds(10);
+  Duration idle_timeout = std::chrono::seconds(60);
+  Duration write_timeout = std::chrono::seconds(30);
+  Duration ping_interval = std::chrono::seconds(25);
+  Duration pong_timeout = std::chrono::seconds(10);
+  Duration poll_timeout = std::chrono::seconds(25);
+  Duration session_ttl = std::chrono::minutes(2);
+  uint64_t max_header_bytes = 8 * 1024;
+  uint64_t max_body_bytes = 1024 * 1024;
+  uint64_t max_message_size = 64 * 1024;
+  uint64_t send_queue_bytes = 1024 * 1024;
+  uint32_t max_channels = 128;
+  uint32_t max_connections = 50000;
+  bool client_publish = false;
+  std::string publish_token;
+};
+
+struct HistoryConfig {
+  uint32_t size = 100;
+  uint64_t max_bytes = 1024 * 1024;
+  Duration ttl = std::chrono::minutes(5);
+};
+
+struct WatchdogConfig {
+  Duration interval = std::chrono::seconds(2);
+  Duration timeout = std::chrono::seconds(2);
+  uint32_t failures = 3;
+};
+
+struct BusConfig {
+  std::string engine = "local";
+  std::string redis = "127.0.0.1:6379";
+};
+
+struct AdminConfig {
+  std::string address = "127.0.0.1:9180";  // empty: no admin listener
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::Info;
+  LogFormat format = LogFormat::Text;
+};
+
+struct Config {
+  std::string path;  // the file it was read from; empty for built-in defaults
+  std::string dir;   // its folder: relative paths are relative to it
+  SupervisorConfig supervisor;
+  std::vector<ListenConfig> listen;
+  TlsConfig tls;
+  GatewayConfig gateway;
+  HistoryConfig history;
+  WatchdogConfig watchdog;
+  BusConfig bus;
+  AdminConfig admin;
+  LogConfig log;
+
+  bool anyTls() const;
+};
+
+// A configuration error that names the file, the line and the key.
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string file, int line, std::string key, const std::string& what);
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string file_;
+  int line_;
+  std::string key_;
+};
+
+// Reads and validates a config file. Throws ConfigError.
+Config loadConfig(const std::string& path);
+// Parses config text; `path` is used for messages and relative paths.
+Config parseConfig(const std::string& text, const std::string& path);
+
+// The config path from --config, else $DINGO_CONFIG, else /etc/dingo/dingo.toml.
+std::string defaultConfigPath(const std::string& from_option);
+
+}  // namespace dingo

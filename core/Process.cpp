@@ -1,0 +1,119 @@
+#include "core/Process.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "core/Log.h"
+
+namespace dingo {
+
+uint64_t raiseFdLimit(std::string_view component) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    logWarn(component, "getrlimit(RLIMIT_NOFILE): {}", errnoText(errno));
+    return 0;
+  }
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      logWarn(component, "raising the fd limit from {} to {}: {}", old, rl.rlim_max,
+              errnoText(errno));
+      return old;
+    }
+    logInfo(component, "raised the fd limit from {} to {} (the hard limit)", old, rl.rlim_max);
+  } else {
+    logInfo(component, "fd limit is {} (already the hard limit)", rl.rlim_cur);
+  }
+  return rl.rlim_cur;
+}
+
+long clockTicksPerSecond() {
+  static long ticks = ::sysconf(_SC_CLK_TCK);
+  return ticks > 0 ? ticks : 100;
+}
+
+std::optional<ProcStats> readProcStats(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[1024];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  buf[n] = 0;
+  // The command name is in parentheses and may contain spaces: parse after the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (!p) return std::nullopt;
+  p += 2;
+  // Fields from 3 (state) on; we want 14 utime, 15 stime, 22 starttime, 24 rss (pages).
+  unsigned long long fields[25] = {};
+  int field = 3;
+  const char* s = p;
+  while (*s && field <= 24) {
+    if (field >= 4) fields[field] = std::strtoull(s, nullptr, 10);
+    while (*s && *s != ' ') ++s;
+    while (*s == ' ') ++s;
+    ++field;
+  }
+  ProcStats st;
+  st.cpu_ticks = fields[14] + fields[15];
+  st.start_ticks = fields[22];
+  st.rss_bytes = fields[24] * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return st;
+}
+
+int countOpenFds(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/fd", static_cast<int>(pid));
+  DIR* d = ::opendir(path);
+  if (!d) return -1;
+  int count = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') ++count;
+  }
+  ::closedir(d);
+  return count - 1;  // the directory stream itself
+}
+
+std::string selfExeDir() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return ".";
+  return p.parent_path().string();
+}
+
+void ensureParentDir(const std::string& path) {
+  auto parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  if (ec) throw std::system_error(ec, "creating directory " + parent.string());
+}
+
+void writePidFile(const std::string& path, pid_t pid) {
+  ensureParentDir(path);
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "writing pid file " + tmp);
+  std::string text = std::to_string(pid) + "\n";
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size()))
+    throw std::system_error(err, std::generic_category(), "writing pid file " + tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::system_error(errno, std::generic_category(), "renaming pid file to " + path);
+}
+
+}  // namespace dingo

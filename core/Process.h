@@ -1,0 +1,37 @@
+#pragma once
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace dingo {
+
+// Raises the soft RLIMIT_NOFILE to the hard limit and logs what it did.
+// Returns the limit now in force.
+uint64_t raiseFdLimit(std::string_view component);
+
+struct ProcStats {
+  uint64_t rss_bytes = 0;
+  uint64_t cpu_ticks = 0;   // utime + stime, in clock ticks
+  uint64_t start_ticks = 0; // process start time since boot, in clock ticks
+};
+
+// Reads /proc/PID/stat. nullopt when the process is gone.
+std::optional<ProcStats> readProcStats(pid_t pid);
+long clockTicksPerSecond();
+
+// Number of open fds of a process (/proc/PID/fd), or -1.
+int countOpenFds(pid_t pid);
+
+// The directory holding the running executable.
+std::string selfExeDir();
+
+// Writes the pid file atomically (write to a temp file, rename). Throws std::system_error.
+void writePidFile(const std::string& path, pid_t pid);
+
+// Creates the parent directory of `path` if missing (mode 0755). Throws std::system_error.
+void ensureParentDir(const std::string& path);
+
+}  // namespace dingo

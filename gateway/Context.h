@@ -1,0 +1,70 @@
+#pragma once
+// What every session of a gateway process shares. Single-threaded: one io_context
+// per worker process, so nothing here needs a lock.
+#include <cstdint>
+#include <string>
+
+#include "core/Config.h"
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace dingo {
+
+struct GatewayCounters {
+  uint64_t connections = 0;  // open now
+  uint64_t accepted = 0;     // adopted (worker) or accepted (standalone), total
+  uint64_t rejected = 0;     // closed at once: over max_connections or draining
+  uint64_t requests = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_resumed = 0;
+  uint64_t tls_failures = 0;
+  uint64_t timeouts = 0;
+  uint64_t bad_requests = 0;
+};
+
+// A live connection, linked into the process's list so that a drain can reach it.
+class SessionEntry {
+ public:
+  virtual ~SessionEntry() = default;
+  // Called once when the process starts draining: close now if idle, else finish the
+  // request in flight and close after it.
+  virtual void onDrain() = 0;
+
+  SessionEntry* prev = nullptr;
+  SessionEntry* next = nullptr;
+};
+
+struct GatewayContext {
+  const Config& config;
+  int worker_id = 0;
+  int generation = 0;
+  boost::asio::ssl::context* tls = nullptr;  // null when no certificate is configured
+  GatewayCounters counters;
+  bool draining = false;
+  SessionEntry* sessions = nullptr;  // head of the intrusive list
+  // Called when the last connection of a draining process closes.
+  void (*on_idle_when_draining)(void*) = nullptr;
+  void* on_idle_arg = nullptr;
+
+  void link(SessionEntry* e) {
+    e->next = sessions;
+    if (sessions) sessions->prev = e;
+    sessions = e;
+    ++counters.connections;
+  }
+  void unlink(SessionEntry* e) {
+    if (e->prev) e->prev->next = e->next;
+    else sessions = e->next;
+    if (e->next) e->next->prev = e->prev;
+    e->prev = e->next = nullptr;
+    --counters.connections;
+    if (draining && counters.connections == 0 && on_idle_when_draining)
+      on_idle_when_draining(on_idle_arg);
+  }
+};
+
+}  // namespace dingo

@@ -1,0 +1,305 @@
+#include "gateway/Gateway.h"
+
+#include <unistd.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "core/Asio.h"
+#include "core/Ipc.h"
+#include "core/Log.h"
+#include "core/Net.h"
+#include "core/Process.h"
+#include "core/Tls.h"
+#include "gateway/HttpSession.h"
+
+namespace dingo {
+
+namespace {
+
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using asio::posix::stream_descriptor;
+constexpr const char* kLog = "gateway";
+
+class Gateway {
+ public:
+  Gateway(const Config& config, const GatewayOptions& options)
+      : options_(options),
+        ctx_{config},
+        signals_(io_),
+        stats_timer_(io_),
+        ticket_timer_(io_),
+        drain_timer_(io_) {
+    ctx_.worker_id = options.worker_id;
+    ctx_.generation = options.generation;
+    ctx_.on_idle_when_draining = [](void* self) { static_cast<Gateway*>(self)->finishDrain(); };
+    ctx_.on_idle_arg = this;
+  }
+
+  ~Gateway() { ctx_.on_idle_when_draining = nullptr; }
+
+  int run() {
+    const Config& cfg = ctx_.config;
+    bool want_tls = cfg.anyTls() || !options_.listen_tls.empty();
+    if (want_tls || !cfg.tls.cert.empty()) {
+      if (cfg.tls.cert.empty())
+        throw std::runtime_error("TLS listeners need [tls] cert and key in the config");
+      ssl_ctx_ = std::make_unique<asio::ssl::context>(createServerContext(cfg.tls, &ticket_keys_).release());
+      ctx_.tls = ssl_ctx_.get();
+    }
+
+    setupSignals();
+    if (options_.standalone) {
+      startStandalone();
+    } else {
+      ipc_ = std::make_unique<stream_descriptor>(io_, options_.ipc_fd);
+      ipc_->non_blocking(true);
+      nlohmann::json hello = {{"pid", ::getpid()}, {"worker", options_.worker_id},
+                              {"generation", options_.generation}, {"version", DINGO_VERSION}};
+      int err = ipc::send(ipc_->native_handle(), ipc::MsgType::Hello, hello.dump());
+      if (err) throw std::runtime_error("saying hello to the supervisor: " + errnoText(err));
+      watchIpc();
+    }
+    last_tick_ = Clock::now();
+    scheduleStats();
+    logInfo(kLog, "worker {} serving (pid {}{})", options_.worker_id, ::getpid(),
+            options_.standalone ? ", standalone" : "");
+    io_.run();
+    logInfo(kLog, "worker {} exiting: {} connections served", options_.worker_id,
+            ctx_.counters.accepted);
+    return 0;
+  }
+
+ private:
+  // ---- sockets from the supervisor ----------------------------------------------------
+
+  void watchIpc() {
+    ipc_->async_wait(stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+      if (ec) return;
+      for (int i = 0; i < 1024; ++i) {
+        ipc::Message msg;
+        int rc = ipc::receive(ipc_->native_handle(), msg);
+        if (rc == EAGAIN) break;
+        if (rc == EBADMSG) {
+          logWarn(kLog, "malformed message from the supervisor; ignored");
+          continue;
+        }
+        if (rc != 0) {
+          onSupervisorGone();
+          return;
+        }
+        onMessage(msg);
+      }
+      watchIpc();
+    });
+  }
+
+  void onMessage(ipc::Message& msg) {
+    switch (msg.type) {
+      case ipc::MsgType::Handoff: {
+        ipc::HandoffInfo info;
+        if (!msg.fd || !ipc::fromBytes(msg.payload, info)) {
+          logWarn(kLog, "hand-off without a socket or with a bad header; ignored");
+          return;
+        }
+        adopt(std::move(msg.fd), info.tls != 0);
+        break;
+      }
+      case ipc::MsgType::TicketKeys: {
+        auto keys = TicketKeyRing::parse(msg.payload);
+        if (!keys) {
+          logWarn(kLog, "malformed ticket keys from the supervisor; ignored");
+          return;
+        }
+        ticket_keys_.set(std::move(*keys));
+        break;
+      }
+      case ipc::MsgType::Drain: {
+        ipc::DrainInfo info;
+        Duration deadline = ctx_.config.supervisor.drain_timeout;
+        if (ipc::fromBytes(msg.payload, info) && info.deadline_ms > 0) deadline = Duration(info.deadline_ms);
+        beginDrain(deadline, "the supervisor asked");
+        break;
+      }
+      default:
+        logWarn(kLog, "unexpected message type {} from the supervisor", static_cast<int>(msg.type));
+    }
+  }
+
+  void adopt(UniqueFd fd, bool tls) {
+    ++ctx_.counters.accepted;
+    if (ctx_.draining || ctx_.counters.connections >= ctx_.config.gateway.max_connections ||
+        (tls && !ctx_.tls)) {
+      ++ctx_.counters.rejected;
+      return;  // fd closes here
+    }
+    SockAddr local = localAddress(fd.get());
+    tcp::socket socket(io_);
+    boost::system::error_code ec;
+    socket.assign(local.family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.get(), ec);
+    if (ec) {
+      logWarn(kLog, "adopting a socket: {}", ec.message());
+      return;
+    }
+    fd.release();
+    startSession(ctx_, std::move(socket), tls);
+  }
+
+  void onSupervisorGone() {
+    ipc_.reset();
+    beginDrain(ctx_.config.supervisor.drain_timeout, "the supervisor is gone");
+  }
+
+  // ---- standalone mode --------------------------------------------------------------
+
+  void startStandalone() {
+    std::vector<std::pair<std::string, bool>> addrs;
+    for (const auto& a : options_.listen) addrs.emplace_back(a, false);
+    for (const auto& a : options_.listen_tls) addrs.emplace_back(a, true);
+    if (addrs.empty())
+      for (const auto& l : ctx_.config.listen) addrs.emplace_back(l.address, l.tls);
+    for (const auto& [text, tls] : addrs) {
+      auto addr = parseSockAddr(text);
+      if (!addr) throw std::runtime_error("--listen: '" + text + "' is not a numeric HOST:PORT");
+      // SO_REUSEPORT so that several standalone processes can share one port.
+      UniqueFd fd = listenTcp(*addr, ListenOptions{4096, true});
+      auto acceptor = std::make_unique<tcp::acceptor>(io_);
+      acceptor->assign(addr->family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.release());
+      logInfo(kLog, "listening on {} ({})", localAddress(acceptor->native_handle()).toString(),
+              tls ? "tls" : "plain");
+      acceptLoop(*acceptor, tls);
+      acceptors_.push_back(std::move(acceptor));
+    }
+    ticket_keys_.rotate(generateTicketKey());
+    scheduleTicketRotation();
+  }
+
+  void acceptLoop(tcp::acceptor& acceptor, bool tls) {
+    acceptor.async_accept([this, &acceptor, tls](boost::system::error_code ec, tcp::socket s) {
+      if (ec == asio::error::operation_aborted || ctx_.draining) return;
+      if (!ec) {
+        ++ctx_.counters.accepted;
+        if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
+        else startSession(ctx_, std::move(s), tls);
+      } else {
+        logWarn(kLog, "accept: {}", ec.message());
+      }
+      acceptLoop(acceptor, tls);
+    });
+  }
+
+  void scheduleTicketRotation() {
+    ticket_timer_.expires_after(ctx_.config.tls.ticket_rotation);
+    ticket_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      ticket_keys_.rotate(generateTicketKey());
+      scheduleTicketRotation();
+    });
+  }
+
+  // ---- stats ------------------------------------------------------------------------
+
+  void scheduleStats() {
+    stats_timer_.expires_after(std::chrono::seconds(1));
+    stats_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      auto now = Clock::now();
+      // How late this 1 s timer fired: the event loop's lag.
+      double lag_ms = std::max(0.0, std::chrono::duration<double, std::milli>(now - last_tick_).count() - 1000.0);
+      last_tick_ = now;
+      sendStats(lag_ms);
+      scheduleStats();
+    });
+  }
+
+  void sendStats(double lag_ms) {
+    if (!ipc_) return;
+    const auto& c = ctx_.counters;
+    nlohmann::json j = {{"connections", c.connections}, {"accepted", c.accepted},
+                        {"rejected", c.rejected},       {"requests", c.requests},
+                        {"bytes_in", c.bytes_in},       {"bytes_out", c.bytes_out},
+                        {"tls_handshakes", c.tls_handshakes}, {"tls_resumed", c.tls_resumed},
+                        {"tls_failures", c.tls_failures},     {"timeouts", c.timeouts},
+                        {"bad_requests", c.bad_requests},     {"loop_lag_ms", lag_ms},
+                        {"draining", ctx_.draining}};
+    ipc::send(ipc_->native_handle(), ipc::MsgType::Stats, j.dump());
+  }
+
+  // ---- drain and signals ------------------------------------------------------------
+
+  void setupSignals() {
+    for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) signals_.add(sig);
+    waitSignal();
+  }
+
+  void waitSignal() {
+    signals_.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGQUIT) {
+        logInfo(kLog, "SIGQUIT: stopping now");
+        io_.stop();
+        return;
+      }
+      if (sig == SIGHUP) logInfo(kLog, "SIGHUP ignored: the supervisor reloads workers");
+      else beginDrain(ctx_.config.supervisor.drain_timeout, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      waitSignal();
+    });
+  }
+
+  void beginDrain(Duration deadline, const char* why) {
+    if (ctx_.draining) return;
+    ctx_.draining = true;
+    logInfo(kLog, "draining ({}): {} connections, deadline {}", why, ctx_.counters.connections,
+            formatDuration(deadline));
+    sendStats(0);
+    for (auto& a : acceptors_) {
+      boost::system::error_code ec;
+      a->close(ec);
+    }
+    // Idle keep-alive connections close now; busy ones after their response.
+    for (SessionEntry* e = ctx_.sessions; e;) {
+      SessionEntry* next = e->next;
+      e->onDrain();
+      e = next;
+    }
+    drain_timer_.expires_after(deadline);
+    drain_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      logWarn(kLog, "drain deadline reached with {} connections open; closing them",
+              ctx_.counters.connections);
+      io_.stop();
+    });
+    if (ctx_.counters.connections == 0) finishDrain();
+  }
+
+  void finishDrain() {
+    // Deferred: we may be inside a session's destructor.
+    asio::post(io_, [this] { io_.stop(); });
+  }
+
+  // Declaration order matters: sessions still open when io_ is destroyed unlink
+  // themselves from ctx_ and hold SSL objects of ssl_ctx_, so both outlive io_.
+  GatewayOptions options_;
+  TicketKeyRing ticket_keys_;
+  std::unique_ptr<asio::ssl::context> ssl_ctx_;
+  GatewayContext ctx_;
+  asio::io_context io_{1};
+  asio::signal_set signals_;
+  asio::steady_timer stats_timer_;
+  asio::steady_timer ticket_timer_;
+  asio::steady_timer drain_timer_;
+  std::unique_ptr<stream_descriptor> ipc_;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  Clock::time_point last_tick_;
+};
+
+}  // namespace
+
+int runGateway(const Config& config, const GatewayOptions& options) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Gateway g(config, options);
+  return g.run();
+}
+
+}  // namespace dingo

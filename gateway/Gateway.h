@@ -1,0 +1,22 @@
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/Config.h"
+
+namespace dingo {
+
+struct GatewayOptions {
+  bool standalone = false;
+  std::vector<std::string> listen;      // standalone: plain listeners (default: [[listen]])
+  std::vector<std::string> listen_tls;  // standalone: TLS listeners
+  int ipc_fd = -1;                      // worker: the socket from the supervisor
+  int worker_id = 0;
+  int generation = 0;
+};
+
+// Serves until drained or stopped. Returns the process exit code. Throws on start-up
+// failures (bad certificate, cannot bind).
+int runGateway(const Config& config, const GatewayOptions& options);
+
+}  // namespace dingo

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages dingo needs to build, test and benchmark.
+# Idempotent: only missing packages are installed, and apt-get update runs only then.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config
+  # libraries
+  libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
+  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev
+  # tools the tests drive
+  openssl curl python3 python3-websockets prometheus
+)
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(wrk nginx-light)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

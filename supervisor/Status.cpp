@@ -1,0 +1,184 @@
+#include "supervisor/Status.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+namespace dingo {
+
+namespace {
+
+using json = nlohmann::json;
+
+class MetricWriter {
+ public:
+  // Starts a metric family with its HELP and TYPE lines.
+  void family(const char* name, const char* type, const char* help) {
+    out_ += fmt::format("# HELP dingo_{} {}\n# TYPE dingo_{} {}\n", name, help, name, type);
+  }
+  void sample(const char* name, const std::string& labels, double value) {
+    if (labels.empty()) out_ += fmt::format("dingo_{} {}\n", name, value);
+    else out_ += fmt::format("dingo_{}{{{}}} {}\n", name, labels, value);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+std::string labelValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+double num(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return 0;
+  return it->get<double>();
+}
+
+}  // namespace
+
+std::string renderMetrics(const json& status) {
+  MetricWriter m;
+  m.family("build_info", "gauge", "Build information; the value is always 1.");
+  m.sample("build_info", fmt::format("version=\"{}\"", labelValue(status.value("version", ""))), 1);
+  m.family("supervisor_uptime_seconds", "gauge", "Seconds since the supervisor started.");
+  m.sample("supervisor_uptime_seconds", "", num(status, "uptime_s"));
+  m.family("supervisor_generation", "gauge", "Current worker generation.");
+  m.sample("supervisor_generation", "", num(status, "generation"));
+
+  const json& listeners = status.contains("listeners") ? status["listeners"] : json::array();
+  m.family("listener_accepted_total", "counter", "TCP connections accepted, per listener.");
+  for (const auto& l : listeners)
+    m.sample("listener_accepted_total",
+             fmt::format("listener=\"{}\",tls=\"{}\"", labelValue(l.value("address", "")),
+                         l.value("tls", false) ? "true" : "false"),
+             num(l, "accepted"));
+
+  const json& h = status.contains("handoff") ? status["handoff"] : json::object();
+  m.family("handoffs_total", "counter", "Accepted sockets handed to a worker.");
+  m.sample("handoffs_total", "", num(h, "handed"));
+  m.family("handoff_retries_total", "counter",
+           "Hand-offs a worker refused (queue full or gone), retried on the next worker.");
+  m.sample("handoff_retries_total", "", num(h, "retries"));
+  m.family("handoff_dropped_total", "counter",
+           "Accepted sockets closed because no worker could take them.");
+  m.sample("handoff_dropped_total", "", num(h, "dropped"));
+
+  const json& workers = status.contains("workers") ? status["workers"] : json::array();
+  m.family("workers", "gauge", "Workers by state.");
+  for (const char* state : {"starting", "ready", "draining", "suspect", "exited"}) {
+    int n = 0;
+    for (const auto& w : workers)
+      if (w.value("state", "") == state) ++n;
+    m.sample("workers", fmt::format("state=\"{}\"", state), n);
+  }
+
+  struct PerWorker {
+    const char* name;
+    const char* type;
+    const char* help;
+    const char* key;
+    double scale;
+  };
+  const PerWorker per_worker[] = {
+      {"worker_connections", "gauge", "Open client connections.", "connections", 1},
+      {"worker_accepted_total", "counter", "Client connections adopted by the worker process.",
+       "accepted", 1},
+      {"worker_requests_total", "counter", "HTTP requests served by the worker process.",
+       "requests", 1},
+      {"worker_received_bytes_total", "counter", "Bytes received from clients.", "bytes_in", 1},
+      {"worker_sent_bytes_total", "counter", "Bytes sent to clients.", "bytes_out", 1},
+      {"worker_tls_handshakes_total", "counter", "Completed TLS handshakes.", "tls_handshakes", 1},
+      {"worker_tls_resumed_total", "counter", "TLS handshakes that resumed a session.",
+       "tls_resumed", 1},
+      {"worker_tls_handshake_failures_total", "counter", "Failed or timed-out TLS handshakes.",
+       "tls_failures", 1},
+      {"worker_timeouts_total", "counter", "Connections closed by a deadline.", "timeouts", 1},
+      {"worker_bad_requests_total", "counter", "Malformed requests answered with an error.",
+       "bad_requests", 1},
+      {"worker_resident_memory_bytes", "gauge", "Resident set size of the worker process.",
+       "rss_bytes", 1},
+      {"worker_cpu_seconds_total", "counter", "CPU time (user + system) of the worker process.",
+       "cpu_seconds", 1},
+      {"worker_restarts_total", "counter", "Times this worker slot was respawned.", "restarts", 1},
+      {"worker_event_loop_lag_seconds", "gauge", "Worker event-loop lag at its last report.",
+       "loop_lag_ms", 0.001},
+  };
+  for (const auto& metric : per_worker) {
+    m.family(metric.name, metric.type, metric.help);
+    for (const auto& w : workers)
+      m.sample(metric.name, fmt::format("worker=\"{}\"", w.value("id", 0)),
+               num(w, metric.key) * metric.scale);
+  }
+  return m.take();
+}
+
+std::string humanBytes(double bytes) {
+  const char* units[] = {"B", "K", "M", "G", "T"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  if (u == 0) return fmt::format("{:.0f}B", bytes);
+  return fmt::format("{:.1f}{}", bytes, units[u]);
+}
+
+std::string humanDuration(double seconds) {
+  long s = static_cast<long>(seconds);
+  if (s >= 86400) return fmt::format("{}d{}h", s / 86400, (s % 86400) / 3600);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+std::string renderStatusTable(const json& st) {
+  std::string out = fmt::format(
+      "supervisor  pid {}  version {}  uptime {}  generation {}  dispatch {}\n",
+      st.value("pid", 0), st.value("version", "?"), humanDuration(num(st, "uptime_s")),
+      st.value("generation", 0), st.value("dispatch", "?"));
+  if (st.contains("listeners")) {
+    out += "listeners  ";
+    bool first = true;
+    for (const auto& l : st["listeners"]) {
+      out += fmt::format("{}{} ({}, {} accepted)", first ? "" : "  ", l.value("address", ""),
+                         l.value("tls", false) ? "tls" : "plain", l.value("accepted", 0));
+      first = false;
+    }
+    out += "\n";
+  }
+  if (st.contains("handoff")) {
+    const auto& h = st["handoff"];
+    out += fmt::format("handoff    {} handed, {} retried, {} dropped\n", h.value("handed", 0),
+                       h.value("retries", 0), h.value("dropped", 0));
+  }
+  out += fmt::format("{:<4}{:<9}{:<10}{:>7}{:>10}{:>9}{:>9}{:>9}{:>8}{:>7}{:>10}{:>8}\n", "ID",
+                     "PID", "STATE", "CONNS", "ACCEPTED", "REQ/S", "IN", "OUT", "RSS", "CPU%",
+                     "RESTARTS", "PROBE");
+  if (st.contains("workers")) {
+    for (const auto& w : st["workers"]) {
+      std::string probe = "-";
+      if (w.contains("last_probe_ms") && w["last_probe_ms"].is_number())
+        probe = fmt::format("{:.1f}ms", w["last_probe_ms"].get<double>());
+      out += fmt::format("{:<4}{:<9}{:<10}{:>7}{:>10}{:>9.1f}{:>9}{:>9}{:>8}{:>7.1f}{:>10}{:>8}\n",
+                         w.value("id", 0), w.value("pid", 0), w.value("state", "?"),
+                         w.value("connections", 0), w.value("accepted", 0),
+                         num(w, "requests_per_s"), humanBytes(num(w, "bytes_in")),
+                         humanBytes(num(w, "bytes_out")), humanBytes(num(w, "rss_bytes")),
+                         num(w, "cpu_percent"), w.value("restarts", 0), probe);
+    }
+  }
+  return out;
+}
+
+}  // namespace dingo

@@ -1,0 +1,718 @@
+#include "supervisor/Supervisor.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <list>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/Asio.h"
+#include "core/Ipc.h"
+#include "core/Log.h"
+#include "core/Net.h"
+#include "core/Process.h"
+#include "core/Tls.h"
+#include "supervisor/AdminServer.h"
+#include "supervisor/Dispatcher.h"
+#include "supervisor/Spawn.h"
+#include "supervisor/Status.h"
+
+namespace dingo {
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using asio::posix::stream_descriptor;
+constexpr const char* kLog = "supervisor";
+
+enum class WorkerState { Starting, Ready, Draining, Exited };
+
+const char* stateName(WorkerState s) {
+  switch (s) {
+    case WorkerState::Starting: return "starting";
+    case WorkerState::Ready: return "ready";
+    case WorkerState::Draining: return "draining";
+    case WorkerState::Exited: return "exited";
+  }
+  return "?";
+}
+
+struct Worker {
+  explicit Worker(asio::io_context& io, int slot_) : slot(slot_), respawn_timer(io) {}
+
+  int slot;
+  int generation = 0;
+  pid_t pid = -1;
+  WorkerState state = WorkerState::Exited;
+  std::unique_ptr<stream_descriptor> ipc;  // our end of the socketpair
+  Clock::time_point started_at{};
+  int restarts = 0;
+  Duration backoff{0};
+  asio::steady_timer respawn_timer;
+
+  // Counters since this process started: ours and the worker's own report.
+  uint64_t handed = 0;
+  json stats = json::object();
+  uint64_t reported_accepted = 0;
+  uint64_t reported_connections = 0;
+  // Rates, from the previous sample.
+  double requests_per_s = 0;
+  double cpu_percent = 0;
+  uint64_t rss_bytes = 0;
+  double cpu_seconds = 0;
+  uint64_t prev_requests = 0;
+  uint64_t prev_cpu_ticks = 0;
+  Clock::time_point prev_sample{};
+
+  bool alive() const { return pid > 0; }
+  uint64_t loadEstimate() const {
+    uint64_t in_flight = handed > reported_accepted ? handed - reported_accepted : 0;
+    return reported_connections + in_flight;
+  }
+};
+
+struct Listener {
+  ListenConfig config;
+  SockAddr address;
+  std::unique_ptr<stream_descriptor> socket;
+  uint64_t accepted = 0;
+  std::unique_ptr<asio::steady_timer> pause_timer;
+};
+
+class Supervisor {
+ public:
+  Supervisor(const Config& config, const SupervisorOptions& options)
+      : config_(config),
+        options_(options),
+        signals_(io_),
+        stats_timer_(io_),
+        ticket_timer_(io_),
+        stop_timer_(io_) {
+    worker_count_ = config_.supervisor.workers > 0
+                        ? config_.supervisor.workers
+                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    gateway_path_ = config_.supervisor.gateway.empty() ? selfExeDir() + "/dingo-gateway"
+                                                       : config_.supervisor.gateway;
+    dispatcher_ = makeDispatcher(config_.supervisor.dispatch, static_cast<size_t>(worker_count_));
+    for (int i = 0; i < worker_count_; ++i) workers_.push_back(std::make_unique<Worker>(io_, i));
+    views_.resize(static_cast<size_t>(worker_count_));
+  }
+
+  int run() {
+    started_ = Clock::now();
+    started_wall_ = std::chrono::system_clock::now();
+    if (::access(gateway_path_.c_str(), X_OK) != 0)
+      throw std::runtime_error(fmt::format("gateway binary {}: {}", gateway_path_, errnoText(errno)));
+
+    bindListeners();
+    bindControlSocket();
+    if (!config_.admin.address.empty()) {
+      admin_ = std::make_unique<AdminServer>(
+          io_, *parseSockAddr(config_.admin.address),
+          [this] { return renderMetrics(status()); },
+          [this] { return healthz(); });
+    }
+    writePidFile(config_.supervisor.pid_file, ::getpid());
+    pid_file_written_ = true;
+    dropPrivileges();
+
+    ticket_keys_.rotate(generateTicketKey());
+    scheduleTicketRotation();
+    setupSignals();
+    for (auto& w : workers_) spawn(*w);
+    for (auto& l : listeners_) armAccept(l);
+    scheduleStats();
+    logInfo(kLog, "started: {} workers, dispatch {}, {} listener(s), control socket {}{}",
+            worker_count_, dispatchName(config_.supervisor.dispatch), listeners_.size(),
+            config_.supervisor.control_socket,
+            config_.admin.address.empty() ? "" : ", admin http://" + config_.admin.address);
+    io_.run();
+    cleanup();
+    return exit_code_;
+  }
+
+ private:
+  // ---- listeners and hand-off -------------------------------------------------------
+
+  void bindListeners() {
+    for (const auto& lc : config_.listen) {
+      Listener l;
+      l.config = lc;
+      l.address = *parseSockAddr(lc.address);
+      UniqueFd fd = listenTcp(l.address, ListenOptions{lc.backlog, false});
+      l.socket = std::make_unique<stream_descriptor>(io_, fd.release());
+      l.pause_timer = std::make_unique<asio::steady_timer>(io_);
+      logInfo(kLog, "listening on {} ({})", lc.address, lc.tls ? "tls" : "plain");
+      listeners_.push_back(std::move(l));
+    }
+  }
+
+  void armAccept(Listener& l) {
+    if (stopping_ || !l.socket) return;
+    l.socket->async_wait(stream_descriptor::wait_read, [this, &l](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      acceptBurst(l);
+    });
+  }
+
+  void acceptBurst(Listener& l) {
+    uint16_t index = static_cast<uint16_t>(&l - listeners_.data());
+    // A bounded burst, then back to the event loop so other work is not starved.
+    for (int i = 0; i < 512; ++i) {
+      SockAddr peer;
+      peer.len = sizeof peer.storage;
+      int fd = ::accept4(l.socket->native_handle(), peer.addr(), &peer.len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) break;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+        // Out of fds or memory: pause this listener rather than spin on it.
+        logError(kLog, "accept on {}: {}; pausing accepts for 100ms", l.config.address,
+                 errnoText(err));
+        l.pause_timer->expires_after(std::chrono::milliseconds(100));
+        l.pause_timer->async_wait([this, &l](boost::system::error_code ec) {
+          if (!ec) armAccept(l);
+        });
+        return;
+      }
+      UniqueFd client(fd);
+      ++l.accepted;
+      handOff(std::move(client), peer, index, l.config.tls);
+    }
+    armAccept(l);
+  }
+
+  // Sends the socket to the best worker that takes it, and closes our copy either way.
+  void handOff(UniqueFd client, const SockAddr& peer, uint16_t listener, bool tls) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      const Worker& w = *workers_[i];
+      views_[i].eligible = w.state == WorkerState::Ready && w.ipc;
+      views_[i].load = w.loadEstimate();
+    }
+    candidates_.clear();
+    dispatcher_->order(peer.ipBytes(), views_, 3, candidates_);
+
+    ipc::HandoffInfo info;
+    info.listener = listener;
+    info.tls = tls ? 1 : 0;
+    info.peer_len = peer.len;
+    info.peer = peer.storage;
+    info.accepted_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+    for (int slot : candidates_) {
+      Worker& w = *workers_[static_cast<size_t>(slot)];
+      int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::Handoff, ipc::asBytes(info),
+                          client.get());
+      if (err == 0) {
+        ++w.handed;
+        ++handed_;
+        return;
+      }
+      ++retries_;
+      if (err != EAGAIN) logWarn(kLog, "hand-off to worker {}: {}", w.slot, errnoText(err));
+    }
+    ++dropped_;
+    if (dropped_ == 1 || dropped_ % 1000 == 0)
+      logError(kLog, "no worker could take a connection from {}; closed it ({} so far)",
+               peer.toString(), dropped_);
+  }
+
+  // ---- workers ----------------------------------------------------------------------
+
+  void spawn(Worker& w) {
+    if (stopping_) return;
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+      logError(kLog, "socketpair for worker {}: {}", w.slot, errnoText(errno));
+      scheduleRespawn(w);
+      return;
+    }
+    UniqueFd ours(sv[0]), theirs(sv[1]);
+    std::vector<std::string> args = {"--worker",     "--ipc-fd",   "3",
+                                     "--worker-id",  std::to_string(w.slot),
+                                     "--generation", std::to_string(generation_)};
+    if (!options_.config_path.empty()) {
+      args.push_back("--config");
+      args.push_back(options_.config_path);
+    }
+    std::string error;
+    pid_t pid = spawnWorker(gateway_path_, args, theirs.get(), error);
+    if (pid < 0) {
+      logError(kLog, "starting worker {} ({}): {}", w.slot, gateway_path_, error);
+      scheduleRespawn(w);
+      return;
+    }
+    ::fcntl(ours.get(), F_SETFL, ::fcntl(ours.get(), F_GETFL) | O_NONBLOCK);
+    w.pid = pid;
+    w.generation = generation_;
+    w.state = WorkerState::Starting;
+    w.started_at = Clock::now();
+    w.handed = 0;
+    w.stats = json::object();
+    w.reported_accepted = w.reported_connections = 0;
+    w.prev_requests = w.prev_cpu_ticks = 0;
+    w.requests_per_s = w.cpu_percent = 0;
+    w.prev_sample = {};
+    w.ipc = std::make_unique<stream_descriptor>(io_, ours.release());
+    logInfo(kLog, "worker {} started (pid {})", w.slot, pid);
+    watchIpc(w);
+  }
+
+  void watchIpc(Worker& w) {
+    if (!w.ipc) return;
+    w.ipc->async_wait(stream_descriptor::wait_read, [this, &w, pid = w.pid](boost::system::error_code ec) {
+      if (ec || w.pid != pid || !w.ipc) return;
+      for (int i = 0; i < 64; ++i) {
+        ipc::Message msg;
+        int rc = ipc::receive(w.ipc->native_handle(), msg);
+        if (rc == EAGAIN) break;
+        if (rc == EBADMSG) {
+          logWarn(kLog, "worker {} sent a malformed message; ignored", w.slot);
+          continue;
+        }
+        if (rc != 0) {
+          // End of stream: the worker is exiting (SIGCHLD follows) or broken.
+          logWarn(kLog, "worker {} (pid {}) closed its control channel", w.slot, w.pid);
+          w.ipc.reset();
+          if (w.state != WorkerState::Exited && w.pid > 0 && !stopping_) ::kill(w.pid, SIGKILL);
+          return;
+        }
+        onWorkerMessage(w, msg);
+      }
+      watchIpc(w);
+    });
+  }
+
+  void onWorkerMessage(Worker& w, const ipc::Message& msg) {
+    switch (msg.type) {
+      case ipc::MsgType::Hello: {
+        if (w.state == WorkerState::Starting) {
+          sendTicketKeys(w);
+          w.state = stopping_ ? WorkerState::Draining : WorkerState::Ready;
+          logInfo(kLog, "worker {} ready (pid {}) after {}ms", w.slot, w.pid,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - w.started_at)
+                      .count());
+        }
+        break;
+      }
+      case ipc::MsgType::Stats: {
+        json j = json::parse(msg.payload, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) break;
+        w.stats = std::move(j);
+        w.reported_accepted = w.stats.value("accepted", uint64_t{0});
+        w.reported_connections = w.stats.value("connections", uint64_t{0});
+        break;
+      }
+      default:
+        logWarn(kLog, "worker {} sent unexpected message type {}", w.slot,
+                static_cast<int>(msg.type));
+    }
+  }
+
+  void sendTicketKeys(Worker& w) {
+    if (!w.ipc) return;
+    int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::TicketKeys, ticket_keys_.serialize());
+    if (err) logWarn(kLog, "sending ticket keys to worker {}: {}", w.slot, errnoText(err));
+  }
+
+  void reapChildren() {
+    for (;;) {
+      int status = 0;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      for (auto& w : workers_)
+        if (w->pid == pid) onWorkerExit(*w, status);
+    }
+  }
+
+  void onWorkerExit(Worker& w, int status) {
+    std::string how = WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
+                                          : fmt::format("exited with code {}", WEXITSTATUS(status));
+    auto uptime = Clock::now() - w.started_at;
+    w.pid = -1;
+    w.ipc.reset();
+    WorkerState was = w.state;
+    w.state = WorkerState::Exited;
+    if (stopping_) {
+      logInfo(kLog, "worker {} {}", w.slot, how);
+      maybeFinishStop();
+      return;
+    }
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0 && was == WorkerState::Draining;
+    if (uptime >= config_.supervisor.stable_after) {
+      w.backoff = config_.supervisor.restart_backoff;
+    } else {
+      w.backoff = w.backoff.count() == 0 ? config_.supervisor.restart_backoff
+                                         : std::min(w.backoff * 2, config_.supervisor.restart_backoff_max);
+    }
+    ++w.restarts;
+    if (w.backoff > config_.supervisor.restart_backoff) {
+      logError(kLog,
+               "worker {} {} after {}ms: CRASH LOOP (restart {} of this slot); respawning in {}",
+               w.slot, how, std::chrono::duration_cast<std::chrono::milliseconds>(uptime).count(),
+               w.restarts, formatDuration(w.backoff));
+    } else {
+      logAt(clean ? LogLevel::Info : LogLevel::Error, kLog, "worker {} {}; respawning in {}",
+            w.slot, how, formatDuration(w.backoff));
+    }
+    scheduleRespawn(w);
+  }
+
+  void scheduleRespawn(Worker& w) {
+    if (stopping_) return;
+    if (w.backoff.count() == 0) w.backoff = config_.supervisor.restart_backoff;
+    w.respawn_timer.expires_after(w.backoff);
+    w.respawn_timer.async_wait([this, &w](boost::system::error_code ec) {
+      if (!ec && !w.alive()) spawn(w);
+    });
+  }
+
+  // ---- periodic work ----------------------------------------------------------------
+
+  void scheduleStats() {
+    stats_timer_.expires_after(std::chrono::seconds(1));
+    stats_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      sampleWorkers();
+      scheduleStats();
+    });
+  }
+
+  void sampleWorkers() {
+    auto now = Clock::now();
+    for (auto& wp : workers_) {
+      Worker& w = *wp;
+      if (!w.alive()) continue;
+      auto ps = readProcStats(w.pid);
+      if (!ps) continue;
+      uint64_t requests = w.stats.value("requests", uint64_t{0});
+      if (w.prev_sample != Clock::time_point{}) {
+        double dt = std::chrono::duration<double>(now - w.prev_sample).count();
+        if (dt > 0) {
+          w.requests_per_s = static_cast<double>(requests - std::min(requests, w.prev_requests)) / dt;
+          w.cpu_percent = 100.0 *
+                          static_cast<double>(ps->cpu_ticks - std::min(ps->cpu_ticks, w.prev_cpu_ticks)) /
+                          static_cast<double>(clockTicksPerSecond()) / dt;
+        }
+      }
+      w.prev_sample = now;
+      w.prev_requests = requests;
+      w.prev_cpu_ticks = ps->cpu_ticks;
+      w.rss_bytes = ps->rss_bytes;
+      w.cpu_seconds = static_cast<double>(ps->cpu_ticks) / static_cast<double>(clockTicksPerSecond());
+    }
+  }
+
+  void scheduleTicketRotation() {
+    ticket_timer_.expires_after(config_.tls.ticket_rotation);
+    ticket_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      ticket_keys_.rotate(generateTicketKey());
+      for (auto& w : workers_)
+        if (w->state == WorkerState::Ready || w->state == WorkerState::Draining) sendTicketKeys(*w);
+      logInfo(kLog, "rotated TLS session ticket keys ({} kept)", ticket_keys_.size());
+      scheduleTicketRotation();
+    });
+  }
+
+  // ---- status -----------------------------------------------------------------------
+
+  json status() const {
+    auto now = Clock::now();
+    json st;
+    st["pid"] = ::getpid();
+    st["version"] = DINGO_VERSION;
+    st["uptime_s"] = std::chrono::duration<double>(now - started_).count();
+    st["start_time_unix"] = std::chrono::duration_cast<std::chrono::seconds>(
+                                started_wall_.time_since_epoch()).count();
+    st["generation"] = generation_;
+    st["dispatch"] = dispatchName(config_.supervisor.dispatch);
+    st["state"] = stopping_ ? "stopping" : "running";
+    st["config"] = options_.config_path;
+    json ls = json::array();
+    for (const auto& l : listeners_)
+      ls.push_back({{"address", l.config.address}, {"tls", l.config.tls}, {"accepted", l.accepted}});
+    st["listeners"] = ls;
+    st["handoff"] = {{"handed", handed_}, {"retries", retries_}, {"dropped", dropped_}};
+    json ws = json::array();
+    for (const auto& wp : workers_) {
+      const Worker& w = *wp;
+      json j = {{"id", w.slot},
+                {"pid", w.pid > 0 ? w.pid : 0},
+                {"generation", w.generation},
+                {"state", stateName(w.state)},
+                {"uptime_s", w.alive() ? std::chrono::duration<double>(now - w.started_at).count() : 0.0},
+                {"handed", w.handed},
+                {"requests_per_s", w.requests_per_s},
+                {"rss_bytes", w.alive() ? w.rss_bytes : 0},
+                {"cpu_percent", w.alive() ? w.cpu_percent : 0.0},
+                {"cpu_seconds", w.alive() ? w.cpu_seconds : 0.0},
+                {"restarts", w.restarts},
+                {"last_probe_ms", nullptr}};
+      for (const char* key : {"connections", "accepted", "requests", "bytes_in", "bytes_out",
+                              "tls_handshakes", "tls_resumed", "tls_failures", "timeouts",
+                              "bad_requests", "loop_lag_ms"})
+        j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
+      ws.push_back(std::move(j));
+    }
+    st["workers"] = ws;
+    return st;
+  }
+
+  std::pair<int, std::string> healthz() const {
+    int ready = 0;
+    for (const auto& w : workers_)
+      if (w->state == WorkerState::Ready) ++ready;
+    json j = {{"status", ready > 0 && !stopping_ ? "ok" : "unavailable"},
+              {"pid", ::getpid()},
+              {"workers_ready", ready},
+              {"workers", worker_count_}};
+    return {ready > 0 && !stopping_ ? 200 : 503, j.dump()};
+  }
+
+  // ---- control socket ---------------------------------------------------------------
+
+  void bindControlSocket() {
+    const std::string& path = config_.supervisor.control_socket;
+    ensureParentDir(path);
+    using asio::local::stream_protocol;
+    // A live socket means another supervisor owns it; a dead one is left over.
+    {
+      stream_protocol::socket probe(io_);
+      boost::system::error_code ec;
+      probe.connect(stream_protocol::endpoint(path), ec);
+      if (!ec)
+        throw std::runtime_error("another supervisor is running on control socket " + path);
+      ::unlink(path.c_str());
+    }
+    control_ = std::make_unique<stream_protocol::acceptor>(io_, stream_protocol::endpoint(path));
+    ::chmod(path.c_str(), 0660);
+    acceptControl();
+  }
+
+  void acceptControl() {
+    control_->async_accept([this](boost::system::error_code ec, asio::local::stream_protocol::socket s) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) {
+        auto conn = std::make_shared<ControlConn>(std::move(s), io_);
+        serveControl(conn);
+      }
+      acceptControl();
+    });
+  }
+
+  struct ControlConn {
+    ControlConn(asio::local::stream_protocol::socket s, asio::io_context& io)
+        : socket(std::move(s)), deadline(io) {}
+    asio::local::stream_protocol::socket socket;
+    asio::steady_timer deadline;
+    std::string in;
+    std::string out;
+  };
+
+  void serveControl(std::shared_ptr<ControlConn> c) {
+    c->deadline.expires_after(std::chrono::seconds(5));
+    c->deadline.async_wait([c](boost::system::error_code ec) {
+      if (!ec) c->socket.close();
+    });
+    asio::async_read_until(
+        c->socket, asio::dynamic_buffer(c->in, 64 * 1024), '\n',
+        [this, c](boost::system::error_code ec, size_t) {
+          if (ec) {
+            c->deadline.cancel();
+            return;
+          }
+          c->out = handleControl(c->in) + "\n";
+          asio::async_write(c->socket, asio::buffer(c->out),
+                            [c](boost::system::error_code, size_t) {
+                              c->deadline.cancel();
+                              boost::system::error_code ignored;
+                              c->socket.shutdown(asio::socket_base::shutdown_both, ignored);
+                            });
+        });
+  }
+
+  std::string handleControl(const std::string& line) {
+    json req = json::parse(line, nullptr, false);
+    if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
+      return json{{"ok", false}, {"error", "expected a JSON object with a \"cmd\" string"}}.dump();
+    std::string cmd = req["cmd"];
+    if (cmd == "status") return json{{"ok", true}, {"status", status()}}.dump();
+    if (cmd == "metrics") return json{{"ok", true}, {"text", renderMetrics(status())}}.dump();
+    if (cmd == "stop") {
+      Duration drain = config_.supervisor.drain_timeout;
+      if (req.contains("drain_ms") && req["drain_ms"].is_number_unsigned())
+        drain = Duration(req["drain_ms"].get<int64_t>());
+      logInfo(kLog, "stop requested over the control socket (drain {})", formatDuration(drain));
+      asio::post(io_, [this, drain] { beginStop(drain); });
+      return json{{"ok", true}}.dump();
+    }
+    return json{{"ok", false}, {"error", "unknown command '" + cmd + "'"}}.dump();
+  }
+
+  // ---- signals and stopping ---------------------------------------------------------
+
+  void setupSignals() {
+    for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD}) signals_.add(sig);
+    waitSignal();
+  }
+
+  void waitSignal() {
+    signals_.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      switch (sig) {
+        case SIGCHLD: reapChildren(); break;
+        case SIGTERM:
+        case SIGINT:
+          logInfo(kLog, "{}: draining (deadline {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                  formatDuration(config_.supervisor.drain_timeout));
+          beginStop(config_.supervisor.drain_timeout);
+          break;
+        case SIGQUIT:
+          logInfo(kLog, "SIGQUIT: stopping now");
+          stopNow();
+          break;
+        case SIGHUP:
+          logWarn(kLog, "SIGHUP: configuration reload is not available in this version; ignored");
+          break;
+        case SIGUSR2:
+          logWarn(kLog, "SIGUSR2: binary upgrade is not available in this version; ignored");
+          break;
+        case SIGUSR1:
+          logInfo(kLog, "SIGUSR1: logs go to stderr; nothing to reopen");
+          break;
+      }
+      waitSignal();
+    });
+  }
+
+  void closeListeners() {
+    for (auto& l : listeners_) {
+      if (l.socket) {
+        l.pause_timer->cancel();
+        l.socket.reset();  // closes the listening socket
+      }
+    }
+  }
+
+  void beginStop(Duration drain) {
+    if (stopping_) return;
+    stopping_ = true;
+    closeListeners();
+    ticket_timer_.cancel();
+    ipc::DrainInfo info{drain.count()};
+    for (auto& w : workers_) {
+      w->respawn_timer.cancel();
+      if (!w->alive()) continue;
+      w->state = WorkerState::Draining;
+      if (!w->ipc || ipc::send(w->ipc->native_handle(), ipc::MsgType::Drain, ipc::asBytes(info)) != 0)
+        ::kill(w->pid, SIGTERM);  // the worker drains on SIGTERM too
+    }
+    // Workers stop by the deadline themselves; this is the backstop.
+    stop_timer_.expires_after(drain + std::chrono::seconds(1));
+    stop_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      for (auto& w : workers_)
+        if (w->alive()) {
+          logWarn(kLog, "worker {} (pid {}) missed the drain deadline; killing it", w->slot, w->pid);
+          ::kill(w->pid, SIGKILL);
+        }
+    });
+    maybeFinishStop();
+  }
+
+  void stopNow() {
+    stopping_ = true;
+    closeListeners();
+    for (auto& w : workers_) {
+      w->respawn_timer.cancel();
+      if (w->alive()) ::kill(w->pid, SIGQUIT);
+    }
+    stop_timer_.expires_after(std::chrono::seconds(1));
+    stop_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      for (auto& w : workers_)
+        if (w->alive()) ::kill(w->pid, SIGKILL);
+    });
+    maybeFinishStop();
+  }
+
+  void maybeFinishStop() {
+    for (auto& w : workers_)
+      if (w->alive()) return;
+    logInfo(kLog, "all workers stopped; exiting");
+    io_.stop();
+  }
+
+  void cleanup() {
+    if (pid_file_written_) ::unlink(config_.supervisor.pid_file.c_str());
+    if (control_) ::unlink(config_.supervisor.control_socket.c_str());
+  }
+
+  // ---- privileges -------------------------------------------------------------------
+
+  void dropPrivileges() {
+    const std::string& user = config_.supervisor.user;
+    if (user.empty()) return;
+    passwd* pw = ::getpwnam(user.c_str());
+    if (!pw) throw std::runtime_error("[supervisor] user '" + user + "' does not exist");
+    if (::geteuid() == pw->pw_uid) return;
+    if (::geteuid() != 0)
+      throw std::runtime_error("[supervisor] user = '" + user + "' needs the supervisor to start as root");
+    // The files we made while root must stay usable after the switch.
+    if (::chown(config_.supervisor.control_socket.c_str(), pw->pw_uid, pw->pw_gid) != 0 ||
+        ::chown(config_.supervisor.pid_file.c_str(), pw->pw_uid, pw->pw_gid) != 0)
+      logWarn(kLog, "chown to {}: {}", user, errnoText(errno));
+    if (::initgroups(user.c_str(), pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 ||
+        ::setuid(pw->pw_uid) != 0)
+      throw std::runtime_error("dropping privileges to '" + user + "': " + errnoText(errno));
+    logInfo(kLog, "running as user {} (uid {})", user, pw->pw_uid);
+  }
+
+  const Config& config_;
+  SupervisorOptions options_;
+  asio::io_context io_;
+  asio::signal_set signals_;
+  asio::steady_timer stats_timer_;
+  asio::steady_timer ticket_timer_;
+  asio::steady_timer stop_timer_;
+  std::unique_ptr<asio::local::stream_protocol::acceptor> control_;
+  std::unique_ptr<AdminServer> admin_;
+
+  int worker_count_ = 0;
+  std::string gateway_path_;
+  int generation_ = 1;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<Listener> listeners_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::vector<SlotView> views_;
+  std::vector<int> candidates_;
+  TicketKeyRing ticket_keys_;
+
+  uint64_t handed_ = 0, retries_ = 0, dropped_ = 0;
+  Clock::time_point started_;
+  std::chrono::system_clock::time_point started_wall_;
+  bool stopping_ = false;
+  bool pid_file_written_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+int runSupervisor(const Config& config, const SupervisorOptions& options) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Supervisor s(config, options);
+  return s.run();
+}
+
+}  // namespace dingo
