@@ -282,7 +282,8 @@ class Supervisor {
         }
         if (rc != 0) {
           // End of stream: the worker is exiting (SIGCHLD follows) or broken.
-          logWarn(kLog, "worker {} (pid {}) closed its control channel", w.slot, w.pid);
+          if (w.state != WorkerState::Draining)
+            logWarn(kLog, "worker {} (pid {}) closed its control channel", w.slot, w.pid);
           w.ipc.reset();
           if (w.state != WorkerState::Exited && w.pid > 0 && !stopping_) ::kill(w.pid, SIGKILL);
           return;

@@ -1,0 +1,119 @@
+#include "core/Config.h"
+
+#include <gtest/gtest.h>
+
+using namespace dingo;
+
+namespace {
+
+// Expects `text` to be rejected with a message naming file, line and key.
+void expectError(const std::string& text, int line, const std::string& key,
+                 const std::string& fragment) {
+  try {
+    parseConfig(text, "/etc/dingo/test.toml");
+    FAIL() << "accepted:\n" << text;
+  } catch (const ConfigError& e) {
+    std::string what = e.what();
+    EXPECT_EQ(e.line(), line) << what;
+    EXPECT_EQ(e.key(), key) << what;
+    EXPECT_NE(what.find("/etc/dingo/test.toml:" + std::to_string(line)), std::string::npos) << what;
+    if (!key.empty()) {
+      EXPECT_NE(what.find("'" + key + "'"), std::string::npos) << what;
+    }
+    EXPECT_NE(what.find(fragment), std::string::npos) << what;
+  }
+}
+
+}  // namespace
+
+TEST(Config, EmptyFileRunsOnDefaults) {
+  Config c = parseConfig("", "/etc/dingo/dingo.toml");
+  EXPECT_EQ(c.supervisor.workers, 2);
+  EXPECT_EQ(c.supervisor.dispatch, DispatchPolicy::RoundRobin);
+  ASSERT_EQ(c.listen.size(), 1u);
+  EXPECT_EQ(c.listen[0].address, "127.0.0.1:8080");
+  EXPECT_EQ(c.admin.address, "127.0.0.1:9180");
+  EXPECT_EQ(c.gateway.idle_timeout, std::chrono::seconds(60));
+}
+
+TEST(Config, ReadsTheSpecKeys) {
+  Config c = parseConfig(R"(
+[supervisor]
+workers = 4
+dispatch = "ip-hash"
+control_socket = "run/control.sock"
+pid_file = "/run/dingo/supervisor.pid"
+drain_timeout = "5s"
+
+[[listen]]
+address = "127.0.0.1:8080"
+
+[[listen]]
+address = "[::1]:8443"
+
+[gateway]
+header_timeout = "250ms"
+max_body_bytes = "64KiB"
+
+[admin]
+address = ""
+
+[log]
+level = "debug"
+format = "json"
+)",
+                         "/srv/dingo/dingo.toml");
+  EXPECT_EQ(c.supervisor.workers, 4);
+  EXPECT_EQ(c.supervisor.dispatch, DispatchPolicy::IpHash);
+  EXPECT_EQ(c.supervisor.control_socket, "/srv/dingo/run/control.sock");  // relative to the file
+  EXPECT_EQ(c.supervisor.pid_file, "/run/dingo/supervisor.pid");
+  EXPECT_EQ(c.supervisor.drain_timeout, std::chrono::seconds(5));
+  ASSERT_EQ(c.listen.size(), 2u);
+  EXPECT_EQ(c.listen[1].address, "[::1]:8443");
+  EXPECT_EQ(c.gateway.header_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(c.gateway.max_body_bytes, 65536u);
+  EXPECT_TRUE(c.admin.address.empty());
+  EXPECT_EQ(c.log.format, LogFormat::Json);
+}
+
+TEST(Config, ErrorsNameFileLineAndKey) {
+  expectError("[supervisor]\nworkers = \"two\"\n", 2, "supervisor.workers", "expected an integer");
+  expectError("[supervisor]\n\ndispatch = \"random\"\n", 3, "supervisor.dispatch",
+              "expected ip-hash, round-robin or least-conn");
+  expectError("[supervisor]\nwrokers = 2\n", 2, "supervisor.wrokers", "unknown key");
+  expectError("[gateway]\nidle_timeout = \"10\"\n", 2, "gateway.idle_timeout", "not a duration");
+  expectError("[gateway]\nidle_timeout = 10\n", 2, "gateway.idle_timeout", "duration string");
+  expectError("[[listen]]\naddress = \"localhost:80\"\n", 1, "listen[0].address", "numeric HOST:PORT");
+  expectError("[[listen]]\naddress = \"127.0.0.1:80\"\n[[listen]]\naddress = \"127.0.0.1:99999\"\n", 3,
+              "listen[1].address", "numeric HOST:PORT");
+  expectError("[supervisor]\nworkers = 100000\n", 2, "supervisor.workers", "between 0 and 256");
+  expectError("[bus]\nengine = \"kafka\"\n", 2, "bus.engine", "expected local or redis");
+  expectError("surprise = 1\n", 1, "surprise", "unknown key");
+  expectError("[log]\nlevel = \"loud\"\n", 2, "log.level", "expected debug, info, warn or error");
+}
+
+TEST(Config, SyntaxErrorsNameTheLine) {
+  expectError("[supervisor]\nworkers = 2\ndispatch = \"ip-hash\n", 3, "", "");
+  expectError("[supervisor\n", 1, "", "");
+}
+
+TEST(Config, TlsListenerNeedsReadableCertificates) {
+  try {
+    parseConfig("[[listen]]\naddress = \"127.0.0.1:8443\"\ntls = true\n[tls]\ncert = \"nope.pem\"\nkey = \"nope.key\"\n",
+                "/tmp/dingo-test.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "tls.cert");
+    EXPECT_NE(std::string(e.what()).find("/tmp/nope.pem"), std::string::npos) << e.what();
+  }
+  try {
+    parseConfig("[[listen]]\naddress = \"127.0.0.1:8443\"\ntls = true\n", "/tmp/dingo-test.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "tls.cert");
+  }
+}
+
+TEST(Config, CertAndKeyCountsMustMatch) {
+  expectError("[tls]\ncert = [\"a.pem\", \"b.pem\"]\nkey = \"a.key\"\n", 3, "tls.key", "one key per certificate");
+}
