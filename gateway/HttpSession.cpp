@@ -112,7 +112,7 @@ class HttpSession final : public SessionEntry {
       parser.header_limit(static_cast<uint32_t>(g.max_header_bytes));
       parser.body_limit(g.max_body_bytes);
       lowest.expires_after(g.header_timeout);
-      size_t got = co_await http::async_read(stream_, buffer, parser, redirect_error(use_awaitable, ec));
+      size_t got = co_await readRequest(buffer, parser, ec);
       ctx_.counters.bytes_in += got;
       Response res;
       res.version(11);
@@ -146,6 +146,54 @@ class HttpSession final : public SessionEntry {
   }
 
  private:
+  // Reads one request into `parser`; returns the bytes it consumed. Like
+  // http::async_read, except that a complete but unparseable request head is an error
+  // at once (Beast keeps asking for more bytes when a request line is cut short, e.g.
+  // "HELLO WORLD X\r\n\r\n", which would hold a garbage request until the deadline).
+  asio::awaitable<size_t> readRequest(beast::flat_buffer& buffer,
+                                      http::request_parser<http::string_body>& parser,
+                                      boost::system::error_code& ec) {
+    size_t total = 0;
+    for (;;) {
+      if (buffer.size() > 0) {
+        size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        total += used;
+        if (ec == http::error::need_more) {
+          ec = {};
+          if (!parser.is_header_done() && headEnded(buffer)) {
+            ec = http::error::bad_version;
+            co_return total;
+          }
+        } else if (ec || parser.is_done()) {
+          co_return total;
+        }
+      }
+      size_t room = std::min<size_t>(buffer.max_size() - buffer.size(), 16 * 1024);
+      if (room == 0) {
+        ec = http::error::buffer_overflow;
+        co_return total;
+      }
+      size_t n = co_await stream_.async_read_some(buffer.prepare(room), redirect_error(use_awaitable, ec));
+      if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+        if (!parser.got_some()) {
+          ec = http::error::end_of_stream;
+        } else {
+          parser.put_eof(ec);
+          if (!ec && !parser.is_done()) ec = http::error::partial_message;
+        }
+        co_return total;
+      }
+      if (ec) co_return total;
+      buffer.commit(n);
+    }
+  }
+
+  static bool headEnded(const beast::flat_buffer& buffer) {
+    std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+    return data.find("\r\n\r\n") != std::string_view::npos;
+  }
+
   asio::awaitable<void> close() {
     boost::system::error_code ec;
     auto& lowest = beast::get_lowest_layer(stream_);

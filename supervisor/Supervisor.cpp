@@ -112,8 +112,8 @@ class Supervisor {
     if (::access(gateway_path_.c_str(), X_OK) != 0)
       throw std::runtime_error(fmt::format("gateway binary {}: {}", gateway_path_, errnoText(errno)));
 
+    bindControlSocket();  // first: it tells whether another supervisor is running
     bindListeners();
-    bindControlSocket();
     if (!config_.admin.address.empty()) {
       admin_ = std::make_unique<AdminServer>(
           io_, *parseSockAddr(config_.admin.address),
@@ -137,6 +137,13 @@ class Supervisor {
     io_.run();
     cleanup();
     return exit_code_;
+  }
+
+  void cleanup() {
+    if (pid_file_written_) ::unlink(config_.supervisor.pid_file.c_str());
+    if (control_) ::unlink(config_.supervisor.control_socket.c_str());
+    pid_file_written_ = false;
+    control_.reset();
   }
 
  private:
@@ -655,10 +662,6 @@ class Supervisor {
     io_.stop();
   }
 
-  void cleanup() {
-    if (pid_file_written_) ::unlink(config_.supervisor.pid_file.c_str());
-    if (control_) ::unlink(config_.supervisor.control_socket.c_str());
-  }
 
   // ---- privileges -------------------------------------------------------------------
 
@@ -713,7 +716,12 @@ class Supervisor {
 int runSupervisor(const Config& config, const SupervisorOptions& options) {
   ::signal(SIGPIPE, SIG_IGN);
   Supervisor s(config, options);
-  return s.run();
+  try {
+    return s.run();
+  } catch (...) {
+    s.cleanup();
+    throw;
+  }
 }
 
 }  // namespace dingo

@@ -1,0 +1,188 @@
+"""Helpers for the integration tests: real dingo binaries on loopback ports."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.environ.get("DINGO_SOURCE", os.path.abspath(os.path.join(HERE, "..", "..")))
+BIN = os.environ.get("DINGO_BIN", os.path.join(SOURCE, "build", "bin"))
+
+
+def binary(name):
+    return os.path.join(BIN, name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_certs = None
+
+
+def certs():
+    """A development CA and ECDSA + RSA server certificates, made once per test process."""
+    global _certs
+    if _certs is None:
+        d = tempfile.mkdtemp(prefix="dingo-certs-")
+        subprocess.run([os.path.join(SOURCE, "scripts", "dev-cert.sh"), d], check=True,
+                       stdout=subprocess.DEVNULL)
+        _certs = d
+    return _certs
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def http_get(port, path="/healthz", host="127.0.0.1", timeout=5, headers=None, source=None):
+    """One request on a fresh connection; returns (status, body bytes, headers)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request("GET", path, headers={"Connection": "close", **(headers or {})})
+        r = conn.getresponse()
+        return r.status, r.read(), dict(r.getheaders())
+    finally:
+        conn.close()
+
+
+def healthz_worker(port, **kw):
+    status, body, _ = http_get(port, "/healthz", **kw)
+    assert status == 200, (status, body)
+    return json.loads(body)
+
+
+class Supervisor:
+    """A dingo-supervisor on free loopback ports, in a temporary folder."""
+
+    def __init__(self, workers=2, dispatch="round-robin", tls=True, supervisor_extra="",
+                 gateway_extra="", extra=""):
+        self.dir = tempfile.mkdtemp(prefix="dingo-it-")
+        self.workers = workers
+        self.http_port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.admin_port = free_port()
+        self.control = os.path.join(self.dir, "control.sock")
+        self.pid_file = os.path.join(self.dir, "supervisor.pid")
+        c = certs()
+        cfg = f"""
+[supervisor]
+workers = {workers}
+dispatch = "{dispatch}"
+control_socket = "control.sock"
+pid_file = "supervisor.pid"
+drain_timeout = "5s"
+{supervisor_extra}
+
+[[listen]]
+address = "127.0.0.1:{self.http_port}"
+"""
+        if tls:
+            cfg += f"""
+[[listen]]
+address = "127.0.0.1:{self.tls_port}"
+tls = true
+
+[tls]
+cert = ["{c}/cert.pem", "{c}/rsa-cert.pem"]
+key = ["{c}/key.pem", "{c}/rsa-key.pem"]
+"""
+        cfg += f"""
+[admin]
+address = "127.0.0.1:{self.admin_port}"
+
+[gateway]
+{gateway_extra}
+{extra}
+"""
+        self.config = os.path.join(self.dir, "dingo.toml")
+        with open(self.config, "w") as f:
+            f.write(cfg)
+        self.log_path = os.path.join(self.dir, "supervisor.log")
+        self.proc = None
+
+    def start(self, wait=True):
+        self.log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([binary("dingo-supervisor"), "--config", self.config],
+                                     stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"supervisor exited {self.proc.returncode}:\n{self.log()}")
+            st = self.status()
+            return st if sum(w["state"] == "ready" for w in st["workers"]) == self.workers else None
+        return wait_for(ready, timeout, what="all workers ready")
+
+    def ctl(self, *args, timeout=10):
+        return subprocess.run([binary("dingoctl"), "--socket", self.control, *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def status(self):
+        r = self.ctl("status", "--json")
+        if r.returncode != 0:
+            raise ValueError(f"dingoctl status: {r.returncode} {r.stderr}")
+        return json.loads(r.stdout)
+
+    def worker_pids(self):
+        return {w["id"]: w["pid"] for w in self.status()["workers"] if w["pid"] > 0}
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is None:
+            return
+        pids = []
+        if self.proc.poll() is None:
+            try:
+                pids = list(self.worker_pids().values())
+            except Exception:
+                pass
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in pids:  # never leave a worker behind, whatever happened
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log_file.close()
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def count_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))

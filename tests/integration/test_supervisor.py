@@ -1,0 +1,418 @@
+"""dingo-supervisor with real dingo-gateway workers on loopback."""
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import time
+import unittest
+
+from harness import Supervisor, certs, count_fds, http_get, healthz_worker, wait_for
+
+
+class SharedSupervisorTest(unittest.TestCase):
+    """Tests that leave the supervisor as they found it share one instance."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sup = Supervisor(workers=2, dispatch="round-robin",
+                             gateway_extra='header_timeout = "1s"').start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sup.cleanup()
+
+    def test_connections_spread_over_both_workers(self):
+        seen = [healthz_worker(self.sup.http_port)["worker"] for _ in range(20)]
+        self.assertEqual(seen.count(0), 10, seen)
+        self.assertEqual(seen.count(1), 10, seen)
+
+    def test_healthz_reports_the_worker(self):
+        status, body, headers = http_get(self.sup.http_port)
+        self.assertEqual(status, 200)
+        j = json.loads(body)
+        self.assertEqual(j["status"], "ok")
+        self.assertIn(j["pid"], self.sup.worker_pids().values())
+        self.assertEqual(headers["Content-Type"], "application/json")
+
+    def test_unknown_path_is_a_json_404(self):
+        status, body, _ = http_get(self.sup.http_port, "/nope")
+        self.assertEqual(status, 404)
+        self.assertEqual(json.loads(body)["error"]["code"], "not_found")
+
+    def test_keep_alive_serves_many_requests_on_one_connection(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.sup.http_port, timeout=5)
+        workers = set()
+        for _ in range(50):
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            workers.add(json.loads(r.read())["worker"])
+        conn.close()
+        self.assertEqual(len(workers), 1)  # one connection, one worker
+
+    def test_garbage_request_gets_400_and_is_closed(self):
+        with socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=5) as s:
+            s.sendall(b"HELLO WORLD \x00\x01\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break  # closed by the server
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 400"), data)
+        self.assertEqual(json.loads(body)["error"]["code"], "bad_request")
+
+    def test_oversized_header_is_refused(self):
+        with socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+            data = s.recv(4096)
+        self.assertTrue(data.startswith(b"HTTP/1.1 431"), data)
+        self.assertIn(b'"too_large"', data)
+
+    def test_silent_client_is_closed_at_the_header_deadline(self):
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=10) as s:
+            self.assertEqual(s.recv(1), b"")  # EOF, no response
+        elapsed = time.monotonic() - t0
+        self.assertGreater(elapsed, 0.8)
+        self.assertLess(elapsed, 5)
+
+    def test_slow_header_is_closed_at_the_header_deadline(self):
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            for _ in range(20):  # one header byte now and then, never finishing
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    break
+                time.sleep(0.2)
+                if time.monotonic() - t0 > 3:
+                    break
+            s.settimeout(5)
+            try:
+                rest = s.recv(100)
+            except ConnectionResetError:
+                rest = b""
+            self.assertEqual(rest, b"")
+        self.assertLess(time.monotonic() - t0, 5)
+
+    def test_tls_session_resumes_on_the_other_worker(self):
+        ca = os.path.join(certs(), "ca.pem")
+        for version in ("-tls1_3", "-tls1_2"):
+            sess = os.path.join(self.sup.dir, f"sess{version}.pem")
+            outputs = []
+            for flag in ("-sess_out", "-sess_in"):
+                r = subprocess.run(
+                    ["openssl", "s_client", version, "-connect", f"127.0.0.1:{self.sup.tls_port}",
+                     "-servername", "localhost", "-CAfile", ca, "-verify_return_error",
+                     flag, sess, "-ign_eof"],
+                    input=b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                    capture_output=True, timeout=10)
+                outputs.append(r.stdout.decode(errors="replace"))
+            first, second = outputs
+            self.assertRegex(first, r"\nNew, TLSv1\.[23]")
+            self.assertRegex(second, r"\nReused, TLSv1\.[23]", second)
+            w1 = json.loads(re.search(r'\{"status".*?\}', first).group(0))["worker"]
+            w2 = json.loads(re.search(r'\{"status".*?\}', second).group(0))["worker"]
+            self.assertNotEqual(w1, w2, "round-robin should land the resumption on the other worker")
+
+    def test_tls_serves_rsa_and_ecdsa_and_negotiates_http11(self):
+        ca = os.path.join(certs(), "ca.pem")
+        for sigalgs, key_type in (("ECDSA+SHA256", "id-ecPublicKey"), ("RSA-PSS+SHA256:RSA+SHA256", "rsaEncryption")):
+            r = subprocess.run(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{self.sup.tls_port}",
+                 "-servername", "localhost", "-CAfile", ca, "-verify_return_error",
+                 "-sigalgs", sigalgs, "-alpn", "h2,http/1.1", "-showcerts"],
+                input=b"", capture_output=True, timeout=10)
+            out = r.stdout.decode(errors="replace")
+            self.assertIn("ALPN protocol: http/1.1", out)
+            self.assertIn("Verify return code: 0 (ok)", out)
+            cert = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out, re.S).group(0)
+            text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=cert.encode(),
+                                  capture_output=True).stdout.decode()
+            self.assertIn(key_type, text)
+
+    def test_tls_below_1_2_is_refused(self):
+        r = subprocess.run(["openssl", "s_client", "-tls1_1", "-connect", f"127.0.0.1:{self.sup.tls_port}"],
+                           input=b"", capture_output=True, timeout=10)
+        self.assertNotIn(b"Cipher is", r.stdout.replace(b"Cipher is (NONE)", b""))
+
+    def test_dingoctl_status_table_and_json(self):
+        healthz_worker(self.sup.http_port)
+        time.sleep(1.2)  # one stats report
+        r = self.sup.ctl("status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertRegex(lines[0], r"^supervisor  pid \d+  version \S+  uptime \S+  generation 1  dispatch round-robin$")
+        self.assertIn(f"127.0.0.1:{self.sup.http_port} (plain,", lines[1])
+        self.assertIn(f"127.0.0.1:{self.sup.tls_port} (tls,", lines[1])
+        header = next(l for l in lines if l.startswith("ID"))
+        self.assertEqual(header.split(), ["ID", "PID", "STATE", "CONNS", "ACCEPTED", "REQ/S", "IN",
+                                          "OUT", "RSS", "CPU%", "RESTARTS", "PROBE"])
+        rows = [l.split() for l in lines[lines.index(header) + 1:]]
+        self.assertEqual([row[0] for row in rows], ["0", "1"])
+        self.assertTrue(all(row[2] == "ready" for row in rows))
+        st = self.sup.status()
+        for w in st["workers"]:
+            for key in ("id", "pid", "state", "connections", "accepted", "requests_per_s", "bytes_in",
+                        "bytes_out", "rss_bytes", "cpu_percent", "restarts", "last_probe_ms"):
+                self.assertIn(key, w)
+            self.assertGreater(w["rss_bytes"], 1 << 20)
+        self.assertGreater(sum(w["accepted"] for w in st["workers"]), 0)
+        self.assertGreater(sum(w["bytes_out"] for w in st["workers"]), 0)
+
+    def test_metrics_pass_promtool(self):
+        status, body, headers = http_get(self.sup.admin_port, "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+        r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(b'dingo_workers{state="ready"} 2', body)
+        r = self.sup.ctl("metrics")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("dingo_worker_connections{worker=\"1\"}", r.stdout)
+
+    def test_admin_healthz(self):
+        status, body, _ = http_get(self.sup.admin_port, "/healthz")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["workers_ready"], 2)
+
+    def test_supervisor_fd_count_is_unchanged_after_10000_connections(self):
+        pid = self.sup.proc.pid
+        healthz_worker(self.sup.http_port)
+        before = count_fds(pid)
+
+        def batch(n):
+            for i in range(n):
+                with socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=10) as s:
+                    if i % 2 == 0:
+                        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        while s.recv(4096):
+                            pass
+                    else:
+                        # connect and reset at once
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return n
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            total = sum(pool.map(batch, [1250] * 8))
+        self.assertEqual(total, 10000)
+        wait_for(lambda: count_fds(pid) == before, 5, what=f"supervisor fds back to {before}")
+        st = self.sup.status()
+        self.assertEqual(st["handoff"]["dropped"], 0)
+        self.assertGreaterEqual(st["listeners"][0]["accepted"], 10000)
+
+
+class MisbehavingClientsTest(unittest.TestCase):
+    def setUp(self):
+        self.sup = Supervisor(workers=2, gateway_extra='header_timeout = "2s"').start()
+
+    def tearDown(self):
+        self.sup.cleanup()
+
+    def test_floods_of_idle_reset_and_half_sent_connections_do_not_stall_the_supervisor(self):
+        pid = self.sup.proc.pid
+        before = count_fds(pid)
+        idle = []
+        for i in range(600):
+            s = socket.create_connection(("127.0.0.1", self.sup.http_port if i % 2 else self.sup.tls_port), timeout=5)
+            if i % 3 == 0:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost")  # never finished
+            if i % 3 == 1:
+                s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64))  # junk TLS
+            idle.append(s)
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        # Meanwhile everyone else is served promptly, and the control plane answers.
+        t0 = time.monotonic()
+        for _ in range(20):
+            healthz_worker(self.sup.http_port)
+        self.assertLess(time.monotonic() - t0, 3)
+        self.assertEqual(http_get(self.sup.admin_port, "/healthz")[0], 200)
+        self.assertEqual(self.sup.ctl("status").returncode, 0)
+        # The workers close the idle ones at the header/handshake deadline.
+        def all_closed():
+            s = self.sup.status()
+            w = s["workers"]
+            done = sum(x["connections"] for x in w) == 0 and sum(x["timeouts"] for x in w) > 0
+            return s if done else None
+        st = wait_for(all_closed, 12, what="workers to close idle connections at their deadlines")
+        self.assertGreater(sum(w["tls_failures"] for w in st["workers"]), 0)
+        for s in idle:
+            s.close()
+        self.assertIsNone(self.sup.proc.poll())
+        wait_for(lambda: count_fds(pid) == before, 5, what="supervisor fds back")
+        self.assertEqual(st["handoff"]["dropped"], 0)
+
+
+class WorkerDeathTest(unittest.TestCase):
+    def setUp(self):
+        self.sup = Supervisor(workers=2).start()
+
+    def tearDown(self):
+        self.sup.cleanup()
+
+    def test_kill_9_of_a_worker_spares_the_others_connections_and_is_replaced_quickly(self):
+        # One keep-alive connection on each worker (round-robin alternates).
+        conns = {}
+        for _ in range(4):
+            c = http.client.HTTPConnection("127.0.0.1", self.sup.http_port, timeout=5)
+            c.request("GET", "/healthz")
+            w = json.loads(c.getresponse().read())["worker"]
+            if w in conns:
+                c.close()
+            else:
+                conns[w] = c
+        self.assertEqual(set(conns), {0, 1})
+        old = self.sup.worker_pids()
+        victim = old[0]
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+
+        # The survivor's open keep-alive connection keeps working throughout.
+        for _ in range(10):
+            conns[1].request("GET", "/healthz")
+            self.assertEqual(json.loads(conns[1].getresponse().read())["worker"], 1)
+
+        def replaced():
+            for w in self.sup.status()["workers"]:
+                if w["id"] == 0 and w["state"] == "ready" and w["pid"] not in (0, victim):
+                    return w
+        w = wait_for(replaced, 5, interval=0.02, what="a replacement worker")
+        # ...and it serves: round-robin brings a new connection to it.
+        def served_by_new():
+            j = healthz_worker(self.sup.http_port)
+            return j["worker"] == 0 and j["pid"] == w["pid"]
+        wait_for(served_by_new, 2, interval=0.01, what="the replacement to serve")
+        elapsed = time.monotonic() - t0
+        self.assertLess(elapsed, 2.0, f"replacement took {elapsed:.3f}s")
+        print(f"\nworker kill -9 to replacement serving: {elapsed * 1000:.0f} ms")
+        self.assertEqual(self.sup.status()["workers"][0]["restarts"], 1)
+        for c in conns.values():
+            c.close()
+
+    def test_hand_off_skips_a_dead_worker_and_drops_nothing(self):
+        victim = self.sup.worker_pids()[1]
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(50):
+            healthz_worker(self.sup.http_port)
+        self.assertEqual(self.sup.status()["handoff"]["dropped"], 0)
+
+
+class IpHashTest(unittest.TestCase):
+    def setUp(self):
+        self.sup = Supervisor(workers=4, dispatch="ip-hash", tls=False).start()
+
+    def tearDown(self):
+        self.sup.cleanup()
+
+    def test_one_source_address_lands_on_one_worker(self):
+        by_source = {}
+        for i in range(2, 22):
+            src = f"127.0.0.{i}"
+            seen = {healthz_worker(self.sup.http_port, source=src)["worker"] for _ in range(5)}
+            self.assertEqual(len(seen), 1, f"{src} landed on {seen}")
+            by_source[src] = seen.pop()
+        self.assertGreater(len(set(by_source.values())), 1, "20 addresses all hashed to one worker")
+
+        # A worker's death moves only its own clients.
+        victim_slot = by_source["127.0.0.2"]
+        victim = self.sup.worker_pids()[victim_slot]
+        self.sup.workers = 4
+        os.kill(victim, signal.SIGSTOP)  # stalled, not yet dead: its clients stay put
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: self.sup.status()["workers"][victim_slot]["pid"] != victim, 5)
+        self.sup.wait_ready()
+        for src, slot in by_source.items():
+            self.assertEqual(healthz_worker(self.sup.http_port, source=src)["worker"], slot,
+                             f"{src} moved after its worker was replaced")
+
+
+class CrashLoopTest(unittest.TestCase):
+    def test_a_crash_looping_gateway_is_retried_with_backoff_and_never_given_up(self):
+        sup = Supervisor(workers=1, tls=False, supervisor_extra='gateway = "/bin/false"\nrestart_backoff = "50ms"\nrestart_backoff_max = "400ms"')
+        try:
+            sup.start(wait=False)
+            time.sleep(3)
+            self.assertIsNone(sup.proc.poll(), "the supervisor gave up")
+            st = sup.status()
+            restarts = st["workers"][0]["restarts"]
+            # 50+100+200+400+400... ms: about 8 in 3 s; no backoff would be ~hundreds.
+            self.assertGreaterEqual(restarts, 4)
+            self.assertLessEqual(restarts, 12)
+            self.assertIn("CRASH LOOP", sup.log())
+            # Nobody to take connections: accepted sockets are closed, never leaked.
+            with self.assertRaises((ConnectionError, http.client.HTTPException, OSError)):
+                http_get(sup.http_port)
+            self.assertGreater(sup.status()["handoff"]["dropped"], 0)
+        finally:
+            sup.cleanup()
+
+
+class StopTest(unittest.TestCase):
+    def test_term_drains_and_exits_cleanly(self):
+        sup = Supervisor(workers=2).start()
+        try:
+            pids = list(sup.worker_pids().values())
+            idle = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
+            idle.request("GET", "/healthz")
+            idle.getresponse().read()
+            t0 = time.monotonic()
+            sup.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(sup.proc.wait(timeout=10), 0)
+            self.assertLess(time.monotonic() - t0, 3, "idle keep-alives should not hold the drain")
+            self.assertFalse(os.path.exists(sup.pid_file))
+            self.assertFalse(os.path.exists(sup.control))
+            for pid in pids:
+                self.assertFalse(os.path.exists(f"/proc/{pid}/status") and
+                                 "zombie" not in open(f"/proc/{pid}/status").read(), f"worker {pid} lingers")
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", sup.http_port), timeout=2)
+            r = sup.ctl("status")
+            self.assertEqual(r.returncode, 3, r.stderr)
+        finally:
+            sup.cleanup()
+
+    def test_dingoctl_stop(self):
+        sup = Supervisor(workers=1, tls=False).start()
+        try:
+            r = sup.ctl("stop", "--drain", "2s")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sup.proc.wait(timeout=10), 0)
+        finally:
+            sup.cleanup()
+
+    def test_quit_stops_now(self):
+        sup = Supervisor(workers=2, tls=False).start()
+        try:
+            busy = socket.create_connection(("127.0.0.1", sup.http_port), timeout=5)
+            busy.sendall(b"GET /healthz HTTP/1.1\r\n")  # a request in flight
+            sup.proc.send_signal(signal.SIGQUIT)
+            self.assertEqual(sup.proc.wait(timeout=5), 0)
+            busy.close()
+        finally:
+            sup.cleanup()
+
+    def test_second_supervisor_on_the_same_control_socket_refuses_to_start(self):
+        sup = Supervisor(workers=1, tls=False).start()
+        try:
+            r = subprocess.run([os.path.join(os.environ.get("DINGO_BIN", ""), "dingo-supervisor"),
+                                "--config", sup.config], capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("another supervisor is running", r.stderr + r.stdout)
+            self.assertEqual(sup.ctl("status").returncode, 0)
+        finally:
+            sup.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
