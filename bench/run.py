@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Benchmarks of issue "Foundation", run side by side with nginx in the same run.
+
+  bench/run.py [--build build] [--seconds 10] [--only tls,plain,handoff]
+
+(a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2, full
+    (wrk and tlsload) and resumed (tlsload: wrk cannot resume) handshakes.
+(b) Plain HTTP keep-alive requests/s (wrk).
+(c) New plain connections/s through the supervisor's hand-off against the same gateway
+    standalone with SO_REUSEPORT.
+
+Servers get the same number of workers (2) and the same certificate. Beside req/s it
+reports the servers' CPU time per request (utime + stime of every server process from
+/proc), since on 2 cores the load generator itself is often the bottleneck.
+Everything listens on 127.0.0.1 and stops by itself. Prints a markdown table.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / TICKS
+
+
+class Server:
+    def __init__(self, name, args, port, cwd=None):
+        self.name = name
+        self.log = open(os.path.join(WORK, f"{name}.log"), "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd,
+                                     start_new_session=True)
+        wait_port(port)
+        time.sleep(0.5)
+
+    def pids(self):
+        return [self.proc.pid] + children(self.proc.pid)
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+
+class Group:
+    """Several server processes measured as one (standalone gateways)."""
+
+    def __init__(self, servers):
+        self.servers = servers
+
+    def pids(self):
+        return [p for s in self.servers for p in s.pids()]
+
+    def stop(self):
+        for s in self.servers:
+            s.stop()
+
+
+def wrk(url, seconds, connections, close):
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if close:
+        args += ["-H", "Connection: close"]
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests": int(m.group(1)) if m else 0,
+            "errors": (sum(int(x) for x in errors.groups()) if errors else 0) + (int(non2xx.group(1)) if non2xx else 0)}
+
+
+def tlsload(port, seconds, resume, version):
+    args = [os.path.join(BUILD, "bin", "tlsload"), "--port", str(port), "--seconds", str(seconds),
+            "--threads", "32", "--tls", version]
+    if resume:
+        args.append("--resume")
+    return json.loads(subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout)
+
+
+def measure(server, run):
+    before = cpu_seconds(server.pids())
+    t0 = time.time()
+    result = run()
+    elapsed = time.time() - t0
+    cpu = cpu_seconds(server.pids()) - before
+    n = max(result["requests"], 1)
+    result.update(rps=result["requests"] / elapsed, cpu_us=cpu / n * 1e6, cpu_s=cpu)
+    return result
+
+
+# ---- servers ------------------------------------------------------------------------
+
+def nginx(plain_port, tls_port, tls_max):
+    d = tempfile.mkdtemp(dir=WORK, prefix="nginx-")
+    protocols = "TLSv1.2" if tls_max == "1.2" else "TLSv1.2 TLSv1.3"
+    conf = f"""
+worker_processes 2;
+daemon off;
+master_process on;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{plain_port};
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {CERTS}/cert.pem;
+    ssl_certificate_key {CERTS}/key.pem;
+    ssl_protocols {protocols};
+    location / {{ default_type application/json; return 200 '{{"status":"ok","pid":1,"worker":0}}'; }}
+  }}
+}}
+"""
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return Server("nginx", ["nginx", "-c", path, "-p", d], tls_port)
+
+
+def dingo(plain_port, tls_port, tls_max):
+    d = tempfile.mkdtemp(dir=WORK, prefix="dingo-")
+    conf = f"""
+[supervisor]
+workers = 2
+dispatch = "round-robin"
+control_socket = "control.sock"
+pid_file = "supervisor.pid"
+[[listen]]
+address = "127.0.0.1:{plain_port}"
+[[listen]]
+address = "127.0.0.1:{tls_port}"
+tls = true
+[tls]
+cert = "{CERTS}/cert.pem"
+key = "{CERTS}/key.pem"
+max_version = "TLSv1.{'2' if tls_max == '1.2' else '3'}"
+[admin]
+address = ""
+[log]
+level = "warn"
+"""
+    path = os.path.join(d, "dingo.toml")
+    with open(path, "w") as f:
+        f.write(conf)
+    return Server("dingo", [os.path.join(BUILD, "bin", "dingo-supervisor"), "--config", path], tls_port)
+
+
+def standalone_pair(port):
+    servers = []
+    for i in range(2):
+        servers.append(Server(f"standalone{i}", [os.path.join(BUILD, "bin", "dingo-gateway"), "--standalone",
+                                                 "--listen", f"127.0.0.1:{port}"], port))
+    return Group(servers)
+
+
+# ---- benchmarks ---------------------------------------------------------------------
+
+def row(rows, bench, variant, results):
+    d, n = results["dingo"], results["peer"]
+    rows.append((bench, variant, results.get("peer_name", "nginx"), d["rps"], n["rps"], d["rps"] / max(n["rps"], 1e-9),
+                 d["cpu_us"], n["cpu_us"], d["cpu_us"] / max(n["cpu_us"], 1e-9), d.get("errors", 0), n.get("errors", 0)))
+    print(f"  {bench} {variant}: dingo {d['rps']:.0f}/s {d['cpu_us']:.1f}us, peer {n['rps']:.0f}/s {n['cpu_us']:.1f}us", file=sys.stderr)
+
+
+def bench_tls(rows, seconds):
+    for version in ("1.3", "1.2"):
+        res = {}
+        for name, start in (("dingo", dingo), ("peer", nginx)):
+            plain, tls = free_port(), free_port()
+            server = start(plain, tls, version)
+            try:
+                res[name] = {
+                    "wrk": measure(server, lambda: wrk(f"https://127.0.0.1:{tls}/healthz", seconds, 32, True)),
+                    "full": measure(server, lambda: tlsload(tls, seconds, False, version)),
+                    "resumed": measure(server, lambda: tlsload(tls, seconds, True, version)),
+                }
+            finally:
+                server.stop()
+        for kind, label in (("wrk", "full handshake, wrk"), ("full", "full handshake, tlsload"),
+                            ("resumed", "resumed handshake, tlsload")):
+            row(rows, "(a) TLS per request", f"TLS {version}, {label}",
+                {"dingo": res["dingo"][kind], "peer": res["peer"][kind]})
+        r = res["dingo"]["resumed"]
+        print(f"  dingo resumed {r['resumed']}/{r['requests']}; nginx resumed "
+              f"{res['peer']['resumed']['resumed']}/{res['peer']['resumed']['requests']}", file=sys.stderr)
+
+
+def bench_plain(rows, seconds):
+    res = {}
+    for name, start in (("dingo", dingo), ("peer", nginx)):
+        plain, tls = free_port(), free_port()
+        server = start(plain, tls, "1.3")
+        try:
+            res[name] = measure(server, lambda: wrk(f"http://127.0.0.1:{plain}/healthz", seconds, 64, False))
+        finally:
+            server.stop()
+    row(rows, "(b) plain keep-alive", "wrk -c64", res)
+
+
+def bench_handoff(rows, seconds):
+    res = {}
+    plain, tls = free_port(), free_port()
+    server = dingo(plain, tls, "1.3")
+    try:
+        res["dingo"] = measure(server, lambda: wrk(f"http://127.0.0.1:{plain}/healthz", seconds, 32, True))
+    finally:
+        server.stop()
+    port = free_port()
+    group = standalone_pair(port)
+    try:
+        res["peer"] = measure(group, lambda: wrk(f"http://127.0.0.1:{port}/healthz", seconds, 32, True))
+    finally:
+        group.stop()
+    res["peer_name"] = "dingo standalone ×2 (SO_REUSEPORT)"
+    row(rows, "(c) new connections", "plain, Connection: close", res)
+
+
+def main():
+    global BUILD, WORK, CERTS
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--only", default="tls,plain,handoff")
+    args = ap.parse_args()
+    BUILD = os.path.abspath(args.build)
+    WORK = tempfile.mkdtemp(prefix="dingo-bench-")
+    CERTS = os.path.join(WORK, "certs")
+    subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)
+    rows = []
+    try:
+        for part in args.only.split(","):
+            {"tls": bench_tls, "plain": bench_plain, "handoff": bench_handoff}[part](rows, args.seconds)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    print("| benchmark | variant | peer | dingo req/s | peer req/s | req/s ratio | dingo CPU µs/req | peer CPU µs/req | CPU ratio | dingo errors | peer errors |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.2f}× | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.2f}× | {r[9]} | {r[10]} |")
+
+
+if __name__ == "__main__":
+    main()

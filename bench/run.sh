@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints the table (see bench/run.py for what each measures).
+set -euo pipefail
+build=${1:-build}
+shift || true
+exec python3 "$(dirname "$0")/run.py" --build "$build" "$@"
