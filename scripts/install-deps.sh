@@ -10,7 +10,7 @@ packages=(
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
   libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev
   # tools the tests drive
-  openssl curl python3 python3-websockets prometheus
+  openssl curl python3 python3-websockets prometheus groff-base
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(wrk nginx-light)
