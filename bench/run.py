@@ -121,7 +121,7 @@ def wrk(url, seconds, connections, close):
 
 def tlsload(port, seconds, resume, version):
     args = [os.path.join(BUILD, "bin", "tlsload"), "--port", str(port), "--seconds", str(seconds),
-            "--threads", "32", "--tls", version]
+            "--threads", "8", "--tls", version]
     if resume:
         args.append("--resume")
     return json.loads(subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout)

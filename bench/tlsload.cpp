@@ -74,7 +74,12 @@ bool oneRequest(SSL_CTX* ctx, const Options& o, const sockaddr_in& addr, SSL_SES
       }
     }
   }
-  if (ssl) SSL_free(ssl);
+  // A session freed without a shutdown is marked not resumable; the server has already
+  // closed, so record a quiet, complete shutdown instead of writing to a dead socket.
+  if (ssl) {
+    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(ssl);
+  }
   ::close(fd);
   return ok;
 }

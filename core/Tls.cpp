@@ -119,7 +119,10 @@ int ticketKeyCallback(SSL* ssl, unsigned char* key_name, unsigned char* iv,
     key = x->ring->find(key_name, &is_current);
     if (!key) return 0;  // unknown or expired key: full handshake
     if (EVP_DecryptInit_ex(cipher, x->aes, nullptr, key->aes.data(), iv) != 1) return -1;
-    result = is_current ? 1 : 2;  // 2: valid, but issue a fresh ticket under the new key
+    // 2: valid, and issue a fresh ticket. Always so in TLS 1.3, where a client uses a
+    // ticket once (without a new one its next connection is a full handshake); in
+    // TLS 1.2 only when the ticket was sealed under an older key.
+    result = (is_current && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
   }
   OSSL_PARAM params[3];
   params[0] = OSSL_PARAM_construct_octet_string(

@@ -26,21 +26,33 @@ struct GatewayCounters {
   uint64_t bad_requests = 0;
 };
 
-// A live connection, linked into the process's list so that a drain can reach it.
+// A live connection, linked into the process's list so that a drain and the deadline
+// sweep can reach it.
 class SessionEntry {
  public:
+  static constexpr int64_t kNoDeadline = INT64_MAX;
+
   virtual ~SessionEntry() = default;
   // Called once when the process starts draining: close now if idle, else finish the
   // request in flight and close after it.
   virtual void onDrain() = 0;
+  // Called by the sweep once `deadline_ms` has passed: cancel whatever I/O is pending.
+  virtual void onDeadline() = 0;
 
   SessionEntry* prev = nullptr;
   SessionEntry* next = nullptr;
+  // When the current phase (handshake, request head, idle, write) must be over, in
+  // steady-clock milliseconds. Setting it is a store; the sweep enforces it.
+  int64_t deadline_ms = kNoDeadline;
 };
+
+// Milliseconds on the steady clock (what deadline_ms is measured in).
+int64_t steadyNowMs();
 
 struct GatewayContext {
   const Config& config;
   int worker_id = 0;
+  int pid = 0;  // getpid() is a system call; ask once
   int generation = 0;
   boost::asio::ssl::context* tls = nullptr;  // null when no certificate is configured
   GatewayCounters counters;

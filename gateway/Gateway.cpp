@@ -32,6 +32,7 @@ class Gateway {
         ticket_timer_(io_),
         drain_timer_(io_) {
     ctx_.worker_id = options.worker_id;
+    ctx_.pid = ::getpid();
     ctx_.generation = options.generation;
     ctx_.on_idle_when_draining = [](void* self) { static_cast<Gateway*>(self)->finishDrain(); };
     ctx_.on_idle_arg = this;
@@ -63,6 +64,7 @@ class Gateway {
     }
     last_tick_ = Clock::now();
     scheduleStats();
+    scheduleSweep();
     logInfo(kLog, "worker {} serving (pid {}{})", options_.worker_id, ::getpid(),
             options_.standalone ? ", standalone" : "");
     io_.run();
@@ -103,7 +105,7 @@ class Gateway {
           logWarn(kLog, "hand-off without a socket or with a bad header; ignored");
           return;
         }
-        adopt(std::move(msg.fd), info.tls != 0);
+        adopt(std::move(msg.fd), info.peer.ss_family == AF_INET6, info.tls != 0);
         break;
       }
       case ipc::MsgType::TicketKeys: {
@@ -127,17 +129,16 @@ class Gateway {
     }
   }
 
-  void adopt(UniqueFd fd, bool tls) {
+  void adopt(UniqueFd fd, bool ipv6, bool tls) {
     ++ctx_.counters.accepted;
     if (ctx_.draining || ctx_.counters.connections >= ctx_.config.gateway.max_connections ||
         (tls && !ctx_.tls)) {
       ++ctx_.counters.rejected;
       return;  // fd closes here
     }
-    SockAddr local = localAddress(fd.get());
     tcp::socket socket(io_);
     boost::system::error_code ec;
-    socket.assign(local.family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.get(), ec);
+    socket.assign(ipv6 ? tcp::v6() : tcp::v4(), fd.get(), ec);
     if (ec) {
       logWarn(kLog, "adopting a socket: {}", ec.message());
       return;
@@ -195,6 +196,19 @@ class Gateway {
       if (ec) return;
       ticket_keys_.rotate(generateTicketKey());
       scheduleTicketRotation();
+    });
+  }
+
+  // ---- deadlines ----------------------------------------------------------------------
+
+  static constexpr std::chrono::milliseconds kSweepInterval{250};
+
+  void scheduleSweep() {
+    sweep_timer_.expires_after(kSweepInterval);
+    sweep_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      sweepDeadlines(ctx_);
+      scheduleSweep();
     });
   }
 
@@ -289,6 +303,7 @@ class Gateway {
   asio::steady_timer stats_timer_;
   asio::steady_timer ticket_timer_;
   asio::steady_timer drain_timer_;
+  asio::steady_timer sweep_timer_{io_};
   std::unique_ptr<stream_descriptor> ipc_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   Clock::time_point last_tick_;

@@ -1,11 +1,9 @@
 #include "gateway/HttpSession.h"
 
-#include <unistd.h>
-
 #include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
 
 #include "core/Log.h"
 
@@ -18,60 +16,89 @@ using tcp = asio::ip::tcp;
 using asio::redirect_error;
 using asio::use_awaitable;
 
+int64_t steadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 namespace {
 
 using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
 
-void jsonResponse(Response& res, http::status status, std::string body) {
-  res.result(status);
-  res.set(http::field::content_type, "application/json");
-  res.body() = std::move(body);
+// What a handler answers. Serialised by hand into one buffer: the responses are small
+// and few-shaped, and Beast's generic serializer costs more than the rest of a request.
+struct Reply {
+  int status = 200;
+  std::string_view content_type = "application/json";
+  std::string body;
+  std::string extra_headers;  // complete "Name: value\r\n" lines
+};
+
+std::string_view reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+  }
+  return "Unknown";
 }
 
-void errorResponse(Response& res, http::status status, std::string_view code,
-                   std::string_view message) {
-  jsonResponse(res, status,
-               fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})", code,
-                           jsonEscape(message)));
+void serialize(const Reply& r, bool keep_alive, bool head_only, std::string& out) {
+  out.clear();
+  fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+                 r.status, reason(r.status), r.content_type, r.body.size());
+  if (!keep_alive) out += "Connection: close\r\n";
+  out += r.extra_headers;
+  out += "\r\n";
+  if (!head_only) out += r.body;
+}
+
+void error(Reply& r, int status, std::string_view code, std::string_view message) {
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})", code, jsonEscape(message));
 }
 
 // Answers one request. Later capabilities (publish, history, WebSocket) route here too.
-void route(const Request& req, Response& res, GatewayContext& ctx) {
+void route(const Request& req, Reply& r, GatewayContext& ctx) {
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
   bool get = req.method() == http::verb::get || req.method() == http::verb::head;
   if (path == "/healthz") {
     if (!get) {
-      res.set(http::field::allow, "GET, HEAD");
-      errorResponse(res, http::status::method_not_allowed, "bad_request",
-                    "/healthz answers GET and HEAD");
+      r.extra_headers = "Allow: GET, HEAD\r\n";
+      error(r, 405, "bad_request", "/healthz answers GET and HEAD");
       return;
     }
-    jsonResponse(res, http::status::ok,
-                 fmt::format(R"({{"status":"ok","pid":{},"worker":{}}})", ::getpid(), ctx.worker_id));
+    r.body = fmt::format(R"({{"status":"ok","pid":{},"worker":{}}})", ctx.pid, ctx.worker_id);
     return;
   }
-  errorResponse(res, http::status::not_found, "not_found",
-                fmt::format("no resource at {}", path.substr(0, 200)));
+  error(r, 404, "not_found", fmt::format("no resource at {}", path.substr(0, 200)));
 }
 
 // Maps a request-read failure to the answer the client gets before we close.
-bool parseErrorResponse(const boost::system::error_code& ec, Response& res) {
+bool parseErrorReply(const boost::system::error_code& ec, Reply& r) {
+  static const auto& http_category = boost::system::error_code(http::error::bad_target).category();
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message) return false;
   if (ec == http::error::header_limit) {
-    errorResponse(res, http::status::request_header_fields_too_large, "too_large",
-                  "request header too large");
+    error(r, 431, "too_large", "request header too large");
     return true;
   }
   if (ec == http::error::body_limit) {
-    errorResponse(res, http::status::payload_too_large, "too_large", "request body too large");
+    error(r, 413, "too_large", "request body too large");
     return true;
   }
-  static const auto& http_category = boost::system::error_code(http::error::bad_target).category();
-  if (ec == http::error::end_of_stream || ec == http::error::partial_message) return false;
   if (ec.category() == http_category || ec == http::error::buffer_overflow) {
-    errorResponse(res, http::status::bad_request, "bad_request",
-                  fmt::format("malformed HTTP request: {}", ec.message()));
+    error(r, 400, "bad_request", fmt::format("malformed HTTP request: {}", ec.message()));
     return true;
   }
   return false;
@@ -84,68 +111,71 @@ class HttpSession final : public SessionEntry {
   ~HttpSession() override { ctx_.unlink(this); }
 
   void onDrain() override {
-    if (idle_) beast::get_lowest_layer(stream_).cancel();
+    if (idle_) cancel();
   }
+
+  void onDeadline() override {
+    timed_out_ = true;
+    deadline_ms = kNoDeadline;
+    cancel();
+  }
+
+  void expiresAfter(Duration d) { deadline_ms = steadyNowMs() + d.count(); }
+  bool timedOut() const { return timed_out_; }
 
   asio::awaitable<void> serve() {
     const GatewayConfig& g = ctx_.config.gateway;
-    auto& lowest = beast::get_lowest_layer(stream_);
     beast::flat_buffer buffer(g.max_header_bytes + g.max_body_bytes);
+    std::string out;
     boost::system::error_code ec;
     for (bool first = true;; first = false) {
       if (!first && buffer.size() == 0) {
         // Between requests: wait for the first byte under the keep-alive idle deadline.
         if (ctx_.draining) break;
         idle_ = true;
-        lowest.expires_after(g.idle_timeout);
-        size_t n = co_await stream_.async_read_some(buffer.prepare(1024),
-                                                    redirect_error(use_awaitable, ec));
+        expiresAfter(g.idle_timeout);
+        size_t n = co_await stream_.async_read_some(buffer.prepare(1024), redirect_error(use_awaitable, ec));
         idle_ = false;
-        if (ec) {
-          if (ec == beast::error::timeout) ++ctx_.counters.timeouts;
-          break;
-        }
+        if (ec) break;
         buffer.commit(n);
       }
 
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<uint32_t>(g.max_header_bytes));
       parser.body_limit(g.max_body_bytes);
-      lowest.expires_after(g.header_timeout);
+      expiresAfter(g.header_timeout);
       size_t got = co_await readRequest(buffer, parser, ec);
       ctx_.counters.bytes_in += got;
-      Response res;
-      res.version(11);
+      Reply reply;
+      bool keep_alive = false;
+      bool head_only = false;
       if (ec) {
-        if (ec == beast::error::timeout) {
-          ++ctx_.counters.timeouts;
-          break;  // the header deadline: close without a word
-        }
-        if (!parseErrorResponse(ec, res)) break;  // end of stream, reset, ...
+        if (timed_out_) break;  // the header deadline: close without a word
+        if (!parseErrorReply(ec, reply)) break;  // end of stream, reset, ...
         ++ctx_.counters.bad_requests;
-        res.keep_alive(false);
-        res.prepare_payload();
-        lowest.expires_after(g.write_timeout);
-        ctx_.counters.bytes_out +=
-            co_await http::async_write(stream_, res, redirect_error(use_awaitable, ec));
-        break;
+      } else {
+        const Request& req = parser.get();
+        ++ctx_.counters.requests;
+        route(req, reply, ctx_);
+        keep_alive = req.keep_alive() && !ctx_.draining;
+        head_only = req.method() == http::verb::head;
       }
-
-      const Request& req = parser.get();
-      ++ctx_.counters.requests;
-      route(req, res, ctx_);
-      res.keep_alive(req.keep_alive() && !ctx_.draining);
-      res.prepare_payload();
-      if (req.method() == http::verb::head) res.body().clear();
-      lowest.expires_after(g.write_timeout);
+      serialize(reply, keep_alive, head_only, out);
+      expiresAfter(g.write_timeout);
       ctx_.counters.bytes_out +=
-          co_await http::async_write(stream_, res, redirect_error(use_awaitable, ec));
-      if (ec || !res.keep_alive()) break;
+          co_await asio::async_write(stream_, asio::buffer(out), redirect_error(use_awaitable, ec));
+      if (ec || !keep_alive) break;
     }
+    if (timed_out_) ++ctx_.counters.timeouts;
     co_await close();
   }
 
  private:
+  void cancel() {
+    boost::system::error_code ec;
+    stream_.lowest_layer().cancel(ec);
+  }
+
   // Reads one request into `parser`; returns the bytes it consumed. Like
   // http::async_read, except that a complete but unparseable request head is an error
   // at once (Beast keeps asking for more bytes when a request line is cut short, e.g.
@@ -196,36 +226,39 @@ class HttpSession final : public SessionEntry {
 
   asio::awaitable<void> close() {
     boost::system::error_code ec;
-    auto& lowest = beast::get_lowest_layer(stream_);
-    if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+    if constexpr (!std::is_same_v<Stream, tcp::socket>) {
       // Send close_notify; wait briefly for the peer's, which most clients never send.
-      lowest.expires_after(std::chrono::seconds(1));
-      co_await stream_.async_shutdown(redirect_error(use_awaitable, ec));
+      if (!timed_out_) {
+        deadline_ms = steadyNowMs() + 1000;
+        co_await stream_.async_shutdown(redirect_error(use_awaitable, ec));
+      }
     }
-    lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
-    lowest.close();
+    deadline_ms = kNoDeadline;
+    auto& socket = stream_.lowest_layer();
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+    socket.close(ec);
   }
 
   GatewayContext& ctx_;
   Stream& stream_;
   bool idle_ = false;
+  bool timed_out_ = false;
 };
 
 asio::awaitable<void> servePlain(GatewayContext& ctx, tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  HttpSession<beast::tcp_stream> session(ctx, stream);
+  HttpSession<tcp::socket> session(ctx, socket);
   co_await session.serve();
 }
 
 asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
-  beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *ctx.tls);
-  HttpSession<beast::ssl_stream<beast::tcp_stream>> session(ctx, stream);
+  ssl::stream<tcp::socket> stream(std::move(socket), *ctx.tls);
+  HttpSession<ssl::stream<tcp::socket>> session(ctx, stream);
   boost::system::error_code ec;
-  beast::get_lowest_layer(stream).expires_after(ctx.config.gateway.handshake_timeout);
+  session.expiresAfter(ctx.config.gateway.handshake_timeout);
   co_await stream.async_handshake(ssl::stream_base::server, redirect_error(use_awaitable, ec));
   if (ec) {
     ++ctx.counters.tls_failures;
-    if (ec == beast::error::timeout) ++ctx.counters.timeouts;
+    if (session.timedOut()) ++ctx.counters.timeouts;
     co_return;
   }
   ++ctx.counters.tls_handshakes;
@@ -248,6 +281,12 @@ void startSession(GatewayContext& ctx, tcp::socket socket, bool tls) {
   };
   if (tls) asio::co_spawn(socket.get_executor(), serveTls(ctx, std::move(socket)), on_done);
   else asio::co_spawn(socket.get_executor(), servePlain(ctx, std::move(socket)), on_done);
+}
+
+void sweepDeadlines(GatewayContext& ctx) {
+  int64_t now = steadyNowMs();
+  for (SessionEntry* e = ctx.sessions; e; e = e->next)
+    if (e->deadline_ms <= now) e->onDeadline();
 }
 
 }  // namespace dingo

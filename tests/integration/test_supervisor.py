@@ -123,6 +123,20 @@ class SharedSupervisorTest(unittest.TestCase):
             w2 = json.loads(re.search(r'\{"status".*?\}', second).group(0))["worker"]
             self.assertNotEqual(w1, w2, "round-robin should land the resumption on the other worker")
 
+    def test_tls13_resumes_again_and_again(self):
+        # A TLS 1.3 client uses each ticket once: every resumption must hand out a new one.
+        ca = os.path.join(certs(), "ca.pem")
+        sess = [os.path.join(self.sup.dir, f"chain{i}.pem") for i in range(4)]
+        for i in range(4):
+            args = ["openssl", "s_client", "-tls1_3", "-connect", f"127.0.0.1:{self.sup.tls_port}",
+                    "-servername", "localhost", "-CAfile", ca, "-sess_out", sess[i], "-ign_eof"]
+            if i > 0:
+                args += ["-sess_in", sess[i - 1]]
+            r = subprocess.run(args, input=b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                               capture_output=True, timeout=10)
+            out = r.stdout.decode(errors="replace")
+            self.assertIn("\nNew, " if i == 0 else "\nReused, ", out, f"connection {i}")
+
     def test_tls_serves_rsa_and_ecdsa_and_negotiates_http11(self):
         ca = os.path.join(certs(), "ca.pem")
         for sigalgs, key_type in (("ECDSA+SHA256", "id-ecPublicKey"), ("RSA-PSS+SHA256:RSA+SHA256", "rsaEncryption")):
