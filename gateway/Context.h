@@ -6,9 +6,7 @@
 
 #include "core/Config.h"
 
-namespace boost::asio::ssl {
-class context;
-}
+using SSL_CTX = struct ssl_ctx_st;
 
 namespace dingo {
 
@@ -54,7 +52,7 @@ struct GatewayContext {
   int worker_id = 0;
   int pid = 0;  // getpid() is a system call; ask once
   int generation = 0;
-  boost::asio::ssl::context* tls = nullptr;  // null when no certificate is configured
+  SSL_CTX* tls = nullptr;  // null when no certificate is configured
   GatewayCounters counters;
   bool draining = false;
   SessionEntry* sessions = nullptr;  // head of the intrusive list

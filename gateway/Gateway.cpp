@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <boost/asio/ssl/context.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/Asio.h"
@@ -46,7 +45,7 @@ class Gateway {
     if (want_tls || !cfg.tls.cert.empty()) {
       if (cfg.tls.cert.empty())
         throw std::runtime_error("TLS listeners need [tls] cert and key in the config");
-      ssl_ctx_ = std::make_unique<asio::ssl::context>(createServerContext(cfg.tls, &ticket_keys_).release());
+      ssl_ctx_ = createServerContext(cfg.tls, &ticket_keys_);
       ctx_.tls = ssl_ctx_.get();
     }
 
@@ -296,7 +295,7 @@ class Gateway {
   // themselves from ctx_ and hold SSL objects of ssl_ctx_, so both outlive io_.
   GatewayOptions options_;
   TicketKeyRing ticket_keys_;
-  std::unique_ptr<asio::ssl::context> ssl_ctx_;
+  SslCtxPtr ssl_ctx_;
   GatewayContext ctx_;
   asio::io_context io_{1};
   asio::signal_set signals_;

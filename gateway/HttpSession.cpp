@@ -1,17 +1,16 @@
 #include "gateway/HttpSession.h"
 
-#include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include "core/Log.h"
+#include "gateway/Transport.h"
 
 namespace dingo {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
-namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using asio::redirect_error;
 using asio::use_awaitable;
@@ -134,7 +133,7 @@ class HttpSession final : public SessionEntry {
         if (ctx_.draining) break;
         idle_ = true;
         expiresAfter(g.idle_timeout);
-        size_t n = co_await stream_.async_read_some(buffer.prepare(1024), redirect_error(use_awaitable, ec));
+        size_t n = co_await stream_.readSome(buffer.prepare(1024), ec);
         idle_ = false;
         if (ec) break;
         buffer.commit(n);
@@ -162,8 +161,7 @@ class HttpSession final : public SessionEntry {
       }
       serialize(reply, keep_alive, head_only, out);
       expiresAfter(g.write_timeout);
-      ctx_.counters.bytes_out +=
-          co_await asio::async_write(stream_, asio::buffer(out), redirect_error(use_awaitable, ec));
+      ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(out), ec);
       if (ec || !keep_alive) break;
     }
     if (timed_out_) ++ctx_.counters.timeouts;
@@ -173,7 +171,7 @@ class HttpSession final : public SessionEntry {
  private:
   void cancel() {
     boost::system::error_code ec;
-    stream_.lowest_layer().cancel(ec);
+    stream_.socket().cancel(ec);
   }
 
   // Reads one request into `parser`; returns the bytes it consumed. Like
@@ -204,8 +202,8 @@ class HttpSession final : public SessionEntry {
         ec = http::error::buffer_overflow;
         co_return total;
       }
-      size_t n = co_await stream_.async_read_some(buffer.prepare(room), redirect_error(use_awaitable, ec));
-      if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+      size_t n = co_await stream_.readSome(buffer.prepare(room), ec);
+      if (ec == asio::error::eof) {
         if (!parser.got_some()) {
           ec = http::error::end_of_stream;
         } else {
@@ -226,17 +224,9 @@ class HttpSession final : public SessionEntry {
 
   asio::awaitable<void> close() {
     boost::system::error_code ec;
-    if constexpr (!std::is_same_v<Stream, tcp::socket>) {
-      // Send close_notify; wait briefly for the peer's, which most clients never send.
-      if (!timed_out_) {
-        deadline_ms = steadyNowMs() + 1000;
-        co_await stream_.async_shutdown(redirect_error(use_awaitable, ec));
-      }
-    }
     deadline_ms = kNoDeadline;
-    auto& socket = stream_.lowest_layer();
-    socket.shutdown(tcp::socket::shutdown_send, ec);
-    socket.close(ec);
+    if (!timed_out_) co_await stream_.shutdown(ec);  // TLS: close_notify; both: FIN
+    stream_.socket().close(ec);
   }
 
   GatewayContext& ctx_;
@@ -246,23 +236,24 @@ class HttpSession final : public SessionEntry {
 };
 
 asio::awaitable<void> servePlain(GatewayContext& ctx, tcp::socket socket) {
-  HttpSession<tcp::socket> session(ctx, socket);
+  PlainSocket stream(std::move(socket));
+  HttpSession<PlainSocket> session(ctx, stream);
   co_await session.serve();
 }
 
 asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
-  ssl::stream<tcp::socket> stream(std::move(socket), *ctx.tls);
-  HttpSession<ssl::stream<tcp::socket>> session(ctx, stream);
+  TlsSocket stream(std::move(socket), ctx.tls);
+  HttpSession<TlsSocket> session(ctx, stream);
   boost::system::error_code ec;
   session.expiresAfter(ctx.config.gateway.handshake_timeout);
-  co_await stream.async_handshake(ssl::stream_base::server, redirect_error(use_awaitable, ec));
+  co_await stream.handshake(ec);
   if (ec) {
     ++ctx.counters.tls_failures;
     if (session.timedOut()) ++ctx.counters.timeouts;
     co_return;
   }
   ++ctx.counters.tls_handshakes;
-  if (SSL_session_reused(stream.native_handle())) ++ctx.counters.tls_resumed;
+  if (SSL_session_reused(stream.ssl())) ++ctx.counters.tls_resumed;
   co_await session.serve();
 }
 
