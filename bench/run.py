@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Benchmarks of issue "Foundation", run side by side with nginx in the same run.
 
-  bench/run.py [--build build] [--seconds 10] [--only tls,plain,handoff]
+  bench/run.py [--build build] [--seconds 5] [--rounds 3] [--only tls,plain,handoff]
 
-(a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2, full
-    (wrk and tlsload) and resumed (tlsload: wrk cannot resume) handshakes.
+(a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
+    resumed handshakes with bench/tlsload, and wrk (which resumes sessions: it reuses
+    its SSL objects with SSL_clear, keeping the session; dingo's tls_resumed counter
+    shows it).
 (b) Plain HTTP keep-alive requests/s (wrk).
 (c) New plain connections/s through the supervisor's hand-off against the same gateway
     standalone with SO_REUSEPORT.
@@ -138,6 +140,28 @@ def measure(server, run):
     return result
 
 
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def rounds(servers, loads):
+    """Runs every load against every server, interleaved, ROUNDS times; returns the
+    median of each figure per (server, load). Interleaving spreads the machine's noise
+    over both sides instead of letting it land on one."""
+    samples = {}
+    for _ in range(ROUNDS):
+        for name, server in servers.items():
+            for kind, run in loads[name].items():
+                samples.setdefault((name, kind), []).append(measure(server, run))
+    out = {}
+    for key, runs in samples.items():
+        out[key] = {k: median([r[k] for r in runs]) for k in ("rps", "cpu_us", "requests", "errors")}
+        out[key]["resumed"] = sum(r.get("resumed", 0) for r in runs)
+        out[key]["all_requests"] = sum(r["requests"] for r in runs)
+    return out
+
+
 # ---- servers ------------------------------------------------------------------------
 
 def nginx(plain_port, tls_port, tls_max):
@@ -219,65 +243,66 @@ def row(rows, bench, variant, results):
 
 def bench_tls(rows, seconds):
     for version in ("1.3", "1.2"):
-        res = {}
-        for name, start in (("dingo", dingo), ("peer", nginx)):
-            plain, tls = free_port(), free_port()
-            server = start(plain, tls, version)
-            try:
-                res[name] = {
-                    "wrk": measure(server, lambda: wrk(f"https://127.0.0.1:{tls}/healthz", seconds, 32, True)),
-                    "full": measure(server, lambda: tlsload(tls, seconds, False, version)),
-                    "resumed": measure(server, lambda: tlsload(tls, seconds, True, version)),
-                }
-            finally:
-                server.stop()
-        for kind, label in (("wrk", "full handshake, wrk"), ("full", "full handshake, tlsload"),
-                            ("resumed", "resumed handshake, tlsload")):
+        ports = {"dingo": (free_port(), free_port()), "peer": (free_port(), free_port())}
+        servers = {"dingo": dingo(*ports["dingo"], version), "peer": nginx(*ports["peer"], version)}
+        try:
+            loads = {name: {
+                "wrk": (lambda tls=ports[name][1]: wrk(f"https://127.0.0.1:{tls}/healthz", seconds, 32, True)),
+                "full": (lambda tls=ports[name][1]: tlsload(tls, seconds, False, version)),
+                "resumed": (lambda tls=ports[name][1]: tlsload(tls, seconds, True, version)),
+            } for name in servers}
+            res = rounds(servers, loads)
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        for kind, label in (("full", "full handshake (tlsload)"),
+                            ("resumed", "resumed handshake (tlsload)"),
+                            ("wrk", "wrk -c32 (resumes: SSL_clear keeps the session)")):
             row(rows, "(a) TLS per request", f"TLS {version}, {label}",
-                {"dingo": res["dingo"][kind], "peer": res["peer"][kind]})
-        r = res["dingo"]["resumed"]
-        print(f"  dingo resumed {r['resumed']}/{r['requests']}; nginx resumed "
-              f"{res['peer']['resumed']['resumed']}/{res['peer']['resumed']['requests']}", file=sys.stderr)
+                {"dingo": res[("dingo", kind)], "peer": res[("peer", kind)]})
+        for name in servers:
+            r = res[(name, "resumed")]
+            print(f"  {name} TLS {version}: resumed {r['resumed']}/{r['all_requests']} in the resumed runs", file=sys.stderr)
 
 
 def bench_plain(rows, seconds):
-    res = {}
-    for name, start in (("dingo", dingo), ("peer", nginx)):
-        plain, tls = free_port(), free_port()
-        server = start(plain, tls, "1.3")
-        try:
-            res[name] = measure(server, lambda: wrk(f"http://127.0.0.1:{plain}/healthz", seconds, 64, False))
-        finally:
-            server.stop()
-    row(rows, "(b) plain keep-alive", "wrk -c64", res)
+    ports = {"dingo": (free_port(), free_port()), "peer": (free_port(), free_port())}
+    servers = {"dingo": dingo(*ports["dingo"], "1.3"), "peer": nginx(*ports["peer"], "1.3")}
+    try:
+        loads = {name: {"ka": (lambda p=ports[name][0]: wrk(f"http://127.0.0.1:{p}/healthz", seconds, 64, False))}
+                 for name in servers}
+        res = rounds(servers, loads)
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    row(rows, "(b) plain keep-alive", "wrk -c64", {"dingo": res[("dingo", "ka")], "peer": res[("peer", "ka")]})
 
 
 def bench_handoff(rows, seconds):
-    res = {}
-    plain, tls = free_port(), free_port()
-    server = dingo(plain, tls, "1.3")
+    plain, tls, port = free_port(), free_port(), free_port()
+    servers = {"dingo": dingo(plain, tls, "1.3"), "peer": standalone_pair(port)}
     try:
-        res["dingo"] = measure(server, lambda: wrk(f"http://127.0.0.1:{plain}/healthz", seconds, 32, True))
+        loads = {"dingo": {"c": lambda: wrk(f"http://127.0.0.1:{plain}/healthz", seconds, 32, True)},
+                 "peer": {"c": lambda: wrk(f"http://127.0.0.1:{port}/healthz", seconds, 32, True)}}
+        res = rounds(servers, loads)
     finally:
-        server.stop()
-    port = free_port()
-    group = standalone_pair(port)
-    try:
-        res["peer"] = measure(group, lambda: wrk(f"http://127.0.0.1:{port}/healthz", seconds, 32, True))
-    finally:
-        group.stop()
-    res["peer_name"] = "dingo standalone ×2 (SO_REUSEPORT)"
-    row(rows, "(c) new connections", "plain, Connection: close", res)
+        for srv in servers.values():
+            srv.stop()
+    row(rows, "(c) new connections", "plain, Connection: close",
+        {"dingo": res[("dingo", "c")], "peer": res[("peer", "c")],
+         "peer_name": "dingo-gateway --standalone ×2 (SO_REUSEPORT)"})
 
 
 def main():
-    global BUILD, WORK, CERTS
+    global BUILD, WORK, CERTS, ROUNDS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     ap.add_argument("--only", default="tls,plain,handoff")
     args = ap.parse_args()
     BUILD = os.path.abspath(args.build)
+    ROUNDS = args.rounds
     WORK = tempfile.mkdtemp(prefix="dingo-bench-")
     CERTS = os.path.join(WORK, "certs")
     subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)

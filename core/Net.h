@@ -34,7 +34,8 @@ struct ListenOptions {
   bool reuse_port = false;
 };
 
-// Creates a non-blocking, close-on-exec listening TCP socket. Throws std::system_error
+// Creates a non-blocking, close-on-exec listening TCP socket with TCP_NODELAY (which the
+// sockets it accepts inherit). Throws std::system_error
 // with the address and errno in the message.
 UniqueFd listenTcp(const SockAddr& addr, const ListenOptions& options);
 

@@ -260,8 +260,7 @@ asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
 }  // namespace
 
 void startSession(GatewayContext& ctx, tcp::socket socket, bool tls) {
-  boost::system::error_code ec;
-  socket.set_option(tcp::no_delay(true), ec);
+  // TCP_NODELAY comes from the listening socket (see listenTcp).
   auto on_done = [](std::exception_ptr e) {
     if (!e) return;
     try {

@@ -1,6 +1,9 @@
 #include "gateway/Transport.h"
 
 #include <openssl/err.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 namespace dingo {
 
@@ -10,12 +13,45 @@ using tcp = asio::ip::tcp;
 
 // ---- plain ----------------------------------------------------------------------------
 
+// The socket is already non-blocking (see TlsSocket): try the system call first and wait
+// for readiness only when it would block. This also spares the ioctl(FIONBIO) that Asio
+// issues before its first operation on an adopted socket.
 asio::awaitable<size_t> PlainSocket::readSome(asio::mutable_buffer buf, boost::system::error_code& ec) {
-  co_return co_await socket_.async_read_some(buf, redirect_error(use_awaitable, ec));
+  for (;;) {
+    ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n > 0) co_return static_cast<size_t>(n);
+    if (n == 0) {
+      ec = asio::error::eof;
+      co_return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+      co_return 0;
+    }
+    co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (ec) co_return 0;
+  }
 }
 
 asio::awaitable<size_t> PlainSocket::writeAll(asio::const_buffer buf, boost::system::error_code& ec) {
-  co_return co_await asio::async_write(socket_, buf, redirect_error(use_awaitable, ec));
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::send(socket_.native_handle(), static_cast<const char*>(buf.data()) + done,
+                       buf.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+      co_return done;
+    }
+    co_await socket_.async_wait(tcp::socket::wait_write, redirect_error(use_awaitable, ec));
+    if (ec) co_return done;
+  }
+  co_return done;
 }
 
 asio::awaitable<void> PlainSocket::shutdown(boost::system::error_code& ec) {
@@ -44,9 +80,9 @@ const boost::system::error_category& tlsCategory() {
   return category;
 }
 
+// The socket must already be non-blocking (accept4 with SOCK_NONBLOCK in the
+// supervisor, or Gateway's standalone accept loop): OpenSSL reads and writes it directly.
 TlsSocket::TlsSocket(tcp::socket s, SSL_CTX* ctx) : socket_(std::move(s)), ssl_(SSL_new(ctx)) {
-  boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
   if (ssl_) {
     SSL_set_fd(ssl_, socket_.native_handle());
     SSL_set_accept_state(ssl_);
