@@ -161,7 +161,8 @@ class HttpSession final : public SessionEntry {
       }
       serialize(reply, keep_alive, head_only, out);
       expiresAfter(g.write_timeout);
-      ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(out), ec);
+      // The last response may wait in the TLS queue for close_notify (one send for both).
+      ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(out), ec, keep_alive);
       if (ec || !keep_alive) break;
     }
     if (timed_out_) ++ctx_.counters.timeouts;

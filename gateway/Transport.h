@@ -6,8 +6,12 @@
 // OpenSSL and the socket, copies every byte through it, and allocates two 17 KB buffers
 // per connection. Here OpenSSL reads and writes the non-blocking socket itself (as nginx
 // does) and Asio only waits for readiness, so an idle TLS connection holds just its SSL
-// object, whose buffers SSL_MODE_RELEASE_BUFFERS gives back.
+// object, whose buffers SSL_MODE_RELEASE_BUFFERS gives back. Writes are queued and sent
+// together: after a handshake the session ticket, the response and close_notify leave in
+// one send(2) instead of three.
 #include <openssl/ssl.h>
+
+#include <string>
 
 #include "core/Asio.h"
 
@@ -18,7 +22,8 @@ class PlainSocket {
   explicit PlainSocket(asio::ip::tcp::socket s) : socket_(std::move(s)) {}
 
   asio::awaitable<size_t> readSome(asio::mutable_buffer buf, boost::system::error_code& ec);
-  asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec);
+  asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec,
+                                   bool flush = true);
   asio::awaitable<void> shutdown(boost::system::error_code& ec);
   asio::ip::tcp::socket& socket() { return socket_; }
 
@@ -39,18 +44,27 @@ class TlsSocket {
   asio::awaitable<void> handshake(boost::system::error_code& ec);
   // End of stream (close_notify, or the peer closing the TCP connection) is asio::error::eof.
   asio::awaitable<size_t> readSome(asio::mutable_buffer buf, boost::system::error_code& ec);
-  asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec);
-  // Sends close_notify (without waiting for the peer's).
+  // With `flush` false the bytes stay queued until the next flush, read wait or shutdown:
+  // a last response then leaves in one TCP send together with close_notify.
+  asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec,
+                                   bool flush = true);
+  // Sends close_notify (without waiting for the peer's) and everything still queued.
   asio::awaitable<void> shutdown(boost::system::error_code& ec);
   asio::ip::tcp::socket& socket() { return socket_; }
   SSL* ssl() { return ssl_; }
 
+  // OpenSSL writes its records into this queue (see the BIO in Transport.cpp); it is
+  // empty, and holds no memory to speak of, while the connection is idle.
+  std::string& outQueue() { return out_; }
+
  private:
   // Waits for what OpenSSL asked for after a call that returned `rc`; sets ec on a real error.
   asio::awaitable<bool> waitFor(int rc, boost::system::error_code& ec);
+  asio::awaitable<bool> flush(boost::system::error_code& ec);
 
   asio::ip::tcp::socket socket_;
   SSL* ssl_;
+  std::string out_;
   bool fatal_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
 };
 
