@@ -226,7 +226,7 @@ class HttpSession final : public SessionEntry {
   asio::awaitable<void> close() {
     boost::system::error_code ec;
     deadline_ms = kNoDeadline;
-    if (!timed_out_) co_await stream_.shutdown(ec);  // TLS: close_notify; both: FIN
+    if (!timed_out_) co_await stream_.shutdown(ec);  // TLS: close_notify (FIN: close below)
     stream_.socket().close(ec);
   }
 

@@ -48,7 +48,8 @@ class TlsSocket {
   // a last response then leaves in one TCP send together with close_notify.
   asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec,
                                    bool flush = true);
-  // Sends close_notify (without waiting for the peer's) and everything still queued.
+  // Sends everything still queued and close_notify (without waiting for the peer's);
+  // closing the socket then sends the FIN.
   asio::awaitable<void> shutdown(boost::system::error_code& ec);
   asio::ip::tcp::socket& socket() { return socket_; }
   SSL* ssl() { return ssl_; }
