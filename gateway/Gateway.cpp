@@ -180,7 +180,6 @@ class Gateway {
       if (ec == asio::error::operation_aborted || ctx_.draining) return;
       if (!ec) {
         ++ctx_.counters.accepted;
-        s.non_blocking(true, ec);  // TLS reads the socket directly and must not block
         if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
         else startSession(ctx_, std::move(s), tls);
       } else {

@@ -1,9 +1,8 @@
 #include "gateway/Transport.h"
 
 #include <openssl/err.h>
-#include <sys/socket.h>
 
-#include <cerrno>
+#include <cstring>
 
 // Every co_await here is a statement of its own, never inside a condition or a && operand:
 // g++ 12 miscompiles some of those (a crash after `if (a && !co_await f())` was seen).
@@ -16,46 +15,14 @@ using tcp = asio::ip::tcp;
 
 // ---- plain ----------------------------------------------------------------------------
 
-// The socket is already non-blocking (see TlsSocket): try the system call first and wait
-// for readiness only when it would block. This also spares the ioctl(FIONBIO) that Asio
-// issues before its first operation on an adopted socket.
 asio::awaitable<size_t> PlainSocket::readSome(asio::mutable_buffer buf, boost::system::error_code& ec) {
-  for (;;) {
-    ssize_t n = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
-    if (n > 0) co_return static_cast<size_t>(n);
-    if (n == 0) {
-      ec = asio::error::eof;
-      co_return 0;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      ec = boost::system::error_code(errno, boost::system::system_category());
-      co_return 0;
-    }
-    co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
-    if (ec) co_return 0;
-  }
+  size_t n = co_await socket_.async_read_some(buf, redirect_error(use_awaitable, ec));
+  co_return n;
 }
 
-asio::awaitable<size_t> PlainSocket::writeAll(asio::const_buffer buf, boost::system::error_code& ec,
-                                              bool /*flush: plain writes go out at once*/) {
-  size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n = ::send(socket_.native_handle(), static_cast<const char*>(buf.data()) + done,
-                       buf.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      ec = boost::system::error_code(errno, boost::system::system_category());
-      co_return done;
-    }
-    co_await socket_.async_wait(tcp::socket::wait_write, redirect_error(use_awaitable, ec));
-    if (ec) co_return done;
-  }
-  co_return done;
+asio::awaitable<size_t> PlainSocket::writeAll(asio::const_buffer buf, boost::system::error_code& ec, bool) {
+  size_t n = co_await asio::async_write(socket_, buf, redirect_error(use_awaitable, ec));
+  co_return n;
 }
 
 // Nothing to send before the FIN that close() sends: no shutdown(2), a system call saved.
@@ -64,6 +31,8 @@ asio::awaitable<void> PlainSocket::shutdown(boost::system::error_code&) { co_ret
 // ---- TLS ------------------------------------------------------------------------------
 
 namespace {
+
+constexpr size_t kReadChunk = 16 * 1024 + 512;  // one full TLS record and then some
 
 class TlsCategory final : public boost::system::error_category {
  public:
@@ -75,38 +44,46 @@ class TlsCategory final : public boost::system::error_category {
   }
 };
 
-}  // namespace
+TlsSocket::Buffers* buffersOf(BIO* bio) { return static_cast<TlsSocket::Buffers*>(BIO_get_data(bio)); }
 
-const boost::system::error_category& tlsCategory() {
-  static const TlsCategory category;
-  return category;
+int bioRead(BIO* bio, char* data, int len) {
+  auto* b = buffersOf(bio);
+  BIO_clear_retry_flags(bio);
+  size_t avail = b->len - b->pos;
+  if (avail == 0) {
+    if (b->eof) return 0;
+    BIO_set_retry_read(bio);
+    return -1;
+  }
+  size_t n = std::min(avail, static_cast<size_t>(len));
+  std::memcpy(data, b->in.get() + b->pos, n);
+  b->pos += n;
+  return static_cast<int>(n);
 }
 
-namespace {
-
-// A write-only BIO that appends OpenSSL's records to the TlsSocket's queue. Flush
-// requests are acknowledged and ignored: TlsSocket sends the queue itself before every
-// wait for input, at the end of writeAll, and at shutdown, so nothing waits forever.
-int queueWrite(BIO* bio, const char* data, int len) {
-  static_cast<std::string*>(BIO_get_data(bio))->append(data, static_cast<size_t>(len));
+// Writes never block: they queue, and TlsSocket sends the queue itself.
+int bioWrite(BIO* bio, const char* data, int len) {
+  buffersOf(bio)->out.append(data, static_cast<size_t>(len));
   return len;
 }
 
-long queueCtrl(BIO* bio, int cmd, long, void*) {
+long bioCtrl(BIO* bio, int cmd, long, void*) {
+  auto* b = buffersOf(bio);
   switch (cmd) {
-    case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_WPENDING:
-    case BIO_CTRL_PENDING:
-      return static_cast<long>(static_cast<std::string*>(BIO_get_data(bio))->size());
+    case BIO_CTRL_FLUSH: return 1;  // sent when TlsSocket chooses; see the header
+    case BIO_CTRL_PENDING: return static_cast<long>(b->len - b->pos);
+    case BIO_CTRL_WPENDING: return static_cast<long>(b->out.size());
+    case BIO_CTRL_EOF: return b->eof && b->pos == b->len;
     default: return 0;
   }
 }
 
-BIO_METHOD* queueMethod() {
+BIO_METHOD* bufferMethod() {
   static BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dingo-queue");
-    BIO_meth_set_write(m, queueWrite);
-    BIO_meth_set_ctrl(m, queueCtrl);
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dingo-buffers");
+    BIO_meth_set_read(m, bioRead);
+    BIO_meth_set_write(m, bioWrite);
+    BIO_meth_set_ctrl(m, bioCtrl);
     BIO_meth_set_create(m, [](BIO* b) {
       BIO_set_init(b, 1);
       return 1;
@@ -118,73 +95,85 @@ BIO_METHOD* queueMethod() {
 
 }  // namespace
 
-// The socket must already be non-blocking (accept4 with SOCK_NONBLOCK in the
-// supervisor, or Gateway's standalone accept loop): OpenSSL reads it directly.
+const boost::system::error_category& tlsCategory() {
+  static const TlsCategory category;
+  return category;
+}
+
 TlsSocket::TlsSocket(tcp::socket s, SSL_CTX* ctx) : socket_(std::move(s)), ssl_(SSL_new(ctx)) {
   if (!ssl_) return;
-  BIO* rbio = BIO_new_socket(socket_.native_handle(), BIO_NOCLOSE);
-  BIO* wbio = BIO_new(queueMethod());
-  if (!rbio || !wbio) {
-    BIO_free(rbio);
-    BIO_free(wbio);
+  BIO* bio = BIO_new(bufferMethod());
+  if (!bio) {
     SSL_free(ssl_);
     ssl_ = nullptr;
     return;
   }
-  BIO_set_data(wbio, &out_);
-  SSL_set_bio(ssl_, rbio, wbio);
+  BIO_set_data(bio, &buffers_);
+  BIO_up_ref(bio);  // one reference for each direction
+  SSL_set_bio(ssl_, bio, bio);
   SSL_set_accept_state(ssl_);
-}
-
-asio::awaitable<bool> TlsSocket::flush(boost::system::error_code& ec) {
-  size_t done = 0;
-  while (done < out_.size()) {
-    ssize_t n = ::send(socket_.native_handle(), out_.data() + done, out_.size() - done,
-                       MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      ec = boost::system::error_code(errno, boost::system::system_category());
-      fatal_ = true;
-      co_return false;
-    }
-    co_await socket_.async_wait(tcp::socket::wait_write, redirect_error(use_awaitable, ec));
-    if (ec) co_return false;
-  }
-  out_.clear();
-  if (out_.capacity() > 64 * 1024) std::string().swap(out_);  // a big response's buffer goes
-  co_return true;
 }
 
 TlsSocket::~TlsSocket() {
   if (ssl_) SSL_free(ssl_);
 }
 
+asio::awaitable<bool> TlsSocket::flush(boost::system::error_code& ec) {
+  std::string& out = buffers_.out;
+  if (out.empty()) co_return true;
+  co_await asio::async_write(socket_, asio::buffer(out), redirect_error(use_awaitable, ec));
+  if (ec) {
+    fatal_ = true;
+    co_return false;
+  }
+  out.clear();
+  if (out.capacity() > 64 * 1024) std::string().swap(out);  // a big response's buffer goes
+  co_return true;
+}
+
+asio::awaitable<bool> TlsSocket::receive(boost::system::error_code& ec) {
+  Buffers& b = buffers_;
+  if (b.pos == b.len) {
+    // Everything was consumed: the buffer goes while we wait (idle connections keep none).
+    b.in.reset();
+    b.pos = b.len = 0;
+  }
+  if (!b.in) b.in.reset(new char[kReadChunk]);  // uninitialised on purpose
+  if (b.pos > 0) {  // keep the unread tail at the front
+    std::memmove(b.in.get(), b.in.get() + b.pos, b.len - b.pos);
+    b.len -= b.pos;
+    b.pos = 0;
+  }
+  if (b.len == kReadChunk) co_return true;  // full: OpenSSL has enough to go on
+  size_t n = co_await socket_.async_read_some(asio::buffer(b.in.get() + b.len, kReadChunk - b.len),
+                                              redirect_error(use_awaitable, ec));
+  b.len += n;
+  if (ec == asio::error::eof) {
+    b.eof = true;  // OpenSSL sees end of input and says how it takes it
+    ec = {};
+    co_return true;
+  }
+  co_return !ec;
+}
+
 asio::awaitable<bool> TlsSocket::waitFor(int rc, boost::system::error_code& ec) {
   int err = SSL_get_error(ssl_, rc);
-  if (err == SSL_ERROR_WANT_READ) {
+  if (err == SSL_ERROR_WANT_READ && !buffers_.eof) {
     // Whatever OpenSSL queued (a handshake flight) must be out before we wait for the reply.
     bool flushed = co_await flush(ec);
     if (!flushed) co_return false;
-    co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
-    co_return !ec;
-  }
-  if (err == SSL_ERROR_WANT_WRITE) {  // the queue never blocks; only a flush can
-    bool flushed = co_await flush(ec);
-    co_return flushed;
+    bool received = co_await receive(ec);
+    co_return received;
   }
   if (err == SSL_ERROR_ZERO_RETURN) {
-    ec = asio::error::eof;
+    ec = asio::error::eof;  // close_notify
     co_return false;
   }
   fatal_ = true;
-  if (err == SSL_ERROR_SYSCALL) {
-    // errno 0: the peer closed the TCP connection without close_notify.
-    ec = errno ? boost::system::error_code(errno, boost::system::system_category())
-               : boost::system::error_code(asio::error::eof);
+  if (buffers_.eof) {
+    ec = asio::error::eof;  // the peer closed the TCP connection without close_notify
+  } else if (err == SSL_ERROR_SYSCALL) {
+    ec = boost::system::error_code(-1, tlsCategory());
   } else {
     unsigned long e = ERR_peek_last_error();
     ec = boost::system::error_code(e ? ERR_GET_REASON(e) : -1, tlsCategory());

@@ -1,16 +1,20 @@
 #pragma once
-// The byte streams a session runs on: plain TCP, or TLS done by OpenSSL directly on the
-// socket. Both offer the same four coroutines, so HttpSession is one template for both.
+// The byte streams a session runs on: plain TCP, or TLS. Both offer the same coroutines,
+// so HttpSession is one template for both.
 //
-// TlsSocket does not use asio::ssl::stream: that one puts a memory BIO pair between
-// OpenSSL and the socket, copies every byte through it, and allocates two 17 KB buffers
-// per connection. Here OpenSSL reads and writes the non-blocking socket itself (as nginx
-// does) and Asio only waits for readiness, so an idle TLS connection holds just its SSL
-// object, whose buffers SSL_MODE_RELEASE_BUFFERS gives back. Writes are queued and sent
-// together: after a handshake the session ticket, the response and close_notify leave in
-// one send(2) instead of three.
+// TlsSocket runs OpenSSL over two small BIOs of ours instead of asio::ssl::stream (which
+// keeps two 17 KB buffers per connection and copies every byte through a BIO pair):
+// - reads: Asio's async_read_some fills an input buffer (one recv(2) takes whatever has
+//   arrived, several TLS records at once; no epoll_ctl per wait, as async_wait would
+//   cost), and OpenSSL reads from it. The buffer is freed once consumed, so an idle
+//   connection holds none.
+// - writes: OpenSSL's records queue in a string that we send at once before waiting for
+//   input, at the end of a response, or at shutdown; after a handshake the session
+//   ticket, the response and close_notify leave in one send(2).
+// With SSL_MODE_RELEASE_BUFFERS an idle TLS connection holds little beyond its SSL object.
 #include <openssl/ssl.h>
 
+#include <memory>
 #include <string>
 
 #include "core/Asio.h"
@@ -22,6 +26,7 @@ class PlainSocket {
   explicit PlainSocket(asio::ip::tcp::socket s) : socket_(std::move(s)) {}
 
   asio::awaitable<size_t> readSome(asio::mutable_buffer buf, boost::system::error_code& ec);
+  // `flush` is for TlsSocket's sake; plain writes always go out at once.
   asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec,
                                    bool flush = true);
   asio::awaitable<void> shutdown(boost::system::error_code& ec);
@@ -54,18 +59,25 @@ class TlsSocket {
   asio::ip::tcp::socket& socket() { return socket_; }
   SSL* ssl() { return ssl_; }
 
-  // OpenSSL writes its records into this queue (see the BIO in Transport.cpp); it is
-  // empty, and holds no memory to speak of, while the connection is idle.
-  std::string& outQueue() { return out_; }
+  // What the BIOs work on.
+  struct Buffers {
+    std::unique_ptr<char[]> in;  // received, not yet read by OpenSSL: in[pos, len)
+    size_t pos = 0;
+    size_t len = 0;
+    bool eof = false;  // the peer closed its side
+    std::string out;   // written by OpenSSL, not yet sent
+  };
 
  private:
-  // Waits for what OpenSSL asked for after a call that returned `rc`; sets ec on a real error.
+  // Does what OpenSSL asked for after a call that returned `rc`: flush and receive more
+  // (WANT_READ), or report the error in ec and return false.
   asio::awaitable<bool> waitFor(int rc, boost::system::error_code& ec);
   asio::awaitable<bool> flush(boost::system::error_code& ec);
+  asio::awaitable<bool> receive(boost::system::error_code& ec);
 
   asio::ip::tcp::socket socket_;
+  Buffers buffers_;
   SSL* ssl_;
-  std::string out_;
   bool fatal_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
 };
 
