@@ -165,12 +165,7 @@ address = "127.0.0.1:{self.admin_port}"
                 pids = list(self.worker_pids().values())
             except Exception:
                 pass
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc)
         for pid in pids:  # never leave a worker behind, whatever happened
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -182,6 +177,18 @@ address = "127.0.0.1:{self.admin_port}"
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def terminate(proc, timeout=10):
+    """SIGTERM, then SIGKILL if the process is still there after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def count_fds(pid):

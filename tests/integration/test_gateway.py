@@ -10,7 +10,7 @@ import tempfile
 import time
 import unittest
 
-from harness import binary, certs, free_port, healthz_worker, http_get, wait_for
+from harness import binary, certs, free_port, healthz_worker, http_get, terminate, wait_for
 
 
 class Standalone:
@@ -33,13 +33,7 @@ class Standalone:
         wait_for(lambda: healthz_worker(self.port), 10, what="standalone gateway")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
 
 
