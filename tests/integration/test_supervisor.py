@@ -224,6 +224,41 @@ class SharedSupervisorTest(unittest.TestCase):
         self.assertGreaterEqual(st["listeners"][0]["accepted"], 10000)
 
 
+class TicketRotationTest(unittest.TestCase):
+    def test_rotated_keys_reach_every_worker_and_old_tickets_expire(self):
+        sup = Supervisor(workers=2)
+        # The harness writes [tls]; add the key to it.
+        with open(sup.config) as f:
+            text = f.read()
+        with open(sup.config, "w") as f:
+            f.write(text.replace("[tls]\n", '[tls]\nticket_rotation = "1s"\n'))
+        sup.start()
+        try:
+            ca = os.path.join(certs(), "ca.pem")
+
+            def connect(sess_in=None, sess_out=None):
+                args = ["openssl", "s_client", "-tls1_2", "-connect", f"127.0.0.1:{sup.tls_port}",
+                        "-servername", "localhost", "-CAfile", ca, "-ign_eof"]
+                if sess_in:
+                    args += ["-sess_in", sess_in]
+                if sess_out:
+                    args += ["-sess_out", sess_out]
+                r = subprocess.run(args, input=b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                   capture_output=True, timeout=10)
+                return r.stdout.decode(errors="replace")
+
+            sess = os.path.join(sup.dir, "rot.pem")
+            self.assertIn("\nNew, ", connect(sess_out=sess))
+            time.sleep(1.3)  # one rotation: the ticket's key is now the previous one
+            self.assertIn("\nReused, ", connect(sess_in=sess))
+            self.assertIn("\nReused, ", connect(sess_in=sess))  # on the other worker too
+            time.sleep(3.5)  # past the kept keys and the ticket lifetime
+            self.assertIn("\nNew, ", connect(sess_in=sess))
+            self.assertIn("rotated TLS session ticket keys", sup.log())
+        finally:
+            sup.cleanup()
+
+
 class MisbehavingClientsTest(unittest.TestCase):
     def setUp(self):
         self.sup = Supervisor(workers=2, gateway_extra='header_timeout = "2s"').start()
