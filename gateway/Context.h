@@ -55,8 +55,11 @@ struct GatewayContext {
   SSL_CTX* tls = nullptr;  // null when no certificate is configured
   GatewayCounters counters;
   bool draining = false;
+  // The supervisor is gone: keep serving the connections we have, take no new ones (none
+  // can come), and exit when the last one closes or at the drain deadline.
+  bool orphaned = false;
   SessionEntry* sessions = nullptr;  // head of the intrusive list
-  // Called when the last connection of a draining process closes.
+  // Called when the last connection of a draining or orphaned process closes.
   void (*on_idle_when_draining)(void*) = nullptr;
   void* on_idle_arg = nullptr;
 
@@ -72,7 +75,7 @@ struct GatewayContext {
     if (e->next) e->next->prev = e->prev;
     e->prev = e->next = nullptr;
     --counters.connections;
-    if (draining && counters.connections == 0 && on_idle_when_draining)
+    if ((draining || orphaned) && counters.connections == 0 && on_idle_when_draining)
       on_idle_when_draining(on_idle_arg);
   }
 };

@@ -146,9 +146,24 @@ class Gateway {
     startSession(ctx_, std::move(socket), tls);
   }
 
+  // Unlike a drain, established connections, idle keep-alives included, go on being
+  // served: a supervisor's death must not drop them. The worker leaves when the last
+  // one closes, or at the drain deadline.
   void onSupervisorGone() {
     ipc_.reset();
-    beginDrain(ctx_.config.supervisor.drain_timeout, "the supervisor is gone");
+    if (ctx_.draining) return;
+    ctx_.orphaned = true;
+    Duration deadline = ctx_.config.supervisor.drain_timeout;
+    logWarn(kLog, "the supervisor is gone: serving {} open connections for up to {}, then exiting",
+            ctx_.counters.connections, formatDuration(deadline));
+    drain_timer_.expires_after(deadline);
+    drain_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      logWarn(kLog, "orphaned worker's deadline reached with {} connections open; closing them",
+              ctx_.counters.connections);
+      io_.stop();
+    });
+    if (ctx_.counters.connections == 0) finishDrain();
   }
 
   // ---- standalone mode --------------------------------------------------------------

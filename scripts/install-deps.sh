@@ -11,6 +11,8 @@ packages=(
   libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev
   # tools the tests drive
   openssl curl python3 python3-websockets prometheus groff-base
+  # tools the README tour and the runbook use
+  jq netcat-openbsd
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(wrk nginx-light)

@@ -431,6 +431,36 @@ class StopTest(unittest.TestCase):
         finally:
             sup.cleanup()
 
+    def test_after_kill_9_of_the_supervisor_workers_serve_their_connections_then_drain_out(self):
+        sup = Supervisor(workers=2, tls=False)
+        sup.start()
+        try:
+            pids = list(sup.worker_pids().values())
+            conn = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            sup.proc.kill()
+            sup.proc.wait()
+            time.sleep(0.5)  # the worker has seen its supervisor go
+            for _ in range(5):  # the established (idle) keep-alive connection keeps working
+                conn.request("GET", "/healthz")
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                r.read()
+            conn.close()
+            # With their connections closed, the orphaned workers exit.
+            def all_gone():
+                return all(not os.path.exists(f"/proc/{p}") or "zombie" in open(f"/proc/{p}/status").read().lower()
+                           for p in pids)
+            wait_for(all_gone, 10, interval=0.2, what="workers to drain out")
+        finally:
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            sup.cleanup()
+
     def test_dingoctl_stop(self):
         sup = Supervisor(workers=1, tls=False).start()
         try:
