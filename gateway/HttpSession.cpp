@@ -225,8 +225,11 @@ class HttpSession final : public SessionEntry {
 
   asio::awaitable<void> close() {
     boost::system::error_code ec;
+    // TLS: the last response may still be queued behind close_notify; its send is a
+    // write like any other and gets the write deadline.
+    expiresAfter(ctx_.config.gateway.write_timeout);
+    if (!timed_out_) co_await stream_.shutdown(ec);  // FIN: close below
     deadline_ms = kNoDeadline;
-    if (!timed_out_) co_await stream_.shutdown(ec);  // TLS: close_notify (FIN: close below)
     stream_.socket().close(ec);
   }
 
