@@ -156,14 +156,7 @@ class Gateway {
     Duration deadline = ctx_.config.supervisor.drain_timeout;
     logWarn(kLog, "the supervisor is gone: serving {} open connections for up to {}, then exiting",
             ctx_.counters.connections, formatDuration(deadline));
-    drain_timer_.expires_after(deadline);
-    drain_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
-      logWarn(kLog, "orphaned worker's deadline reached with {} connections open; closing them",
-              ctx_.counters.connections);
-      io_.stop();
-    });
-    if (ctx_.counters.connections == 0) finishDrain();
+    leaveBy(deadline);
   }
 
   // ---- standalone mode --------------------------------------------------------------
@@ -291,10 +284,16 @@ class Gateway {
       e->onDrain();
       e = next;
     }
+    leaveBy(deadline);
+  }
+
+  // Exits when the last connection closes (GatewayContext::unlink calls finishDrain) or
+  // at `deadline`, closing whatever is still open.
+  void leaveBy(Duration deadline) {
     drain_timer_.expires_after(deadline);
     drain_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      logWarn(kLog, "drain deadline reached with {} connections open; closing them",
+      logWarn(kLog, "deadline reached with {} connections open; closing them",
               ctx_.counters.connections);
       io_.stop();
     });
