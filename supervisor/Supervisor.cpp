@@ -136,7 +136,7 @@ class Supervisor {
             config_.admin.address.empty() ? "" : ", admin http://" + config_.admin.address);
     io_.run();
     cleanup();
-    return exit_code_;
+    return 0;
   }
 
   void cleanup() {
@@ -708,7 +708,6 @@ class Supervisor {
   std::chrono::system_clock::time_point started_wall_;
   bool stopping_ = false;
   bool pid_file_written_ = false;
-  int exit_code_ = 0;
 };
 
 }  // namespace
