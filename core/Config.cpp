@@ -287,6 +287,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.size("send_queue_bytes", g.send_queue_bytes, 1024);
     r.integer("max_channels", g.max_channels, 1, 1'000'000);
     r.integer("max_connections", g.max_connections, 1, 10'000'000);
+    r.integer("commands_per_second", g.commands_per_second, 1, 1'000'000);
     r.boolean("client_publish", g.client_publish);
     r.str("publish_token", g.publish_token);
     r.rejectUnknown();

@@ -55,6 +55,7 @@ struct GatewayConfig {
   uint64_t send_queue_bytes = 1024 * 1024;
   uint32_t max_channels = 128;
   uint32_t max_connections = 50000;
+  uint32_t commands_per_second = 50;  // WebSocket commands per connection (burst: twice that)
   bool client_publish = false;
   std::string publish_token;
 };

@@ -2,13 +2,18 @@
 // What every session of a gateway process shares. Single-threaded: one io_context
 // per worker process, so nothing here needs a lock.
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "core/Config.h"
 
 using SSL_CTX = struct ssl_ctx_st;
 
 namespace dingo {
+
+class Broker;
+class ChannelTable;
 
 struct GatewayCounters {
   uint64_t connections = 0;  // open now
@@ -22,6 +27,26 @@ struct GatewayCounters {
   uint64_t tls_failures = 0;
   uint64_t timeouts = 0;
   uint64_t bad_requests = 0;
+  // Pub/sub
+  uint64_t ws_connections = 0;       // open now
+  uint64_t ws_upgrades = 0;          // total
+  uint64_t ws_commands = 0;
+  uint64_t ws_protocol_errors = 0;   // closed with 1002, 1003, 1007 or 1009
+  uint64_t published = 0;            // publishes this worker made (REST and WebSocket)
+  uint64_t delivered = 0;            // messages pushed to subscribers
+  uint64_t recovered = 0;            // subscribes with `since` that got what they missed
+  uint64_t not_recovered = 0;        // ... that got recovered: false
+  uint64_t slow_consumers = 0;       // closed because their send queue overflowed
+  uint64_t rate_limited = 0;         // commands refused with `limit`
+};
+
+// Something with output to send once the current event-loop turn is over (fan-out
+// queues a message on many sessions, then each sends everything queued in one write).
+class Flushable {
+ public:
+  virtual ~Flushable() = default;
+  virtual void flushNow() = 0;
+  bool flush_queued = false;
 };
 
 // A live connection, linked into the process's list so that a drain and the deadline
@@ -36,6 +61,9 @@ class SessionEntry {
   virtual void onDrain() = 0;
   // Called by the sweep once `deadline_ms` has passed: cancel whatever I/O is pending.
   virtual void onDeadline() = 0;
+  // The pub/sub broker is gone (the supervisor died): WebSocket sessions tell their
+  // clients to reconnect elsewhere.
+  virtual void onBrokerLost() {}
 
   SessionEntry* prev = nullptr;
   SessionEntry* next = nullptr;
@@ -59,6 +87,37 @@ struct GatewayContext {
   // can come), and exit when the last one closes or at the drain deadline.
   bool orphaned = false;
   SessionEntry* sessions = nullptr;  // head of the intrusive list
+  Broker* broker = nullptr;
+  ChannelTable* channels = nullptr;
+  // Output to send at the end of this event-loop turn; schedule_flush posts runFlushes.
+  std::vector<Flushable*> flush_queue;
+  std::vector<Flushable*> flushing;
+  std::function<void()> schedule_flush;
+
+  void requestFlush(Flushable* f) {
+    if (f->flush_queued) return;
+    f->flush_queued = true;
+    flush_queue.push_back(f);
+    if (flush_queue.size() == 1 && schedule_flush) schedule_flush();
+  }
+  // A Flushable going away takes itself out of the queues.
+  void cancelFlush(Flushable* f) {
+    if (!f->flush_queued) return;
+    for (auto* v : {&flush_queue, &flushing})
+      for (auto& q : *v)
+        if (q == f) q = nullptr;
+    f->flush_queued = false;
+  }
+  void runFlushes() {
+    flushing.swap(flush_queue);
+    for (size_t i = 0; i < flushing.size(); ++i) {
+      Flushable* f = flushing[i];
+      if (!f) continue;
+      f->flush_queued = false;
+      f->flushNow();
+    }
+    flushing.clear();
+  }
   // Called when the last connection of a draining or orphaned process closes.
   void (*on_idle_when_draining)(void*) = nullptr;
   void* on_idle_arg = nullptr;

@@ -10,7 +10,9 @@
 #include "core/Net.h"
 #include "core/Process.h"
 #include "core/Tls.h"
+#include "gateway/Brokers.h"
 #include "gateway/HttpSession.h"
+#include "gateway/PubSub.h"
 
 namespace dingo {
 
@@ -37,7 +39,14 @@ class Gateway {
     ctx_.on_idle_arg = this;
   }
 
-  ~Gateway() { ctx_.on_idle_when_draining = nullptr; }
+  ~Gateway() {
+    ctx_.on_idle_when_draining = nullptr;
+    // The broker goes first, while every session is still alive: its pending requests
+    // are failed and resume their sessions; sessions destroyed with io_ later find no
+    // broker to tell.
+    ctx_.broker = nullptr;
+    broker_.reset();
+  }
 
   int run() {
     const Config& cfg = ctx_.config;
@@ -48,6 +57,15 @@ class Gateway {
       ssl_ctx_ = createServerContext(cfg.tls, &ticket_keys_);
       ctx_.tls = ssl_ctx_.get();
     }
+
+    ctx_.schedule_flush = [this] { asio::post(io_, [this] { ctx_.runFlushes(); }); };
+    if (options_.standalone) broker_ = makeLocalBroker(cfg.history);
+    else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd);
+    channels_ = std::make_unique<ChannelTable>(ctx_);
+    ctx_.channels = channels_.get();
+    ctx_.broker = broker_.get();
+    if (broker_) broker_->setSink(channels_.get());
+    else logWarn(kLog, "no hub link from the supervisor: pub/sub is unavailable");
 
     setupSignals();
     if (options_.standalone) {
@@ -229,6 +247,7 @@ class Gateway {
       // How late this 1 s timer fired: the event loop's lag.
       double lag_ms = std::max(0.0, std::chrono::duration<double, std::milli>(now - last_tick_).count() - 1000.0);
       last_tick_ = now;
+      if (broker_) broker_->sweep();
       sendStats(lag_ms);
       scheduleStats();
     });
@@ -243,7 +262,13 @@ class Gateway {
                         {"tls_handshakes", c.tls_handshakes}, {"tls_resumed", c.tls_resumed},
                         {"tls_failures", c.tls_failures},     {"timeouts", c.timeouts},
                         {"bad_requests", c.bad_requests},     {"loop_lag_ms", lag_ms},
-                        {"draining", ctx_.draining}};
+                        {"draining", ctx_.draining},
+                        {"ws_connections", c.ws_connections}, {"ws_upgrades", c.ws_upgrades},
+                        {"ws_commands", c.ws_commands},       {"ws_protocol_errors", c.ws_protocol_errors},
+                        {"published", c.published},           {"delivered", c.delivered},
+                        {"recovered", c.recovered},           {"not_recovered", c.not_recovered},
+                        {"slow_consumers", c.slow_consumers}, {"rate_limited", c.rate_limited},
+                        {"channels", channels_ ? channels_->channels() : 0}};
     ipc::send(ipc_->native_handle(), ipc::MsgType::Stats, j.dump());
   }
 
@@ -301,8 +326,11 @@ class Gateway {
   }
 
   void finishDrain() {
-    // Deferred: we may be inside a session's destructor.
-    asio::post(io_, [this] { io_.stop(); });
+    // Deferred: we may be inside a session's destructor, or between the HTTP and the
+    // WebSocket halves of an upgraded connection.
+    asio::post(io_, [this] {
+      if (ctx_.counters.connections == 0) io_.stop();
+    });
   }
 
   // Declaration order matters: sessions still open when io_ is destroyed unlink
@@ -311,6 +339,9 @@ class Gateway {
   TicketKeyRing ticket_keys_;
   SslCtxPtr ssl_ctx_;
   GatewayContext ctx_;
+  // Both outlive io_: sessions destroyed with it leave their channels (see ~Gateway).
+  std::unique_ptr<ChannelTable> channels_;
+  std::unique_ptr<Broker> broker_;
   asio::io_context io_{1};
   asio::signal_set signals_;
   asio::steady_timer stats_timer_;

@@ -11,6 +11,7 @@ struct GatewayOptions {
   std::vector<std::string> listen;      // standalone: plain listeners (default: [[listen]])
   std::vector<std::string> listen_tls;  // standalone: TLS listeners
   int ipc_fd = -1;                      // worker: the socket from the supervisor
+  int hub_fd = -1;                      // worker: the stream socket to the supervisor's hub
   int worker_id = 0;
   int generation = 0;
 };

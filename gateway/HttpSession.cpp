@@ -4,8 +4,18 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <openssl/crypto.h>
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "core/Hub.h"
 #include "core/Log.h"
+#include "core/WebSocket.h"
+#include "gateway/Broker.h"
+#include "gateway/PubSub.h"
 #include "gateway/Transport.h"
+#include "gateway/WsSession.h"
 
 namespace dingo {
 
@@ -103,11 +113,119 @@ bool parseErrorReply(const boost::system::error_code& ec, Reply& r) {
   return false;
 }
 
+// ---- pub/sub over HTTP ------------------------------------------------------------------
+
+bool iequals(std::string_view a, std::string_view b) {
+  return beast::iequals(beast::string_view(a.data(), a.size()), beast::string_view(b.data(), b.size()));
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding; nullopt on a malformed escape. `plus` turns '+' into ' ' (queries).
+std::optional<std::string> percentDecode(std::string_view in, bool plus) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return std::nullopt;
+      int hi = hexValue(in[i + 1]), lo = hexValue(in[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += plus && c == '+' ? ' ' : c;
+    }
+  }
+  return out;
+}
+
+// The value of the first `key` in a query string ("a=1&b=2"); nullopt when absent,
+// or when malformed (then `bad` is set).
+std::optional<std::string> queryParam(std::string_view query, std::string_view key, bool& bad) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != key) continue;
+    auto v = percentDecode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), true);
+    if (!v) bad = true;
+    return v;
+  }
+  return std::nullopt;
+}
+
+bool hasToken(std::string_view header, std::string_view token) {
+  while (!header.empty()) {
+    size_t comma = header.find(',');
+    std::string_view t = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (iequals(t, token)) return true;
+  }
+  return false;
+}
+
+std::string_view headerOf(const Request& req, http::field f) {
+  auto v = req[f];
+  return {v.data(), v.size()};
+}
+
+void unavailable(Reply& r, std::string_view why) {
+  error(r, 503, "unavailable", why);
+  r.extra_headers = "Retry-After: 1\r\n";
+}
+
+// Waits for a broker callback. The broker always calls back (with an error when it
+// goes away), and the result resumes this coroutine from the event loop, not from
+// inside the broker.
+template <typename T, typename Start>
+asio::awaitable<std::pair<std::optional<T>, std::string>> awaitBroker(Start start) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, asio::steady_timer::time_point::max());
+  std::optional<T> value;
+  std::string error_text;
+  bool done = false;
+  start([&](const T* v, std::string_view err) {
+    if (v) value = *v;
+    else error_text.assign(err);
+    done = true;
+    timer.cancel();
+  });
+  if (!done) {
+    boost::system::error_code ec;
+    co_await timer.async_wait(redirect_error(use_awaitable, ec));
+  }
+  co_return std::make_pair(std::move(value), std::move(error_text));
+}
+
+void catchupJson(std::string& out, std::string_view channel, const Catchup& c) {
+  fmt::format_to(std::back_inserter(out), R"({{"channel":"{}","position":"{}","recovered":{},"messages":[)", channel,
+                 c.position.toString(), c.recovered);
+  for (size_t i = 0; i < c.messages.size(); ++i) {
+    if (i) out += ',';
+    appendMessageJson(out, channel, {c.position.epoch, c.messages[i].seq}, *c.messages[i].data);
+  }
+  out += "]}";
+}
+
 template <typename Stream>
 class HttpSession final : public SessionEntry {
  public:
   HttpSession(GatewayContext& ctx, Stream& stream) : ctx_(ctx), stream_(stream) { ctx_.link(this); }
-  ~HttpSession() override { ctx_.unlink(this); }
+  ~HttpSession() override { detach(); }
+  // Leaves the process's session list (the WebSocket session that follows joins it).
+  void detach() {
+    if (linked_) ctx_.unlink(this);
+    linked_ = false;
+  }
 
   void onDrain() override {
     if (idle_) cancel();
@@ -122,7 +240,9 @@ class HttpSession final : public SessionEntry {
   void expiresAfter(Duration d) { deadline_ms = steadyNowMs() + d.count(); }
   bool timedOut() const { return timed_out_; }
 
-  asio::awaitable<void> serve() {
+  // Serves requests until the connection closes; returns true (and the bytes that came
+  // after the request in `leftover`) when it was upgraded to a WebSocket.
+  asio::awaitable<bool> serve(std::string& leftover) {
     const GatewayConfig& g = ctx_.config.gateway;
     beast::flat_buffer buffer(g.max_header_bytes + g.max_body_bytes);
     std::string out;
@@ -155,7 +275,27 @@ class HttpSession final : public SessionEntry {
       } else {
         const Request& req = parser.get();
         ++ctx_.counters.requests;
-        route(req, reply, ctx_);
+        std::string_view target(req.target().data(), req.target().size());
+        std::string_view path = target.substr(0, target.find('?'));
+        if (path == "/v1/ws") {
+          std::string accept;
+          if (webSocketHandshake(req, reply, accept)) {
+            out = fmt::format(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Accept: {}\r\n\r\n",
+                accept);
+            expiresAfter(g.write_timeout);
+            ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(out), ec);
+            if (ec) break;
+            leftover.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
+            deadline_ms = kNoDeadline;
+            co_return true;
+          }
+        } else if (path.starts_with("/v1/")) {
+          co_await routePubSub(req, target, reply);
+        } else {
+          route(req, reply, ctx_);
+        }
         keep_alive = req.keep_alive() && !ctx_.draining;
         head_only = req.method() == http::verb::head;
       }
@@ -167,12 +307,150 @@ class HttpSession final : public SessionEntry {
     }
     if (timed_out_) ++ctx_.counters.timeouts;
     co_await close();
+    co_return false;
   }
 
  private:
   void cancel() {
     boost::system::error_code ec;
     stream_.socket().cancel(ec);
+  }
+
+  // Checks an upgrade request (RFC 6455 4.2.1). True with the accept key, or false with
+  // the error reply.
+  bool webSocketHandshake(const Request& req, Reply& r, std::string& accept) {
+    if (req.method() != http::verb::get) {
+      r.extra_headers = "Allow: GET\r\n";
+      error(r, 405, "bad_request", "/v1/ws answers GET");
+      return false;
+    }
+    std::string_view key = headerOf(req, http::field::sec_websocket_key);
+    if (!hasToken(headerOf(req, http::field::upgrade), "websocket") ||
+        !hasToken(headerOf(req, http::field::connection), "upgrade") || key.size() != 24) {
+      error(r, 400, "bad_request", "a WebSocket upgrade needs Upgrade: websocket, Connection: Upgrade and Sec-WebSocket-Key");
+      return false;
+    }
+    if (headerOf(req, http::field::sec_websocket_version) != "13") {
+      r.extra_headers = "Sec-WebSocket-Version: 13\r\n";
+      error(r, 400, "bad_request", "only WebSocket version 13 is supported");
+      return false;
+    }
+    if (ctx_.draining) {
+      unavailable(r, "this worker is draining");
+      return false;
+    }
+    accept = ws::acceptKey(key);
+    return true;
+  }
+
+  bool peerIsLoopback() {
+    boost::system::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (ec) return false;
+    auto a = ep.address();
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+    return a.is_loopback();
+  }
+
+  // POST /v1/publish/{channel}, GET /v1/history/{channel}, GET /v1/channels/{channel}.
+  asio::awaitable<void> routePubSub(const Request& req, std::string_view target, Reply& r) {
+    size_t q = target.find('?');
+    std::string_view path = target.substr(0, q);
+    std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    std::string_view kind, rest;
+    for (std::string_view k : {"publish", "history", "channels"}) {
+      std::string prefix = fmt::format("/v1/{}/", k);
+      if (path.starts_with(prefix)) {
+        kind = k;
+        rest = path.substr(prefix.size());
+      }
+    }
+    if (kind.empty()) {
+      error(r, 404, "not_found", fmt::format("no resource at {}", path.substr(0, 200)));
+      co_return;
+    }
+    bool post = req.method() == http::verb::post;
+    bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+    if ((kind == "publish" && !post) || (kind != "publish" && !get)) {
+      r.extra_headers = kind == "publish" ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
+      error(r, 405, "bad_request", fmt::format("/v1/{}/ answers {}", kind, kind == "publish" ? "POST" : "GET"));
+      co_return;
+    }
+    auto decoded = percentDecode(rest, false);
+    std::string channel = "/" + decoded.value_or("");
+    if (!decoded || !validChannel(channel)) {
+      error(r, 400, "bad_request", "a channel is 1 to 255 characters of [A-Za-z0-9_.:/-] starting with /");
+      co_return;
+    }
+    Broker* broker = ctx_.broker;
+    if (!broker || !broker->available()) {
+      unavailable(r, "pub/sub is unavailable");
+      co_return;
+    }
+    if (kind == "publish") {
+      co_await publish(req, channel, r);
+    } else if (kind == "history") {
+      bool bad = false;
+      auto since_text = queryParam(query, "since", bad);
+      auto limit_text = queryParam(query, "limit", bad);
+      std::optional<Position> since;
+      if (since_text && !since_text->empty()) {
+        since = Position::parse(*since_text);
+        bad = bad || !since;
+      }
+      uint32_t limit = ctx_.config.history.size;
+      if (limit_text) {
+        auto [p, e] = std::from_chars(limit_text->data(), limit_text->data() + limit_text->size(), limit);
+        bad = bad || e != std::errc() || p != limit_text->data() + limit_text->size() || limit == 0;
+      }
+      if (bad) {
+        error(r, 400, "bad_request", "since must be a position (EPOCH.SEQ) and limit a positive integer");
+        co_return;
+      }
+      auto [c, err] = co_await awaitBroker<Catchup>(
+          [&](auto done) { broker->history(channel, since, limit, std::move(done)); });
+      if (!c) unavailable(r, err);
+      else catchupJson(r.body, channel, *c);
+    } else {
+      auto [info, err] = co_await awaitBroker<Hub::Info>([&](auto done) { broker->info(channel, std::move(done)); });
+      if (!info) unavailable(r, err);
+      else
+        r.body = fmt::format(R"({{"channel":"{}","position":"{}","subscribers":{}}})", channel,
+                             info->position.toString(), info->subscribers);
+    }
+  }
+
+  asio::awaitable<void> publish(const Request& req, const std::string& channel, Reply& r) {
+    const std::string& token = ctx_.config.gateway.publish_token;
+    if (!token.empty()) {
+      std::string_view auth = headerOf(req, http::field::authorization);
+      bool ok = auth.size() == 7 + token.size() && iequals(auth.substr(0, 7), "bearer ") &&
+                CRYPTO_memcmp(auth.data() + 7, token.data(), token.size()) == 0;
+      if (!ok) {
+        r.extra_headers = "WWW-Authenticate: Bearer\r\n";
+        error(r, 401, "unauthorized", "publishing needs Authorization: Bearer <publish_token>");
+        co_return;
+      }
+    } else if (!peerIsLoopback()) {
+      error(r, 403, "forbidden", "without a publish_token only loopback clients may publish");
+      co_return;
+    }
+    auto body = nlohmann::json::parse(req.body(), nullptr, false);
+    if (body.is_discarded()) {
+      error(r, 400, "bad_request", "the body must be a JSON value");
+      co_return;
+    }
+    std::string data = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (data.size() > ctx_.config.gateway.max_message_size) {
+      error(r, 413, "too_large", fmt::format("a message is at most {} bytes", ctx_.config.gateway.max_message_size));
+      co_return;
+    }
+    ++ctx_.counters.published;
+    Broker* broker = ctx_.broker;
+    auto [pos, err] = co_await awaitBroker<Position>(
+        [&](auto done) { broker->publish(channel, std::move(data), std::move(done)); });
+    if (!pos) unavailable(r, err);
+    else r.body = fmt::format(R"({{"channel":"{}","position":"{}"}})", channel, pos->toString());
   }
 
   // Reads one request into `parser`; returns the bytes it consumed. Like
@@ -197,6 +475,8 @@ class HttpSession final : public SessionEntry {
         } else if (ec || parser.is_done()) {
           co_return total;
         }
+        // Beast stops after the header: the body may already be in the buffer.
+        if (used > 0 && buffer.size() > 0) continue;
       }
       size_t room = std::min<size_t>(buffer.max_size() - buffer.size(), 16 * 1024);
       if (room == 0) {
@@ -235,6 +515,7 @@ class HttpSession final : public SessionEntry {
 
   GatewayContext& ctx_;
   Stream& stream_;
+  bool linked_ = true;
   bool idle_ = false;
   bool timed_out_ = false;
 };
@@ -242,7 +523,12 @@ class HttpSession final : public SessionEntry {
 asio::awaitable<void> servePlain(GatewayContext& ctx, tcp::socket socket) {
   PlainSocket stream(std::move(socket));
   HttpSession<PlainSocket> session(ctx, stream);
-  co_await session.serve();
+  std::string leftover;
+  bool upgraded = co_await session.serve(leftover);
+  if (upgraded) {
+    session.detach();
+    co_await serveWebSocket(ctx, stream, std::move(leftover));
+  }
 }
 
 asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
@@ -258,7 +544,12 @@ asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
   }
   ++ctx.counters.tls_handshakes;
   if (SSL_session_reused(stream.ssl())) ++ctx.counters.tls_resumed;
-  co_await session.serve();
+  std::string leftover;
+  bool upgraded = co_await session.serve(leftover);
+  if (upgraded) {
+    session.detach();
+    co_await serveWebSocket(ctx, stream, std::move(leftover));
+  }
 }
 
 }  // namespace

@@ -25,6 +25,28 @@ asio::awaitable<size_t> PlainSocket::writeAll(asio::const_buffer buf, boost::sys
   co_return n;
 }
 
+asio::awaitable<size_t> PlainSocket::readAvailable(asio::mutable_buffer buf, boost::system::error_code& ec) {
+  for (;;) {
+    co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (ec) co_return 0;
+    if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+    size_t n = socket_.read_some(buf, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    co_return n;
+  }
+}
+
+size_t PlainSocket::trySend(std::span<const asio::const_buffer> bufs, boost::system::error_code& ec) {
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+  size_t n = socket_.write_some(bufs, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  return n;
+}
+
+asio::awaitable<void> PlainSocket::waitWritable(boost::system::error_code& ec) {
+  co_await socket_.async_wait(tcp::socket::wait_write, redirect_error(use_awaitable, ec));
+}
+
 // Nothing to send before the FIN that close() sends: no shutdown(2), a system call saved.
 asio::awaitable<void> PlainSocket::shutdown(boost::system::error_code&) { co_return; }
 
@@ -119,16 +141,18 @@ TlsSocket::~TlsSocket() {
 }
 
 asio::awaitable<bool> TlsSocket::flush(boost::system::error_code& ec) {
-  std::string& out = buffers_.out;
-  if (out.empty()) co_return true;
-  co_await asio::async_write(socket_, asio::buffer(out), redirect_error(use_awaitable, ec));
-  if (ec) {
-    fatal_ = true;
-    co_return false;
+  // Send what the socket takes, wait, repeat: the queue may grow meanwhile (a WebSocket
+  // pushes while its close flushes), so no operation may hold a pointer into it.
+  for (;;) {
+    bool empty = sendNow(ec);
+    if (ec) co_return false;
+    if (empty) co_return true;
+    co_await waitWritable(ec);
+    if (ec) {
+      fatal_ = true;
+      co_return false;
+    }
   }
-  out.clear();
-  if (out.capacity() > 64 * 1024) std::string().swap(out);  // a big response's buffer goes
-  co_return true;
 }
 
 asio::awaitable<bool> TlsSocket::receive(boost::system::error_code& ec) {
@@ -138,7 +162,12 @@ asio::awaitable<bool> TlsSocket::receive(boost::system::error_code& ec) {
     b.in.reset();
     b.pos = b.len = 0;
   }
-  if (!b.in) b.in.reset(new char[kReadChunk]);  // uninitialised on purpose
+  if (!b.in) {
+    // Wait for bytes before taking a buffer for them: an idle connection holds none.
+    co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (ec) co_return false;
+    b.in.reset(new char[kReadChunk]);  // uninitialised on purpose
+  }
   if (b.pos > 0) {  // keep the unread tail at the front
     std::memmove(b.in.get(), b.in.get() + b.pos, b.len - b.pos);
     b.len -= b.pos;
@@ -159,9 +188,15 @@ asio::awaitable<bool> TlsSocket::receive(boost::system::error_code& ec) {
 asio::awaitable<bool> TlsSocket::waitFor(int rc, boost::system::error_code& ec) {
   int err = SSL_get_error(ssl_, rc);
   if (err == SSL_ERROR_WANT_READ && !buffers_.eof) {
-    // Whatever OpenSSL queued (a handshake flight) must be out before we wait for the reply.
-    bool flushed = co_await flush(ec);
-    if (!flushed) co_return false;
+    if (output_hook_) {
+      // WebSocket: never hold reads back for a slow reader; the session sends the rest.
+      if (!buffers_.out.empty() && !sendNow(ec)) output_hook_();
+      if (ec) co_return false;
+    } else {
+      // Whatever OpenSSL queued (a handshake flight) must be out before we wait for the reply.
+      bool flushed = co_await flush(ec);
+      if (!flushed) co_return false;
+    }
     bool received = co_await receive(ec);
     co_return received;
   }
@@ -226,6 +261,41 @@ asio::awaitable<size_t> TlsSocket::writeAll(asio::const_buffer buf, boost::syste
     if (!flushed) co_return 0;
   }
   co_return done;
+}
+
+bool TlsSocket::encrypt(std::string_view data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ERR_clear_error();
+    size_t n = 0;
+    // Our BIO takes every byte, so this only fails on a broken connection.
+    if (SSL_write_ex(ssl_, data.data() + done, data.size() - done, &n) != 1) {
+      ERR_clear_error();
+      fatal_ = true;
+      return false;
+    }
+    done += n;
+  }
+  return true;
+}
+
+bool TlsSocket::sendNow(boost::system::error_code& ec) {
+  std::string& out = buffers_.out;
+  if (out.empty()) return true;
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+  size_t n = socket_.write_some(asio::buffer(out), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  if (ec) {
+    fatal_ = true;
+    return false;
+  }
+  out.erase(0, n);
+  if (out.empty() && out.capacity() > 4096) std::string().swap(out);  // idle: no buffer
+  return out.empty();
+}
+
+asio::awaitable<void> TlsSocket::waitWritable(boost::system::error_code& ec) {
+  co_await socket_.async_wait(tcp::socket::wait_write, redirect_error(use_awaitable, ec));
 }
 
 asio::awaitable<void> TlsSocket::shutdown(boost::system::error_code& ec) {

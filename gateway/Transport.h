@@ -14,7 +14,9 @@
 // With SSL_MODE_RELEASE_BUFFERS an idle TLS connection holds little beyond its SSL object.
 #include <openssl/ssl.h>
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "core/Asio.h"
@@ -31,6 +33,14 @@ class PlainSocket {
                                    bool flush = true);
   asio::awaitable<void> shutdown(boost::system::error_code& ec);
   asio::ip::tcp::socket& socket() { return socket_; }
+
+  // For WebSocket sessions, which hold no buffer while idle: waits until the socket is
+  // readable, then reads what is there into `buf` (a buffer shared by the process,
+  // used before the next suspension).
+  asio::awaitable<size_t> readAvailable(asio::mutable_buffer buf, boost::system::error_code& ec);
+  // Sends what the socket takes now, without waiting; returns the bytes sent.
+  size_t trySend(std::span<const asio::const_buffer> bufs, boost::system::error_code& ec);
+  asio::awaitable<void> waitWritable(boost::system::error_code& ec);
 
  private:
   asio::ip::tcp::socket socket_;
@@ -59,6 +69,22 @@ class TlsSocket {
   asio::ip::tcp::socket& socket() { return socket_; }
   SSL* ssl() { return ssl_; }
 
+  // WebSocket mode. readAvailable is readSome: the input buffer exists only while
+  // records are being read, so an idle connection holds none.
+  asio::awaitable<size_t> readAvailable(asio::mutable_buffer buf, boost::system::error_code& ec) {
+    return readSome(buf, ec);
+  }
+  // Encrypts `data` into the output queue (never blocks).
+  bool encrypt(std::string_view data);
+  // Sends what the socket takes now of the output queue; true when it is empty.
+  bool sendNow(boost::system::error_code& ec);
+  size_t pendingOutput() const { return buffers_.out.size(); }
+  asio::awaitable<void> waitWritable(boost::system::error_code& ec);
+  // With a hook set, reads no longer wait for the output queue to drain before waiting
+  // for input: they send what the socket takes and call the hook, whose owner sends
+  // the rest (a WebSocket must read its peer's frames while its output is stalled).
+  void setOutputHook(std::function<void()> hook) { output_hook_ = std::move(hook); }
+
   // What the BIOs work on.
   struct Buffers {
     std::unique_ptr<char[]> in;  // received, not yet read by OpenSSL: in[pos, len)
@@ -79,6 +105,7 @@ class TlsSocket {
   Buffers buffers_;
   SSL* ssl_;
   bool fatal_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
+  std::function<void()> output_hook_;
 };
 
 }  // namespace dingo

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   bool worker = false;
   app.add_flag("--worker", worker, "Run as a supervisor's worker (set by dingo-supervisor)")->group("Internal");
   app.add_option("--ipc-fd", options.ipc_fd, "Worker: the supervisor's socket")->group("Internal");
+  app.add_option("--hub-fd", options.hub_fd, "Worker: the stream socket to the supervisor's hub")->group("Internal");
   app.add_option("--worker-id", options.worker_id, "Worker slot number")->group("Internal");
   app.add_option("--generation", options.generation, "Worker generation")->group("Internal");
   app.add_flag("-V,--version", version, "Print the version and exit");

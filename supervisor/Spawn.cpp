@@ -16,22 +16,22 @@ namespace dingo {
 
 namespace bp = boost::process;
 
-pid_t spawnWorker(const std::string& exe, const std::vector<std::string>& args, int ipc_fd,
+pid_t spawnWorker(const std::string& exe, const std::vector<std::string>& args, int ipc_fd, int hub_fd,
                   std::string& error) {
   std::error_code ec;
-  // Runs in the child between fork and exec: put the IPC socket on fd 3 without
-  // close-on-exec. dup2 onto itself would keep the flag, so clear it by hand then.
-  auto put_ipc_on_fd3 = bp::extend::on_exec_setup = [ipc_fd](auto&) {
-    if (ipc_fd == 3) {
-      ::fcntl(3, F_SETFD, 0);
-    } else {
-      ::dup2(ipc_fd, 3);
-    }
-    // Belt and braces: Asio opens some sockets without SOCK_CLOEXEC (the admin and
-    // control listeners and their connections). Nothing above fd 3 reaches a worker.
-    ::close_range(4, ~0U, CLOSE_RANGE_CLOEXEC);
+  // Runs in the child between fork and exec: the IPC socket goes to fd 3 and the hub
+  // link to fd 4, without close-on-exec. Copies above 10 first, so that neither dup2
+  // can overwrite the other's source.
+  auto put_fds = bp::extend::on_exec_setup = [ipc_fd, hub_fd](auto&) {
+    int ipc = ::fcntl(ipc_fd, F_DUPFD, 10);
+    int hub = ::fcntl(hub_fd, F_DUPFD, 10);
+    ::dup2(ipc, 3);  // dup2 onto another number clears FD_CLOEXEC
+    ::dup2(hub, 4);
+    // Nothing above fd 4 reaches a worker (Asio opens some sockets without
+    // SOCK_CLOEXEC: the admin and control listeners and their connections).
+    ::close_range(5, ~0U, CLOSE_RANGE_CLOEXEC);
   };
-  bp::child child(bp::exe = exe, bp::args = args, put_ipc_on_fd3, ec);
+  bp::child child(bp::exe = exe, bp::args = args, put_fds, ec);
   if (ec) {
     error = ec.message();
     return -1;

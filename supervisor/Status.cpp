@@ -113,12 +113,42 @@ std::string renderMetrics(const json& status) {
       {"worker_restarts_total", "counter", "Times this worker slot was respawned.", "restarts", 1},
       {"worker_event_loop_lag_seconds", "gauge", "Worker event-loop lag at its last report.",
        "loop_lag_ms", 0.001},
+      {"worker_websockets", "gauge", "Open WebSocket connections.", "ws_connections", 1},
+      {"worker_websocket_upgrades_total", "counter", "WebSocket upgrades accepted.", "ws_upgrades", 1},
+      {"worker_websocket_commands_total", "counter", "WebSocket commands received.", "ws_commands", 1},
+      {"worker_websocket_protocol_errors_total", "counter",
+       "WebSocket connections closed for a protocol error (1002, 1003, 1007, 1009).", "ws_protocol_errors", 1},
+      {"worker_channels", "gauge", "Channels with at least one subscriber on this worker.", "channels", 1},
+      {"worker_messages_published_total", "counter", "Messages published through this worker (REST and WebSocket).",
+       "published", 1},
+      {"worker_messages_delivered_total", "counter", "Messages pushed to subscribers.", "delivered", 1},
+      {"worker_recoveries_total", "counter", "Subscribes with since that got every missed message.", "recovered", 1},
+      {"worker_recovery_failures_total", "counter", "Subscribes with since answered recovered: false.",
+       "not_recovered", 1},
+      {"worker_slow_consumer_disconnects_total", "counter",
+       "Connections closed because their send queue overflowed.", "slow_consumers", 1},
+      {"worker_rate_limited_total", "counter", "WebSocket commands refused over the per-connection rate.",
+       "rate_limited", 1},
   };
   for (const auto& metric : per_worker) {
     m.family(metric.name, metric.type, metric.help);
     for (const auto& w : workers)
       m.sample(metric.name, fmt::format("worker=\"{}\"", w.value("id", 0)),
                num(w, metric.key) * metric.scale);
+  }
+
+  if (status.contains("hub")) {
+    const json& hub = status["hub"];
+    m.family("hub_channels", "gauge", "Channels the hub knows (with subscribers or history).");
+    m.sample("hub_channels", "", num(hub, "channels"));
+    m.family("hub_messages_published_total", "counter", "Messages the hub sequenced.");
+    m.sample("hub_messages_published_total", "", num(hub, "published"));
+    m.family("hub_history_messages", "gauge", "Messages kept in history.");
+    m.sample("hub_history_messages", "", num(hub, "history_messages"));
+    m.family("hub_history_bytes", "gauge", "Bytes of history kept (payload plus overhead).");
+    m.sample("hub_history_bytes", "", num(hub, "history_bytes"));
+    m.family("hub_link_overflows_total", "counter", "Worker links closed because the worker stopped reading.");
+    m.sample("hub_link_overflows_total", "", num(hub, "link_overflows"));
   }
   return m.take();
 }
@@ -161,6 +191,12 @@ std::string renderStatusTable(const json& st) {
     const auto& h = st["handoff"];
     out += fmt::format("handoff    {} handed, {} retried, {} dropped\n", h.value("handed", 0),
                        h.value("retries", 0), h.value("dropped", 0));
+  }
+  if (st.contains("hub")) {
+    const auto& h = st["hub"];
+    out += fmt::format("hub        {} channels, {} published, {} in history ({})\n", h.value("channels", 0),
+                       h.value("published", 0), h.value("history_messages", 0),
+                       humanBytes(num(h, "history_bytes")));
   }
   out += fmt::format("{:<4}{:<9}{:<10}{:>7}{:>10}{:>9}{:>9}{:>9}{:>8}{:>7}{:>10}{:>8}\n", "ID",
                      "PID", "STATE", "CONNS", "ACCEPTED", "REQ/S", "IN", "OUT", "RSS", "CPU%",

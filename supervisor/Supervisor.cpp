@@ -21,6 +21,7 @@
 #include "core/Tls.h"
 #include "supervisor/AdminServer.h"
 #include "supervisor/Dispatcher.h"
+#include "supervisor/HubServer.h"
 #include "supervisor/Spawn.h"
 #include "supervisor/Status.h"
 
@@ -53,6 +54,7 @@ struct Worker {
   pid_t pid = -1;
   WorkerState state = WorkerState::Exited;
   std::unique_ptr<stream_descriptor> ipc;  // our end of the socketpair
+  uint32_t hub_link = 0;                   // its link to the hub (0: none)
   Clock::time_point started_at{};
   int restarts = 0;
   Duration backoff{0};
@@ -126,6 +128,7 @@ class Supervisor {
 
     ticket_keys_.rotate(generateTicketKey());
     scheduleTicketRotation();
+    hub_ = std::make_unique<HubServer>(io_, config_.history);
     setupSignals();
     for (auto& w : workers_) spawn(*w);
     for (auto& l : listeners_) armAccept(l);
@@ -245,7 +248,14 @@ class Supervisor {
       return;
     }
     UniqueFd ours(sv[0]), theirs(sv[1]);
-    std::vector<std::string> args = {"--worker",     "--ipc-fd",   "3",
+    int hv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hv) != 0) {
+      logError(kLog, "socketpair (hub) for worker {}: {}", w.slot, errnoText(errno));
+      scheduleRespawn(w);
+      return;
+    }
+    UniqueFd hub_ours(hv[0]), hub_theirs(hv[1]);
+    std::vector<std::string> args = {"--worker",     "--ipc-fd",   "3", "--hub-fd", "4",
                                      "--worker-id",  std::to_string(w.slot),
                                      "--generation", std::to_string(generation_)};
     if (!options_.config_path.empty()) {
@@ -253,7 +263,7 @@ class Supervisor {
       args.push_back(options_.config_path);
     }
     std::string error;
-    pid_t pid = spawnWorker(gateway_path_, args, theirs.get(), error);
+    pid_t pid = spawnWorker(gateway_path_, args, theirs.get(), hub_theirs.get(), error);
     if (pid < 0) {
       logError(kLog, "starting worker {} ({}): {}", w.slot, gateway_path_, error);
       scheduleRespawn(w);
@@ -271,6 +281,7 @@ class Supervisor {
     w.requests_per_s = w.cpu_percent = 0;
     w.prev_sample = {};
     w.ipc = std::make_unique<stream_descriptor>(io_, ours.release());
+    w.hub_link = hub_->attach(hub_ours.release(), w.slot);
     logInfo(kLog, "worker {} started (pid {})", w.slot, pid);
     watchIpc(w);
   }
@@ -349,6 +360,8 @@ class Supervisor {
     auto uptime = Clock::now() - w.started_at;
     w.pid = -1;
     w.ipc.reset();
+    if (w.hub_link) hub_->detach(w.hub_link);
+    w.hub_link = 0;
     WorkerState was = w.state;
     w.state = WorkerState::Exited;
     if (stopping_) {
@@ -469,11 +482,14 @@ class Supervisor {
                 {"last_probe_ms", nullptr}};
       for (const char* key : {"connections", "accepted", "requests", "bytes_in", "bytes_out",
                               "tls_handshakes", "tls_resumed", "tls_failures", "timeouts",
-                              "bad_requests", "loop_lag_ms"})
+                              "bad_requests", "loop_lag_ms", "ws_connections", "ws_upgrades",
+                              "ws_commands", "ws_protocol_errors", "published", "delivered", "recovered",
+                              "not_recovered", "slow_consumers", "rate_limited", "channels"})
         j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
       ws.push_back(std::move(j));
     }
     st["workers"] = ws;
+    if (hub_) st["hub"] = hub_->stats();
     return st;
   }
 
@@ -692,6 +708,7 @@ class Supervisor {
   asio::steady_timer stop_timer_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> control_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<HubServer> hub_;
 
   int worker_count_ = 0;
   std::string gateway_path_;

@@ -1,0 +1,124 @@
+#pragma once
+// The pub/sub hub: one sequencer for every channel, bounded history, and interest
+// tracking per link (a link is one gateway worker, or the gateway itself when
+// standalone). Pure logic, single-threaded, no I/O: the supervisor wraps it in the hub
+// server, a standalone gateway calls it directly, and unit tests move its clock.
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/Config.h"
+
+namespace dingo {
+
+// A channel position, written EPOCH.SEQ. EPOCH changes whenever the channel's history
+// is lost; SEQ counts publishes from 1 (0: nothing published yet).
+struct Position {
+  std::string epoch;
+  uint64_t seq = 0;
+
+  std::string toString() const;
+  // EPOCH is 1-32 characters of [0-9a-z]; SEQ is decimal. nullopt when malformed.
+  static std::optional<Position> parse(std::string_view text);
+  bool operator==(const Position&) const = default;
+};
+
+// Channel names: 1 to 255 bytes of [A-Za-z0-9_.:/-], starting with '/'.
+bool validChannel(std::string_view name);
+
+struct StoredMessage {
+  uint64_t seq = 0;
+  std::shared_ptr<const std::string> data;  // compact JSON text
+  int64_t at_ms = 0;                        // when it was published (hub clock)
+};
+
+// What a subscribe or a history read answers.
+struct Catchup {
+  Position position;  // the channel's current position
+  bool recovered = false;
+  std::vector<StoredMessage> messages;  // in order
+};
+
+class Hub {
+ public:
+  using LinkId = uint32_t;
+  // Called once per publish with every link that has subscribers on the channel, so
+  // that the caller can encode the message once for all of them.
+  using DeliverFn = std::function<void(const std::vector<LinkId>& links, std::string_view channel,
+                                       const Position& position, const std::shared_ptr<const std::string>& data)>;
+  using ClockFn = std::function<int64_t()>;  // milliseconds, monotonic
+  using RandomFn = std::function<uint64_t()>;
+
+  Hub(const HistoryConfig& history, DeliverFn deliver, ClockFn clock = {}, RandomFn random = {});
+
+  // Adds one subscriber of `link` to `channel` and answers, in the same step, what it
+  // missed since `since`: every publish after this call is delivered to the link, and
+  // every publish before it is in the answer or was already seen, so nothing falls in
+  // between. recovered is false (and messages empty) when `since` is from another epoch,
+  // ahead of the channel, or older than the history kept. Without `since`, recovered is
+  // true and messages is empty.
+  Catchup subscribe(LinkId link, std::string_view channel, const std::optional<Position>& since);
+  // Removes one subscriber of `link` (no-op when it has none).
+  void unsubscribe(LinkId link, std::string_view channel);
+  // Assigns the next position, stores the message, delivers it. `data` is compact JSON.
+  Position publish(std::string_view channel, std::string data);
+  // Up to `limit` messages after `since` (oldest first); without `since`, the newest
+  // `limit` messages with recovered false.
+  Catchup history(std::string_view channel, const std::optional<Position>& since, size_t limit);
+  // The position and the subscribers over all links.
+  struct Info {
+    Position position;
+    uint64_t subscribers = 0;
+  };
+  Info info(std::string_view channel);
+  // A link is gone: forget all its subscribers.
+  void dropLink(LinkId link);
+  // Trims history past its TTL and forgets channels with neither subscribers nor
+  // history. Call it now and then (the hub server does every second).
+  void sweep();
+
+  size_t channels() const { return channels_.size(); }
+  uint64_t published() const { return published_; }
+  uint64_t historyBytes() const { return history_bytes_; }
+  uint64_t historyMessages() const { return history_messages_; }
+
+ private:
+  struct Channel {
+    std::string epoch;
+    uint64_t seq = 0;
+    std::deque<StoredMessage> history;
+    uint64_t bytes = 0;
+    std::vector<std::pair<LinkId, uint32_t>> links;  // subscribers per link
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using Map = std::unordered_map<std::string, Channel, Hash, std::equal_to<>>;
+
+  Channel& channel(std::string_view name);  // creates it with a fresh epoch
+  Channel* find(std::string_view name);
+  void trim(Channel& ch, int64_t now);
+  void popFront(Channel& ch);
+  Catchup catchup(Channel& ch, const std::optional<Position>& since, size_t limit);
+  std::string newEpoch();
+  static uint64_t messageCost(const std::string& data) { return data.size() + 64; }
+
+  HistoryConfig config_;
+  DeliverFn deliver_;
+  ClockFn clock_;
+  RandomFn random_;
+  Map channels_;
+  std::vector<LinkId> scratch_links_;
+  uint64_t published_ = 0;
+  uint64_t history_bytes_ = 0;
+  uint64_t history_messages_ = 0;
+};
+
+}  // namespace dingo

@@ -1,0 +1,247 @@
+#include "core/WebSocket.h"
+
+#include <openssl/evp.h>
+
+#include <cstring>
+
+namespace dingo::ws {
+
+bool validCloseCode(uint16_t code) {
+  if (code >= 3000 && code <= 4999) return true;
+  switch (code) {
+    case 1000: case 1001: case 1002: case 1003:
+    case 1007: case 1008: case 1009: case 1010: case 1011:
+    case 1012: case 1013: case 1014:
+      return true;
+  }
+  return false;
+}
+
+void appendFrameHeader(std::string& out, Opcode op, size_t payload_len) {
+  out.push_back(static_cast<char>(0x80 | static_cast<uint8_t>(op)));
+  if (payload_len < 126) {
+    out.push_back(static_cast<char>(payload_len));
+  } else if (payload_len < 65536) {
+    out.push_back(static_cast<char>(126));
+    out.push_back(static_cast<char>(payload_len >> 8));
+    out.push_back(static_cast<char>(payload_len));
+  } else {
+    out.push_back(static_cast<char>(127));
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(static_cast<uint64_t>(payload_len) >> (8 * i)));
+  }
+}
+
+std::string frame(Opcode op, std::string_view payload) {
+  std::string out;
+  out.reserve(payload.size() + 10);
+  appendFrameHeader(out, op, payload.size());
+  out.append(payload);
+  return out;
+}
+
+std::string closeFrame(uint16_t code, std::string_view reason) {
+  // At most 123 bytes of reason, cut before a UTF-8 continuation byte.
+  if (reason.size() > 123) {
+    size_t n = 123;
+    while (n > 0 && (static_cast<uint8_t>(reason[n]) & 0xC0) == 0x80) --n;
+    reason = reason.substr(0, n);
+  }
+  std::string payload;
+  payload.push_back(static_cast<char>(code >> 8));
+  payload.push_back(static_cast<char>(code));
+  payload.append(reason);
+  return frame(Opcode::Close, payload);
+}
+
+std::string acceptKey(std::string_view client_key) {
+  static constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  std::string input(client_key);
+  input.append(kGuid);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha1(), nullptr);
+  unsigned char b64[64];
+  int n = EVP_EncodeBlock(b64, digest, static_cast<int>(len));
+  return std::string(reinterpret_cast<char*>(b64), static_cast<size_t>(n));
+}
+
+// ---- UTF-8 ------------------------------------------------------------------------------
+
+bool Utf8Validator::feed(std::string_view bytes) {
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const uint8_t* end = p + bytes.size();
+  while (p < end) {
+    if (need_ == 0) {
+      // ASCII fast path, eight bytes at a time.
+      while (end - p >= 8) {
+        uint64_t word;
+        std::memcpy(&word, p, 8);
+        if (word & 0x8080808080808080ULL) break;
+        p += 8;
+      }
+      if (p == end) break;
+      uint8_t c = *p++;
+      if (c < 0x80) continue;
+      lower_ = 0x80;
+      upper_ = 0xBF;
+      if (c >= 0xC2 && c <= 0xDF) {
+        need_ = 1;
+      } else if (c >= 0xE0 && c <= 0xEF) {
+        need_ = 2;
+        if (c == 0xE0) lower_ = 0xA0;       // no overlongs
+        else if (c == 0xED) upper_ = 0x9F;  // no surrogates
+      } else if (c >= 0xF0 && c <= 0xF4) {
+        need_ = 3;
+        if (c == 0xF0) lower_ = 0x90;       // no overlongs
+        else if (c == 0xF4) upper_ = 0x8F;  // <= U+10FFFF
+      } else {
+        return false;  // 80..C1, F5..FF
+      }
+    } else {
+      uint8_t c = *p++;
+      if (c < lower_ || c > upper_) return false;
+      lower_ = 0x80;
+      upper_ = 0xBF;
+      --need_;
+    }
+  }
+  return true;
+}
+
+// ---- Parser -------------------------------------------------------------------------------
+
+bool Parser::fail(const Callback& on_event, uint16_t code) {
+  failed_ = true;
+  std::string().swap(message_);
+  std::string().swap(control_);
+  Event e{Event::Kind::Error, {}, code};
+  on_event(e);
+  return false;
+}
+
+// The header is complete: check it and get ready for the payload.
+bool Parser::startFrame(const Callback& on_event) {
+  uint8_t b0 = header_[0], b1 = header_[1];
+  if (b0 & 0x70) return fail(on_event, kProtocolError);    // RSV bits: no extension agreed
+  if (!(b1 & 0x80)) return fail(on_event, kProtocolError);  // clients must mask
+  fin_ = (b0 & 0x80) != 0;
+  uint8_t op = b0 & 0x0F;
+  size_t len_bytes = (b1 & 0x7F) == 126 ? 2 : (b1 & 0x7F) == 127 ? 8 : 0;
+  uint64_t len = b1 & 0x7F;
+  if (len_bytes) {
+    len = 0;
+    for (size_t i = 0; i < len_bytes; ++i) len = (len << 8) | header_[2 + i];
+    if (len_bytes == 8 && (len >> 63)) return fail(on_event, kProtocolError);
+  }
+  std::memcpy(mask_, header_ + 2 + len_bytes, 4);
+  mask_pos_ = 0;
+  remaining_ = len;
+  switch (op) {
+    case 0x0:  // continuation
+      if (!in_message_) return fail(on_event, kProtocolError);
+      opcode_ = Opcode::Continuation;
+      break;
+    case 0x1:
+    case 0x2:
+      if (in_message_) return fail(on_event, kProtocolError);  // the previous one is unfinished
+      opcode_ = static_cast<Opcode>(op);
+      in_message_ = true;
+      message_text_ = op == 0x1;
+      utf8_.reset();
+      break;
+    case 0x8:
+    case 0x9:
+    case 0xA:
+      if (!fin_ || len > 125) return fail(on_event, kProtocolError);
+      opcode_ = static_cast<Opcode>(op);
+      control_.clear();
+      break;
+    default:
+      return fail(on_event, kProtocolError);
+  }
+  bool data = opcode_ == Opcode::Continuation || opcode_ == Opcode::Text || opcode_ == Opcode::Binary;
+  if (data && message_.size() + len > max_message_) return fail(on_event, kTooBig);
+  if (data) message_.reserve(message_.size() + len);
+  in_payload_ = true;
+  return true;
+}
+
+bool Parser::finishFrame(const Callback& on_event) {
+  in_payload_ = false;
+  header_len_ = 0;
+  switch (opcode_) {
+    case Opcode::Ping:
+    case Opcode::Pong: {
+      Event e{opcode_ == Opcode::Ping ? Event::Kind::Ping : Event::Kind::Pong, control_, 0};
+      on_event(e);
+      return true;
+    }
+    case Opcode::Close: {
+      if (control_.size() == 1) return fail(on_event, kProtocolError);
+      uint16_t code = kNoStatus;
+      std::string_view reason;
+      if (control_.size() >= 2) {
+        code = static_cast<uint16_t>((static_cast<uint8_t>(control_[0]) << 8) | static_cast<uint8_t>(control_[1]));
+        if (!validCloseCode(code)) return fail(on_event, kProtocolError);
+        reason = std::string_view(control_).substr(2);
+        Utf8Validator v;
+        if (!v.feed(reason) || !v.complete()) return fail(on_event, kInvalidPayload);
+      }
+      Event e{Event::Kind::Close, reason, code};
+      on_event(e);
+      return true;
+    }
+    default:
+      break;
+  }
+  if (!fin_) return true;  // more fragments to come
+  if (message_text_ && !utf8_.complete()) return fail(on_event, kInvalidPayload);
+  in_message_ = false;
+  Event e{message_text_ ? Event::Kind::Text : Event::Kind::Binary, message_, 0};
+  on_event(e);
+  if (message_.capacity() > 4096) std::string().swap(message_);
+  else message_.clear();
+  return true;
+}
+
+bool Parser::feed(std::string_view data, const Callback& on_event) {
+  while (!failed_) {
+    if (!in_payload_) {
+      if (data.empty()) break;
+      // Header: 2 bytes, then the extended length and the mask key.
+      while (header_len_ < 2 && !data.empty()) {
+        header_[header_len_++] = static_cast<uint8_t>(data[0]);
+        data.remove_prefix(1);
+      }
+      if (header_len_ < 2) break;
+      uint8_t l = header_[1] & 0x7F;
+      size_t need = 2 + (l == 126 ? 2 : l == 127 ? 8 : 0) + ((header_[1] & 0x80) ? 4 : 0);
+      if (!(header_[1] & 0x80)) return fail(on_event, kProtocolError);  // before waiting for more
+      while (header_len_ < need && !data.empty()) {
+        header_[header_len_++] = static_cast<uint8_t>(data[0]);
+        data.remove_prefix(1);
+      }
+      if (header_len_ < need) break;
+      if (!startFrame(on_event)) return false;
+      if (remaining_ == 0 && !finishFrame(on_event)) return false;
+      continue;
+    }
+    if (data.empty()) break;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size()));
+    bool control = opcode_ == Opcode::Close || opcode_ == Opcode::Ping || opcode_ == Opcode::Pong;
+    std::string& dest = control ? control_ : message_;
+    size_t at = dest.size();
+    dest.resize(at + n);
+    char* out = dest.data() + at;
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>(data[i] ^ mask_[(mask_pos_ + i) & 3]);
+    mask_pos_ += n;
+    remaining_ -= n;
+    data.remove_prefix(n);
+    // Text is checked as it arrives, so bad UTF-8 fails before the message is complete.
+    if (!control && message_text_ && !utf8_.feed(std::string_view(out, n))) return fail(on_event, kInvalidPayload);
+    if (remaining_ == 0 && !finishFrame(on_event)) return false;
+  }
+  return !failed_;
+}
+
+}  // namespace dingo::ws

@@ -1,0 +1,71 @@
+#include "gateway/PubSub.h"
+
+#include <fmt/format.h>
+
+#include "core/WebSocket.h"
+#include "gateway/Context.h"
+
+namespace dingo {
+
+void appendMessageJson(std::string& out, std::string_view channel, const Position& position, std::string_view data) {
+  // Channel names and positions need no JSON escaping: their characters are restricted.
+  fmt::format_to(std::back_inserter(out), R"({{"channel":"{}","position":"{}.{}","data":{}}})", channel,
+                 position.epoch, position.seq, data);
+}
+
+ChannelTable::~ChannelTable() {
+  for (auto& [name, ch] : channels_)
+    for (Subscription* s : ch->subs) delete s;
+}
+
+Subscription* ChannelTable::add(std::string_view channel, Subscriber* s) {
+  auto it = channels_.find(channel);
+  if (it == channels_.end()) {
+    auto ch = std::make_unique<LocalChannel>();
+    ch->name.assign(channel);
+    it = channels_.emplace(ch->name, std::move(ch)).first;
+  }
+  LocalChannel* ch = it->second.get();
+  auto* sub = new Subscription{ch, s, static_cast<uint32_t>(ch->subs.size())};
+  ch->subs.push_back(sub);
+  return sub;
+}
+
+void ChannelTable::remove(Subscription* sub) {
+  LocalChannel* ch = sub->channel;
+  // Swap with the last one: O(1) however many subscribers the channel has.
+  Subscription* last = ch->subs.back();
+  ch->subs[sub->index] = last;
+  last->index = sub->index;
+  ch->subs.pop_back();
+  if (ctx_.broker) ctx_.broker->unsubscribe(ch->name);
+  delete sub;
+  if (ch->subs.empty()) channels_.erase(ch->name);
+}
+
+void ChannelTable::onMessage(std::string_view channel, const Position& position, std::string_view data) {
+  auto it = channels_.find(channel);
+  // None here: the last local subscriber left while the message was on its way.
+  if (it == channels_.end()) return;
+  scratch_.clear();
+  fmt::format_to(std::back_inserter(scratch_), R"({{"event":"message","channel":"{}","position":"{}.{}","data":{}}})",
+                 channel, position.epoch, position.seq, data);
+  auto frame = std::make_shared<std::string>();
+  frame->reserve(scratch_.size() + 10);
+  ws::appendFrameHeader(*frame, ws::Opcode::Text, scratch_.size());
+  frame->append(scratch_);
+  SharedFrame shared = std::move(frame);
+  const auto& subs = it->second->subs;
+  ctx_.counters.delivered += subs.size();
+  for (Subscription* s : subs) s->owner->push(shared);
+}
+
+void ChannelTable::onBrokerLost(std::string_view) {
+  for (SessionEntry* e = ctx_.sessions; e;) {
+    SessionEntry* next = e->next;
+    e->onBrokerLost();
+    e = next;
+  }
+}
+
+}  // namespace dingo

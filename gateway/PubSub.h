@@ -1,0 +1,67 @@
+#pragma once
+// This worker's side of pub/sub: which local sessions watch which channel, and the
+// fan-out of each message the broker delivers. A message becomes one WebSocket frame,
+// built once and shared by every subscriber of this worker (no copy per subscriber).
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "gateway/Broker.h"
+
+namespace dingo {
+
+struct GatewayContext;
+
+// A complete, unmasked server frame, ready to send (plain) or to encrypt (TLS).
+using SharedFrame = std::shared_ptr<const std::string>;
+
+class Subscriber {
+ public:
+  virtual ~Subscriber() = default;
+  virtual void push(const SharedFrame& frame) = 0;
+};
+
+struct LocalChannel;
+
+struct Subscription {
+  LocalChannel* channel = nullptr;
+  Subscriber* owner = nullptr;
+  uint32_t index = 0;  // in channel->subs, for O(1) removal
+};
+
+struct LocalChannel {
+  std::string name;
+  std::vector<Subscription*> subs;
+};
+
+// {"channel":C,"position":P,"data":D} (D is compact JSON already).
+void appendMessageJson(std::string& out, std::string_view channel, const Position& position, std::string_view data);
+
+class ChannelTable final : public BrokerSink {
+ public:
+  explicit ChannelTable(GatewayContext& ctx) : ctx_(ctx) {}
+  ~ChannelTable() override;
+
+  // Starts delivering `channel` to `s`: call it from the broker's subscribe result,
+  // which is what keeps the seam between recovered and live messages exact.
+  Subscription* add(std::string_view channel, Subscriber* s);
+  // Stops, and tells the broker (if it is still there).
+  void remove(Subscription* sub);
+  size_t channels() const { return channels_.size(); }
+
+  void onMessage(std::string_view channel, const Position& position, std::string_view data) override;
+  void onBrokerLost(std::string_view why) override;
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  GatewayContext& ctx_;
+  std::unordered_map<std::string, std::unique_ptr<LocalChannel>, Hash, std::equal_to<>> channels_;
+  std::string scratch_;
+};
+
+}  // namespace dingo

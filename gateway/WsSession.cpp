@@ -1,0 +1,574 @@
+#include "gateway/WsSession.h"
+
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+#include "core/Hub.h"
+#include "core/Log.h"
+#include "core/WebSocket.h"
+#include "gateway/Broker.h"
+#include "gateway/PubSub.h"
+#include "gateway/Transport.h"
+
+// Every co_await is a statement of its own (see Transport.cpp: g++ 12 miscompiles some
+// co_await expressions inside conditions).
+
+namespace dingo {
+
+namespace {
+
+using json = nlohmann::json;
+using asio::redirect_error;
+using asio::use_awaitable;
+
+// After our close frame, how long the peer has to answer with its own.
+constexpr int64_t kCloseWaitMs = 2000;
+constexpr size_t kScratchBytes = 64 * 1024;
+constexpr size_t kMaxGather = 64;  // frames per writev
+
+// Reads land here and are parsed before the next suspension, so one buffer serves every
+// session of the process (one thread) and an idle session holds none.
+char* scratch() {
+  static char* buffer = new char[kScratchBytes];
+  return buffer;
+}
+
+const SharedFrame& pingFrame() {
+  static const SharedFrame frame = std::make_shared<const std::string>(ws::frame(ws::Opcode::Ping, {}));
+  return frame;
+}
+
+SharedFrame textFrame(std::string_view text) {
+  auto f = std::make_shared<std::string>();
+  f->reserve(text.size() + 10);
+  ws::appendFrameHeader(*f, ws::Opcode::Text, text.size());
+  f->append(text);
+  return f;
+}
+
+std::string dumpCompact(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+const char* channelRule() {
+  return "a channel is 1 to 255 characters of [A-Za-z0-9_.:/-] starting with /";
+}
+
+uint32_t reconnectJitterMs() {
+  static std::minstd_rand rng{std::random_device{}()};
+  return 250 + static_cast<uint32_t>(rng() % 4750);  // 250 ms .. 5 s: clients spread out
+}
+
+template <typename Stream>
+class WsSession final : public SessionEntry, public Subscriber, public Flushable {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsSocket>;
+
+ public:
+  WsSession(GatewayContext& ctx, Stream& stream)
+      : ctx_(ctx),
+        g_(ctx.config.gateway),
+        stream_(stream),
+        parser_(ctx.config.gateway.max_message_size),
+        life_(std::make_shared<char>(0)) {
+    ctx_.link(this);
+    ++ctx_.counters.ws_connections;
+    ++ctx_.counters.ws_upgrades;
+    int64_t now = steadyNowMs();
+    next_ping_ms_ = now + g_.ping_interval.count();
+    tokens_ = 2.0 * g_.commands_per_second;
+    last_refill_ms_ = now;
+    updateDeadline();
+    if constexpr (kTls) stream_.setOutputHook([this] { armWriter(); });
+  }
+
+  ~WsSession() override {
+    dropSubscriptions();
+    if constexpr (kTls) stream_.setOutputHook(nullptr);
+    ctx_.cancelFlush(this);
+    --ctx_.counters.ws_connections;
+    ctx_.unlink(this);
+  }
+
+  asio::awaitable<void> run(std::string leftover) {
+    if (ctx_.draining) sendReconnect();
+    if (!leftover.empty()) handleBytes(leftover);
+    boost::system::error_code ec;
+    while (!stopped_ && !(close_sent_ && close_received_)) {
+      size_t n = co_await stream_.readAvailable(asio::buffer(scratch(), kScratchBytes), ec);
+      if (ec || stopped_) break;
+      ctx_.counters.bytes_in += n;
+      handleBytes({scratch(), n});
+    }
+    co_await finish();
+  }
+
+  // ---- SessionEntry -------------------------------------------------------------------
+
+  void onDrain() override { sendReconnect(); }
+  void onBrokerLost() override { sendReconnect(); }
+
+  void onDeadline() override {
+    int64_t now = steadyNowMs();
+    if (close_deadline_ms_ && now >= close_deadline_ms_) {
+      stop();  // the peer never answered our close frame
+      return;
+    }
+    if ((write_deadline_ms_ && now >= write_deadline_ms_) || (pong_due_ms_ && now >= pong_due_ms_)) {
+      ++ctx_.counters.timeouts;
+      stop();
+      return;
+    }
+    if (!close_sent_ && now >= next_ping_ms_) {
+      enqueue(pingFrame());
+      if (!pong_due_ms_) pong_due_ms_ = now + g_.pong_timeout.count();
+      next_ping_ms_ = now + g_.ping_interval.count();
+    }
+    updateDeadline();
+  }
+
+  // ---- Subscriber / Flushable ---------------------------------------------------------
+
+  void push(const SharedFrame& frame) override {
+    if (close_sent_) return;  // nothing follows our close frame
+    enqueue(frame);
+  }
+
+  void flushNow() override {
+    if (stopped_) return;
+    boost::system::error_code ec;
+    bool done = sendQueued(ec);
+    if (ec) {
+      stop();
+      return;
+    }
+    if (!done) armWriter();
+  }
+
+ private:
+  // ---- output -------------------------------------------------------------------------
+
+  void enqueue(SharedFrame frame) {
+    if (stopped_) return;
+    queued_bytes_ += frame->size();
+    queue_.push_back(std::move(frame));
+    size_t pending = queued_bytes_;
+    if constexpr (kTls) pending += stream_.pendingOutput();
+    if (pending > g_.send_queue_bytes) {
+      // It stopped reading: nothing we could still send would reach it in time.
+      ++ctx_.counters.slow_consumers;
+      stop();
+      return;
+    }
+    ctx_.requestFlush(this);
+  }
+
+  void enqueueText(std::string_view text) { enqueue(textFrame(text)); }
+
+  // Sends what the socket takes now; true when nothing is left.
+  bool sendQueued(boost::system::error_code& ec) {
+    if constexpr (kTls) {
+      for (size_t i = head_; i < queue_.size(); ++i) {
+        if (!stream_.encrypt(*queue_[i])) {
+          ec = asio::error::broken_pipe;
+          return false;
+        }
+      }
+      clearQueue();
+      size_t before = stream_.pendingOutput();
+      bool empty = stream_.sendNow(ec);
+      noteSent(before - stream_.pendingOutput(), empty);
+      return empty;
+    } else {
+      while (head_ < queue_.size()) {
+        asio::const_buffer bufs[kMaxGather];
+        size_t count = 0, total = 0;
+        for (size_t i = head_; i < queue_.size() && count < kMaxGather; ++i, ++count) {
+          const std::string& f = *queue_[i];
+          size_t skip = i == head_ ? head_offset_ : 0;
+          bufs[count] = asio::buffer(f.data() + skip, f.size() - skip);
+          total += f.size() - skip;
+        }
+        size_t n = stream_.trySend(std::span<const asio::const_buffer>(bufs, count), ec);
+        if (ec) return false;
+        consume(n);
+        if (n < total) {
+          noteSent(n, false);
+          return false;
+        }
+      }
+      noteSent(0, true);
+      return true;
+    }
+  }
+
+  void consume(size_t n) {
+    ctx_.counters.bytes_out += n;
+    queued_bytes_ -= n;
+    while (n > 0) {
+      size_t left = queue_[head_]->size() - head_offset_;
+      if (n < left) {
+        head_offset_ += n;
+        return;
+      }
+      n -= left;
+      head_offset_ = 0;
+      ++head_;
+    }
+    if (head_ == queue_.size()) clearQueue();
+  }
+
+  void clearQueue() {
+    queue_.clear();
+    if (queue_.capacity() > 64) std::vector<SharedFrame>().swap(queue_);
+    head_ = head_offset_ = 0;
+    queued_bytes_ = 0;
+  }
+
+  // The write deadline runs only while output is stuck, and restarts on progress.
+  void noteSent(size_t bytes, bool all) {
+    if constexpr (kTls) ctx_.counters.bytes_out += bytes;
+    if (all) {
+      if (write_deadline_ms_) {
+        write_deadline_ms_ = 0;
+        updateDeadline();
+      }
+    } else if (bytes > 0 || !write_deadline_ms_) {
+      write_deadline_ms_ = steadyNowMs() + g_.write_timeout.count();
+      updateDeadline();
+    }
+  }
+
+  bool outputEmpty() const {
+    if constexpr (kTls) return head_ == queue_.size() && stream_.pendingOutput() == 0;
+    else return head_ == queue_.size();
+  }
+
+  // Sends the rest once the socket can take more.
+  void armWriter() {
+    if (writer_armed_ || stopped_) return;
+    writer_armed_ = true;
+    if (!write_deadline_ms_) noteSent(0, false);
+    stream_.socket().async_wait(asio::ip::tcp::socket::wait_write,
+                                [this, life = std::weak_ptr<char>(life_)](boost::system::error_code ec) {
+                                  if (life.expired()) return;
+                                  writer_armed_ = false;
+                                  if (!ec) flushNow();
+                                });
+  }
+
+  // ---- input --------------------------------------------------------------------------
+
+  void handleBytes(std::string_view bytes) {
+    if (parser_.failed() || close_received_) return;  // after a protocol error: discard
+    parser_.feed(bytes, [this](const ws::Event& e) { onEvent(e); });
+  }
+
+  void onEvent(const ws::Event& e) {
+    if (close_received_ || stopped_) return;
+    switch (e.kind) {
+      case ws::Event::Kind::Text:
+        if (!close_sent_) onCommand(e.payload);
+        break;
+      case ws::Event::Kind::Binary:
+        ++ctx_.counters.ws_protocol_errors;
+        startClose(ws::kUnsupportedData, "commands are JSON text frames");
+        break;
+      case ws::Event::Kind::Ping:
+        if (!close_sent_) enqueue(std::make_shared<const std::string>(ws::frame(ws::Opcode::Pong, e.payload)));
+        break;
+      case ws::Event::Kind::Pong:
+        pong_due_ms_ = 0;
+        updateDeadline();
+        break;
+      case ws::Event::Kind::Close:
+        close_received_ = true;
+        if (!close_sent_) {
+          // Echo the code (RFC 6455 5.5.1), then we close the TCP connection.
+          uint16_t code = e.code == ws::kNoStatus ? ws::kNormal : e.code;
+          enqueue(std::make_shared<const std::string>(ws::closeFrame(code)));
+          close_sent_ = true;
+        }
+        break;
+      case ws::Event::Kind::Error:
+        ++ctx_.counters.ws_protocol_errors;
+        startClose(e.code, e.code == ws::kTooBig         ? "message too big"
+                           : e.code == ws::kInvalidPayload ? "invalid UTF-8"
+                                                           : "protocol error");
+        break;
+    }
+  }
+
+  void startClose(uint16_t code, std::string_view reason) {
+    if (close_sent_) return;
+    enqueue(std::make_shared<const std::string>(ws::closeFrame(code, reason)));
+    close_sent_ = true;
+    close_deadline_ms_ = steadyNowMs() + kCloseWaitMs;
+    updateDeadline();
+  }
+
+  // A planned close: tell the client when to come back, then close with 1012.
+  void sendReconnect() {
+    if (close_sent_ || stopped_) return;
+    enqueueText(fmt::format(R"({{"event":"reconnect","after_ms":{}}})", reconnectJitterMs()));
+    startClose(ws::kServiceRestart, "service restart");
+  }
+
+  // ---- commands -----------------------------------------------------------------------
+
+  void onCommand(std::string_view text) {
+    ++ctx_.counters.ws_commands;
+    json cmd = json::parse(text, nullptr, false);
+    if (cmd.is_discarded() || !cmd.is_object()) {
+      replyError("null", "bad_request", "a command is a JSON object");
+      return;
+    }
+    std::string id = "null";
+    if (auto it = cmd.find("id"); it != cmd.end()) {
+      if (!it->is_number() && !it->is_string() && !it->is_null()) {
+        replyError("null", "bad_request", "id must be a number or a string");
+        return;
+      }
+      id = dumpCompact(*it);
+    }
+    if (!takeToken()) {
+      ++ctx_.counters.rate_limited;
+      replyError(id, "limit", fmt::format("more than {} commands per second", g_.commands_per_second));
+      return;
+    }
+    auto op = cmd.find("op");
+    if (op == cmd.end() || !op->is_string()) {
+      replyError(id, "bad_request", "op is missing (subscribe, unsubscribe, publish or ping)");
+      return;
+    }
+    const std::string& name = op->get_ref<const std::string&>();
+    if (name == "subscribe") subscribe(id, cmd);
+    else if (name == "unsubscribe") unsubscribe(id, cmd);
+    else if (name == "publish") publish(id, cmd);
+    else if (name == "ping") replyOk(id);
+    else replyError(id, "bad_request", fmt::format("unknown op '{}'", name.substr(0, 64)));
+  }
+
+  bool takeToken() {
+    int64_t now = steadyNowMs();
+    double rate = g_.commands_per_second;
+    tokens_ = std::min(2.0 * rate, tokens_ + static_cast<double>(now - last_refill_ms_) * rate / 1000.0);
+    last_refill_ms_ = now;
+    if (tokens_ < 1.0) return false;
+    tokens_ -= 1.0;
+    return true;
+  }
+
+  // The channel field, validated; empty (and an error sent) when bad.
+  std::string channelOf(const std::string& id, const json& cmd) {
+    auto it = cmd.find("channel");
+    if (it == cmd.end() || !it->is_string() || !validChannel(it->get_ref<const std::string&>())) {
+      replyError(id, "bad_request", channelRule());
+      return {};
+    }
+    return it->get<std::string>();
+  }
+
+  Subscription* findSubscription(std::string_view channel) {
+    for (Subscription* s : subs_)
+      if (s->channel->name == channel) return s;
+    return nullptr;
+  }
+
+  void subscribe(const std::string& id, const json& cmd) {
+    std::string channel = channelOf(id, cmd);
+    if (channel.empty()) return;
+    std::optional<Position> since;
+    if (auto it = cmd.find("since"); it != cmd.end() && !it->is_null()) {
+      if (it->is_string()) since = Position::parse(it->get_ref<const std::string&>());
+      if (!since) {
+        replyError(id, "bad_request", "since must be a position, EPOCH.SEQ");
+        return;
+      }
+    }
+    bool pending = std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) { return p.second == channel; });
+    if (pending || findSubscription(channel)) {
+      replyError(id, "bad_request", fmt::format("already subscribed to {}", channel));
+      return;
+    }
+    if (subs_.size() + pending_.size() >= g_.max_channels) {
+      replyError(id, "limit", fmt::format("at most {} channels per connection", g_.max_channels));
+      return;
+    }
+    if (!ctx_.broker || !ctx_.broker->available()) {
+      replyError(id, "unavailable", "pub/sub is unavailable");
+      return;
+    }
+    uint64_t token = next_token_++;
+    pending_.emplace_back(token, channel);
+    bool with_since = since.has_value();
+    GatewayContext* ctx = &ctx_;
+    ctx_.broker->subscribe(channel, since,
+                           [this, ctx, life = std::weak_ptr<char>(life_), token, id, channel, with_since](
+                               const Catchup* c, std::string_view error) {
+                             if (life.expired()) {
+                               // The session left first; the hub counted the subscriber.
+                               if (c && ctx->broker) ctx->broker->unsubscribe(channel);
+                               return;
+                             }
+                             onSubscribed(token, id, channel, with_since, c, error);
+                           });
+  }
+
+  void onSubscribed(uint64_t token, const std::string& id, const std::string& channel, bool with_since,
+                    const Catchup* c, std::string_view error) {
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const auto& p) { return p.first == token; });
+    bool wanted = it != pending_.end();
+    if (wanted) pending_.erase(it);
+    if (!c) {
+      replyError(id, "unavailable", error);
+      return;
+    }
+    if (wanted && !close_sent_ && !stopped_) {
+      subs_.push_back(ctx_.channels->add(channel, this));
+    } else if (ctx_.broker) {
+      ctx_.broker->unsubscribe(channel);  // unsubscribed (or closing) meanwhile
+    }
+    if (with_since) ++(c->recovered ? ctx_.counters.recovered : ctx_.counters.not_recovered);
+    std::string out;
+    fmt::format_to(std::back_inserter(out), R"({{"id":{},"ok":true,"position":"{}","recovered":{},"messages":[)", id,
+                   c->position.toString(), c->recovered);
+    for (size_t i = 0; i < c->messages.size(); ++i) {
+      if (i) out += ',';
+      appendMessageJson(out, channel, {c->position.epoch, c->messages[i].seq}, *c->messages[i].data);
+    }
+    out += "]}";
+    enqueueText(out);
+  }
+
+  void unsubscribe(const std::string& id, const json& cmd) {
+    std::string channel = channelOf(id, cmd);
+    if (channel.empty()) return;
+    if (Subscription* s = findSubscription(channel)) {
+      subs_.erase(std::find(subs_.begin(), subs_.end(), s));
+      ctx_.channels->remove(s);
+    } else {
+      // Still on its way: its result will find it gone and tell the hub.
+      std::erase_if(pending_, [&](const auto& p) { return p.second == channel; });
+    }
+    replyOk(id);
+  }
+
+  void publish(const std::string& id, const json& cmd) {
+    if (!g_.client_publish) {
+      replyError(id, "forbidden", "publishing over WebSocket is disabled ([gateway] client_publish)");
+      return;
+    }
+    std::string channel = channelOf(id, cmd);
+    if (channel.empty()) return;
+    auto data = cmd.find("data");
+    if (data == cmd.end()) {
+      replyError(id, "bad_request", "publish needs data (any JSON value)");
+      return;
+    }
+    if (!ctx_.broker || !ctx_.broker->available()) {
+      replyError(id, "unavailable", "pub/sub is unavailable");
+      return;
+    }
+    ++ctx_.counters.published;
+    ctx_.broker->publish(channel, dumpCompact(*data),
+                         [this, life = std::weak_ptr<char>(life_), id](const Position* p, std::string_view error) {
+                           if (life.expired()) return;
+                           if (!p) replyError(id, "unavailable", error);
+                           else enqueueText(fmt::format(R"({{"id":{},"ok":true,"position":"{}"}})", id, p->toString()));
+                         });
+  }
+
+  void replyOk(const std::string& id) { enqueueText(fmt::format(R"({{"id":{},"ok":true}})", id)); }
+
+  void replyError(const std::string& id, std::string_view code, std::string_view message) {
+    enqueueText(fmt::format(R"({{"id":{},"ok":false,"error":{{"code":"{}","message":"{}"}}}})", id, code,
+                            jsonEscape(message)));
+  }
+
+  // ---- the end ------------------------------------------------------------------------
+
+  void dropSubscriptions() {
+    for (Subscription* s : subs_) ctx_.channels->remove(s);
+    subs_.clear();
+    pending_.clear();  // their results find the session gone and tell the hub
+  }
+
+  // Stops at once: no more output, pending I/O cancelled, the socket closes.
+  void stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    clearQueue();
+    boost::system::error_code ec;
+    stream_.socket().cancel(ec);
+    deadline_ms = kNoDeadline;
+  }
+
+  asio::awaitable<void> finish() {
+    dropSubscriptions();
+    boost::system::error_code ec;
+    if (!stopped_) {
+      // What is queued (the last replies, our close frame) goes out under the write
+      // deadline, which the sweep enforces by calling stop().
+      write_deadline_ms_ = steadyNowMs() + g_.write_timeout.count();
+      close_deadline_ms_ = 0;
+      updateDeadline();
+      for (;;) {
+        bool done = sendQueued(ec);
+        if (done || ec || stopped_) break;
+        co_await stream_.waitWritable(ec);
+        if (ec || stopped_) break;
+      }
+      if constexpr (kTls) {
+        if (!ec && !stopped_) co_await stream_.shutdown(ec);
+      }
+    }
+    deadline_ms = kNoDeadline;
+    stream_.socket().close(ec);
+  }
+
+  void updateDeadline() {
+    int64_t d = kNoDeadline;
+    for (int64_t t : {close_deadline_ms_, write_deadline_ms_, pong_due_ms_, close_sent_ ? 0 : next_ping_ms_})
+      if (t && t < d) d = t;
+    deadline_ms = d;
+  }
+
+  GatewayContext& ctx_;
+  const GatewayConfig& g_;
+  Stream& stream_;
+  ws::Parser parser_;
+  std::shared_ptr<char> life_;  // callbacks hold a weak_ptr: "is the session still here?"
+
+  std::vector<SharedFrame> queue_;  // queue_[head_..] waits to be sent
+  size_t head_ = 0;
+  size_t head_offset_ = 0;  // bytes of queue_[head_] already sent (plain)
+  size_t queued_bytes_ = 0;
+  bool writer_armed_ = false;
+
+  std::vector<Subscription*> subs_;
+  std::vector<std::pair<uint64_t, std::string>> pending_;  // subscribes awaiting the broker
+  uint64_t next_token_ = 1;
+
+  double tokens_ = 0;
+  int64_t last_refill_ms_ = 0;
+  int64_t next_ping_ms_ = 0;
+  int64_t pong_due_ms_ = 0;
+  int64_t write_deadline_ms_ = 0;
+  int64_t close_deadline_ms_ = 0;
+  bool close_sent_ = false;
+  bool close_received_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+asio::awaitable<void> serveWebSocket(GatewayContext& ctx, PlainSocket& stream, std::string leftover) {
+  WsSession<PlainSocket> session(ctx, stream);
+  co_await session.run(std::move(leftover));
+}
+
+asio::awaitable<void> serveWebSocket(GatewayContext& ctx, TlsSocket& stream, std::string leftover) {
+  WsSession<TlsSocket> session(ctx, stream);
+  co_await session.run(std::move(leftover));
+}
+
+}  // namespace dingo

@@ -1,0 +1,250 @@
+#include "core/Hub.h"
+
+#include <gtest/gtest.h>
+
+#include "core/HubWire.h"
+
+namespace dingo {
+namespace {
+
+struct Delivery {
+  std::vector<Hub::LinkId> links;
+  std::string channel;
+  Position position;
+  std::string data;
+};
+
+class HubTest : public ::testing::Test {
+ protected:
+  HubTest() { reset(); }
+
+  void reset(HistoryConfig cfg = {}) {
+    cfg_ = cfg;
+    hub_ = std::make_unique<Hub>(
+        cfg_,
+        [this](const std::vector<Hub::LinkId>& links, std::string_view ch, const Position& p,
+               const std::shared_ptr<const std::string>& d) {
+          deliveries_.push_back({links, std::string(ch), p, *d});
+        },
+        [this] { return now_; }, [this] { return ++random_; });
+  }
+
+  HistoryConfig cfg_;
+  int64_t now_ = 1'000'000;
+  uint64_t random_ = 12345;
+  std::vector<Delivery> deliveries_;
+  std::unique_ptr<Hub> hub_;
+};
+
+TEST(PositionTest, ParsesAndPrints) {
+  auto p = Position::parse("k2f9q.42");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->epoch, "k2f9q");
+  EXPECT_EQ(p->seq, 42u);
+  EXPECT_EQ(p->toString(), "k2f9q.42");
+  for (const char* bad : {"", ".", "abc", "abc.", ".5", "ABC.1", "a-b.1", "abc.-1", "abc.1x", "abc.1.2",
+                          "abc.123456789012345678901", "abcdefghijabcdefghijabcdefghijabc.1"})
+    EXPECT_FALSE(Position::parse(bad)) << bad;
+}
+
+TEST(ChannelTest, Names) {
+  EXPECT_TRUE(validChannel("/rooms/42"));
+  EXPECT_TRUE(validChannel("/a-b_c.d:e/F"));
+  EXPECT_TRUE(validChannel("/" + std::string(254, 'x')));
+  EXPECT_FALSE(validChannel("/" + std::string(255, 'x')));
+  EXPECT_FALSE(validChannel(""));
+  EXPECT_FALSE(validChannel("rooms"));
+  EXPECT_FALSE(validChannel("/a b"));
+  EXPECT_FALSE(validChannel("/a?b"));
+  EXPECT_FALSE(validChannel("/caf\xc3\xa9"));
+}
+
+TEST_F(HubTest, PositionsCountFromOneAndDeliverOnlyToInterestedLinks) {
+  Catchup c = hub_->subscribe(7, "/a", std::nullopt);
+  EXPECT_TRUE(c.recovered);
+  EXPECT_EQ(c.position.seq, 0u);
+  Position p1 = hub_->publish("/a", "1");
+  Position p2 = hub_->publish("/a", "2");
+  hub_->publish("/b", "x");  // nobody listens
+  EXPECT_EQ(p1.epoch, c.position.epoch);
+  EXPECT_EQ(p1.seq, 1u);
+  EXPECT_EQ(p2.seq, 2u);
+  ASSERT_EQ(deliveries_.size(), 2u);
+  EXPECT_EQ(deliveries_[0].links, std::vector<Hub::LinkId>{7});
+  EXPECT_EQ(deliveries_[1].data, "2");
+  EXPECT_EQ(hub_->published(), 3u);
+}
+
+TEST_F(HubTest, SubscriberCountsPerLink) {
+  hub_->subscribe(1, "/a", std::nullopt);
+  hub_->subscribe(1, "/a", std::nullopt);
+  hub_->subscribe(2, "/a", std::nullopt);
+  EXPECT_EQ(hub_->info("/a").subscribers, 3u);
+  hub_->unsubscribe(1, "/a");
+  EXPECT_EQ(hub_->info("/a").subscribers, 2u);
+  hub_->publish("/a", "x");
+  ASSERT_EQ(deliveries_.size(), 1u);
+  EXPECT_EQ(deliveries_[0].links.size(), 2u);
+  hub_->dropLink(2);
+  hub_->unsubscribe(1, "/a");
+  hub_->unsubscribe(1, "/a");  // one too many: ignored
+  EXPECT_EQ(hub_->info("/a").subscribers, 0u);
+}
+
+TEST_F(HubTest, RecoversExactlyWhatWasMissed) {
+  Position start = hub_->subscribe(1, "/a", std::nullopt).position;
+  for (int i = 1; i <= 5; ++i) hub_->publish("/a", std::to_string(i));
+  Catchup c = hub_->subscribe(2, "/a", Position{start.epoch, 2});
+  EXPECT_TRUE(c.recovered);
+  ASSERT_EQ(c.messages.size(), 3u);
+  EXPECT_EQ(c.messages[0].seq, 3u);
+  EXPECT_EQ(*c.messages[2].data, "5");
+  EXPECT_EQ(c.position.seq, 5u);
+  // Up to date: recovered, nothing missed.
+  Catchup now = hub_->subscribe(3, "/a", Position{start.epoch, 5});
+  EXPECT_TRUE(now.recovered);
+  EXPECT_TRUE(now.messages.empty());
+}
+
+TEST_F(HubTest, UnrecoverableAnswersFalseWithTheCurrentPosition) {
+  Position start = hub_->subscribe(1, "/a", std::nullopt).position;
+  hub_->publish("/a", "1");
+  // Another epoch (a restarted hub), a position ahead of the channel.
+  for (Position since : {Position{"zzzz", 0}, Position{start.epoch, 9}}) {
+    Catchup c = hub_->subscribe(2, "/a", since);
+    EXPECT_FALSE(c.recovered);
+    EXPECT_TRUE(c.messages.empty());
+    EXPECT_EQ(c.position, (Position{start.epoch, 1}));
+  }
+}
+
+TEST_F(HubTest, HistoryBoundedByCount) {
+  HistoryConfig cfg;
+  cfg.size = 3;
+  reset(cfg);
+  Position start = hub_->subscribe(1, "/a", std::nullopt).position;
+  for (int i = 1; i <= 5; ++i) hub_->publish("/a", std::to_string(i));
+  EXPECT_EQ(hub_->historyMessages(), 3u);
+  EXPECT_FALSE(hub_->subscribe(2, "/a", Position{start.epoch, 1}).recovered);  // needs 2, trimmed
+  Catchup c = hub_->subscribe(2, "/a", Position{start.epoch, 2});               // needs 3..5, kept
+  EXPECT_TRUE(c.recovered);
+  EXPECT_EQ(c.messages.size(), 3u);
+}
+
+TEST_F(HubTest, HistoryBoundedByBytes) {
+  HistoryConfig cfg;
+  cfg.max_bytes = 3 * (100 + 64);
+  reset(cfg);
+  for (int i = 0; i < 10; ++i) hub_->publish("/a", std::string(100, 'x'));
+  EXPECT_EQ(hub_->historyMessages(), 3u);
+  EXPECT_LE(hub_->historyBytes(), cfg.max_bytes);
+  // A message over the whole budget is not kept, and neither is anything before it:
+  // history stays contiguous.
+  hub_->publish("/a", std::string(1000, 'y'));
+  EXPECT_EQ(hub_->historyMessages(), 0u);
+  Catchup c = hub_->history("/a", Position{hub_->info("/a").position.epoch, 9}, 100);
+  EXPECT_FALSE(c.recovered);
+}
+
+TEST_F(HubTest, HistoryExpiresByTtl) {
+  Position start = hub_->subscribe(1, "/a", std::nullopt).position;
+  hub_->publish("/a", "old");
+  now_ += cfg_.ttl.count() - 1;
+  hub_->publish("/a", "new");
+  now_ += 2;  // "old" is past its TTL now, "new" is not
+  Catchup c = hub_->subscribe(2, "/a", Position{start.epoch, 0});
+  EXPECT_FALSE(c.recovered);
+  c = hub_->subscribe(2, "/a", Position{start.epoch, 1});
+  EXPECT_TRUE(c.recovered);
+  ASSERT_EQ(c.messages.size(), 1u);
+  EXPECT_EQ(*c.messages[0].data, "new");
+}
+
+TEST_F(HubTest, SweepForgetsIdleChannelsAndANewLifeHasANewEpoch) {
+  Position first = hub_->publish("/a", "1");
+  EXPECT_EQ(hub_->channels(), 1u);
+  hub_->sweep();
+  EXPECT_EQ(hub_->channels(), 1u);  // history keeps it
+  now_ += cfg_.ttl.count() + 1;
+  hub_->sweep();
+  EXPECT_EQ(hub_->channels(), 0u);
+  Position again = hub_->publish("/a", "2");
+  EXPECT_NE(again.epoch, first.epoch);
+  EXPECT_EQ(again.seq, 1u);
+  Catchup c = hub_->history("/a", first, 10);
+  EXPECT_FALSE(c.recovered);
+  // A channel with subscribers stays even without history.
+  hub_->subscribe(1, "/b", std::nullopt);
+  now_ += cfg_.ttl.count() + 1;
+  hub_->sweep();
+  EXPECT_EQ(hub_->info("/b").subscribers, 1u);
+}
+
+TEST_F(HubTest, HistoryReadsPageAndNewest) {
+  Position start = hub_->info("/a").position;
+  for (int i = 1; i <= 10; ++i) hub_->publish("/a", std::to_string(i));
+  Catchup page = hub_->history("/a", Position{start.epoch, 3}, 4);
+  EXPECT_TRUE(page.recovered);
+  ASSERT_EQ(page.messages.size(), 4u);
+  EXPECT_EQ(page.messages.front().seq, 4u);
+  EXPECT_EQ(page.messages.back().seq, 7u);
+  Catchup newest = hub_->history("/a", std::nullopt, 3);
+  EXPECT_FALSE(newest.recovered);
+  ASSERT_EQ(newest.messages.size(), 3u);
+  EXPECT_EQ(newest.messages.front().seq, 8u);
+  EXPECT_EQ(newest.position.seq, 10u);
+}
+
+TEST(HubWireTest, RoundTripsEveryFrame) {
+  std::string buf;
+  hubwire::encodeSubscribe(buf, 7, "/a", Position{"abc", 5});
+  hubwire::encodeUnsubscribe(buf, "/b");
+  hubwire::encodePublish(buf, 8, "/c", R"({"x":1})");
+  Catchup c;
+  c.position = {"e1", 9};
+  c.recovered = true;
+  c.messages.push_back({8, std::make_shared<const std::string>("\"m8\""), 0});
+  c.messages.push_back({9, std::make_shared<const std::string>("\"m9\""), 0});
+  hubwire::encodeCatchup(buf, 9, c);
+  hubwire::encodeMessage(buf, "/d", Position{"e2", 3}, "[1,2]");
+
+  std::vector<hubwire::Frame> frames;
+  std::string_view rest = buf;
+  while (!rest.empty()) {
+    auto len = hubwire::frameLength(rest);
+    ASSERT_TRUE(len && *len > 0);
+    hubwire::Frame f;
+    ASSERT_TRUE(hubwire::decode(rest.substr(0, *len), f));
+    frames.push_back(f);
+    rest.remove_prefix(*len);
+  }
+  ASSERT_EQ(frames.size(), 5u);
+  EXPECT_EQ(frames[0].type, hubwire::Type::Subscribe);
+  EXPECT_EQ(frames[0].id, 7u);
+  ASSERT_TRUE(frames[0].since);
+  EXPECT_EQ(frames[0].since->seq, 5u);
+  EXPECT_EQ(frames[1].channel, "/b");
+  EXPECT_EQ(frames[2].data, R"({"x":1})");
+  EXPECT_TRUE(frames[3].recovered);
+  ASSERT_EQ(frames[3].messages.size(), 2u);
+  EXPECT_EQ(frames[3].messages[1].first, 9u);
+  EXPECT_EQ(frames[3].messages[1].second, "\"m9\"");
+  EXPECT_EQ(frames[4].position, (Position{"e2", 3}));
+}
+
+TEST(HubWireTest, RejectsTruncatedAndOversizedFrames) {
+  std::string buf;
+  hubwire::encodePublish(buf, 1, "/a", "123");
+  EXPECT_EQ(hubwire::frameLength(std::string_view(buf).substr(0, buf.size() - 1)), 0u);
+  hubwire::Frame f;
+  std::string cut = buf;
+  cut[0] = static_cast<char>(cut[0] - 1);  // length says one byte fewer than the fields need
+  EXPECT_FALSE(hubwire::decode(std::string_view(cut).substr(0, cut.size() - 1), f));
+  std::string huge = "\xff\xff\xff\x7f";
+  EXPECT_FALSE(hubwire::frameLength(huge));
+  std::string unknown = std::string("\x01\x00\x00\x00", 4) + "\x63";
+  EXPECT_FALSE(hubwire::decode(unknown, f));
+}
+
+}  // namespace
+}  // namespace dingo
