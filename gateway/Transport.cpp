@@ -25,15 +25,11 @@ asio::awaitable<size_t> PlainSocket::writeAll(asio::const_buffer buf, boost::sys
   co_return n;
 }
 
-asio::awaitable<size_t> PlainSocket::readAvailable(asio::mutable_buffer buf, boost::system::error_code& ec) {
-  for (;;) {
-    co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
-    if (ec) co_return 0;
-    if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
-    size_t n = socket_.read_some(buf, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-    co_return n;
-  }
+size_t PlainSocket::readNow(asio::mutable_buffer buf, boost::system::error_code& ec) {
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+  size_t n = socket_.read_some(buf, ec);
+  if (ec == asio::error::try_again) ec = asio::error::would_block;
+  return n;
 }
 
 size_t PlainSocket::trySend(std::span<const asio::const_buffer> bufs, boost::system::error_code& ec) {
@@ -80,6 +76,12 @@ int bioRead(BIO* bio, char* data, int len) {
   size_t n = std::min(avail, static_cast<size_t>(len));
   std::memcpy(data, b->in.get() + b->pos, n);
   b->pos += n;
+  if (b->pos == b->len) {
+    // All consumed: the buffer goes now, not at the next read, so that a connection
+    // that goes idle keeps none.
+    b->in.reset();
+    b->pos = b->len = 0;
+  }
   return static_cast<int>(n);
 }
 
@@ -200,9 +202,14 @@ asio::awaitable<bool> TlsSocket::waitFor(int rc, boost::system::error_code& ec) 
     bool received = co_await receive(ec);
     co_return received;
   }
+  failure(err, ec);
+  co_return false;
+}
+
+void TlsSocket::failure(int err, boost::system::error_code& ec) {
   if (err == SSL_ERROR_ZERO_RETURN) {
     ec = asio::error::eof;  // close_notify
-    co_return false;
+    return;
   }
   fatal_ = true;
   if (buffers_.eof) {
@@ -214,7 +221,53 @@ asio::awaitable<bool> TlsSocket::waitFor(int rc, boost::system::error_code& ec) 
     ec = boost::system::error_code(e ? ERR_GET_REASON(e) : -1, tlsCategory());
   }
   ERR_clear_error();
-  co_return false;
+}
+
+bool TlsSocket::receiveNow(boost::system::error_code& ec) {
+  Buffers& b = buffers_;
+  if (b.pos == b.len) {
+    b.in.reset();
+    b.pos = b.len = 0;
+  }
+  if (b.pos > 0) {
+    std::memmove(b.in.get(), b.in.get() + b.pos, b.len - b.pos);
+    b.len -= b.pos;
+    b.pos = 0;
+  }
+  if (b.len == kReadChunk) return true;
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+  if (!b.in) b.in.reset(new char[kReadChunk]);  // uninitialised on purpose
+  char* at = b.in.get() + b.len;
+  size_t room = kReadChunk - b.len;
+  size_t n = socket_.read_some(asio::buffer(at, room), ec);
+  if (ec == asio::error::eof) {
+    b.eof = true;
+    ec = {};
+    return true;
+  }
+  if (ec == asio::error::try_again) ec = asio::error::would_block;
+  if (ec) {
+    if (b.len == 0) b.in.reset();  // nothing came: an idle connection keeps no buffer
+    return false;
+  }
+  b.len += n;
+  return true;
+}
+
+size_t TlsSocket::readNow(asio::mutable_buffer buf, boost::system::error_code& ec) {
+  for (;;) {
+    ERR_clear_error();
+    size_t n = 0;
+    int rc = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
+    if (rc == 1) return n;
+    int err = SSL_get_error(ssl_, rc);
+    if (err == SSL_ERROR_WANT_READ && !buffers_.eof) {
+      if (!receiveNow(ec)) return 0;  // would_block: wait for the socket
+      continue;
+    }
+    failure(err, ec);
+    return 0;
+  }
 }
 
 asio::awaitable<void> TlsSocket::handshake(boost::system::error_code& ec) {
@@ -290,7 +343,7 @@ bool TlsSocket::sendNow(boost::system::error_code& ec) {
     return false;
   }
   out.erase(0, n);
-  if (out.empty() && out.capacity() > 4096) std::string().swap(out);  // idle: no buffer
+  if (out.empty()) std::string().swap(out);  // an idle connection keeps no buffer
   return out.empty();
 }
 

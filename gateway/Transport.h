@@ -34,10 +34,9 @@ class PlainSocket {
   asio::awaitable<void> shutdown(boost::system::error_code& ec);
   asio::ip::tcp::socket& socket() { return socket_; }
 
-  // For WebSocket sessions, which hold no buffer while idle: waits until the socket is
-  // readable, then reads what is there into `buf` (a buffer shared by the process,
-  // used before the next suspension).
-  asio::awaitable<size_t> readAvailable(asio::mutable_buffer buf, boost::system::error_code& ec);
+  // For WebSocket sessions, which wait for readability themselves and hold no buffer
+  // while idle: reads what has arrived, without waiting (would_block when nothing).
+  size_t readNow(asio::mutable_buffer buf, boost::system::error_code& ec);
   // Sends what the socket takes now, without waiting; returns the bytes sent.
   size_t trySend(std::span<const asio::const_buffer> bufs, boost::system::error_code& ec);
   asio::awaitable<void> waitWritable(boost::system::error_code& ec);
@@ -69,11 +68,10 @@ class TlsSocket {
   asio::ip::tcp::socket& socket() { return socket_; }
   SSL* ssl() { return ssl_; }
 
-  // WebSocket mode. readAvailable is readSome: the input buffer exists only while
-  // records are being read, so an idle connection holds none.
-  asio::awaitable<size_t> readAvailable(asio::mutable_buffer buf, boost::system::error_code& ec) {
-    return readSome(buf, ec);
-  }
+  // WebSocket mode: decrypts what has arrived, without waiting (would_block when no
+  // whole record is there yet). The input buffer exists only while a record is
+  // incomplete, so an idle connection holds none.
+  size_t readNow(asio::mutable_buffer buf, boost::system::error_code& ec);
   // Encrypts `data` into the output queue (never blocks).
   bool encrypt(std::string_view data);
   // Sends what the socket takes now of the output queue; true when it is empty.
@@ -100,6 +98,10 @@ class TlsSocket {
   asio::awaitable<bool> waitFor(int rc, boost::system::error_code& ec);
   asio::awaitable<bool> flush(boost::system::error_code& ec);
   asio::awaitable<bool> receive(boost::system::error_code& ec);
+  // receive() without waiting: false with would_block when nothing has arrived.
+  bool receiveNow(boost::system::error_code& ec);
+  // Maps a failed OpenSSL call (anything but WANT_READ) to an error code.
+  void failure(int ssl_error, boost::system::error_code& ec);
 
   asio::ip::tcp::socket socket_;
   Buffers buffers_;

@@ -88,17 +88,20 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
     ctx_.unlink(this);
   }
 
-  asio::awaitable<void> run(std::string leftover) {
+  void start(std::string_view leftover) {
     if (ctx_.draining) sendReconnect();
     if (!leftover.empty()) handleBytes(leftover);
-    boost::system::error_code ec;
-    while (!stopped_ && !(close_sent_ && close_received_)) {
-      size_t n = co_await stream_.readAvailable(asio::buffer(scratch(), kScratchBytes), ec);
-      if (ec || stopped_) break;
-      ctx_.counters.bytes_in += n;
-      handleBytes({scratch(), n});
+  }
+
+  bool running() const { return !stopped_ && !(close_sent_ && close_received_); }
+
+  // Bytes that arrived (in scratch()).
+  void onInput(size_t n) {
+    ctx_.counters.bytes_in += n;
+    handleBytes({scratch(), n});
+    if constexpr (kTls) {
+      if (stream_.pendingOutput() > 0) ctx_.requestFlush(this);  // TLS 1.3 post-handshake replies
     }
-    co_await finish();
   }
 
   // ---- SessionEntry -------------------------------------------------------------------
@@ -142,6 +145,10 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
     }
     if (!done) armWriter();
   }
+
+ // ---- the end (public: the read loop below calls it) ---------------------------------
+
+  asio::awaitable<void> close() { co_await finish(); }
 
  private:
   // ---- output -------------------------------------------------------------------------
@@ -559,16 +566,38 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
   bool stopped_ = false;
 };
 
+// The read loop. It lives here, not in a WsSession coroutine, and waits for readability
+// itself, so that an idle connection keeps one coroutine frame and no read buffer.
+template <typename Stream>
+asio::awaitable<void> runWebSocket(GatewayContext& ctx, Stream& stream, std::string leftover) {
+  WsSession<Stream> session(ctx, stream);
+  session.start(leftover);
+  std::string().swap(leftover);
+  boost::system::error_code ec;
+  while (session.running()) {
+    co_await stream.socket().async_wait(asio::ip::tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    if (ec || !session.running()) break;
+    // Everything that has arrived, then wait again.
+    for (;;) {
+      size_t n = stream.readNow(asio::buffer(scratch(), kScratchBytes), ec);
+      if (ec) break;
+      session.onInput(n);
+      if (!session.running()) break;
+    }
+    if (ec == asio::error::would_block) ec = {};
+    if (ec) break;
+  }
+  co_await session.close();
+}
+
 }  // namespace
 
 asio::awaitable<void> serveWebSocket(GatewayContext& ctx, PlainSocket& stream, std::string leftover) {
-  WsSession<PlainSocket> session(ctx, stream);
-  co_await session.run(std::move(leftover));
+  return runWebSocket(ctx, stream, std::move(leftover));
 }
 
 asio::awaitable<void> serveWebSocket(GatewayContext& ctx, TlsSocket& stream, std::string leftover) {
-  WsSession<TlsSocket> session(ctx, stream);
-  co_await session.run(std::move(leftover));
+  return runWebSocket(ctx, stream, std::move(leftover));
 }
 
 }  // namespace dingo

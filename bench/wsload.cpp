@@ -1,0 +1,462 @@
+// WebSocket load for bench/run.py: many connections from one process, one epoll loop.
+//
+//   wsload idle   --port P --count N [--sources 127.0.0.2,127.0.0.3] [--tls]
+//                 [--concurrency 512] [--hold SECONDS]
+//       Opens N WebSocket connections (/v1/ws) and holds them idle. Prints one JSON
+//       line when all are up ({"connected":N,"failed":F,"seconds":S}), then holds them
+//       until SIGTERM/SIGINT or --hold seconds, answering pings.
+//   wsload fanout --port P --subscribers N --rate R --seconds S [--channel /bench]
+//                 [--sources ...] [--size 100]
+//       N subscribers on one channel, then one publisher publishing R messages a second
+//       over WebSocket ({"op":"publish"}), each carrying its send time. Prints
+//       {"sent":..,"deliveries":..,"expected":..,"seconds":..,"p50_ms":..,"p99_ms":..,
+//        "max_ms":..} measured from publish to delivery at each subscriber.
+//
+// Speaks the subset of dingo's protocol that bench/node/fanout.js also speaks, so the
+// same tool drives both. Loopback only; stops by itself.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+int64_t nowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+struct Options {
+  std::string mode;
+  int port = 0;
+  int count = 1000;
+  std::vector<std::string> sources{"127.0.0.1"};
+  bool tls = false;
+  int concurrency = 512;
+  double hold = 0;  // 0: until a signal
+  double rate = 10;
+  double seconds = 10;
+  std::string channel = "/bench";
+  size_t size = 100;
+};
+
+enum class State { Connecting, Handshaking, Upgrading, Open, Dead };
+
+struct Conn {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  State state = State::Connecting;
+  std::string in;
+  std::string out;
+  bool subscriber = false;
+  bool subscribed = false;
+  bool want_write = false;
+};
+
+class Load {
+ public:
+  explicit Load(const Options& o) : o_(o) {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    if (o_.tls) {
+      ctx_ = SSL_CTX_new(TLS_client_method());
+      SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
+      SSL_CTX_set_mode(ctx_, SSL_MODE_RELEASE_BUFFERS);
+    }
+  }
+
+  // Opens `n` connections, at most `concurrency` in progress at once. Returns the
+  // number that reached the Open state.
+  int openAll(int n, bool subscribe) {
+    int started = 0;
+    opened_ = failed_ = 0;
+    while ((opened_ + failed_ < n) && !g_stop) {
+      while (started < n && started - opened_ - failed_ < o_.concurrency) {
+        start(started, subscribe);
+        ++started;
+      }
+      poll(100);
+    }
+    return opened_;
+  }
+
+  void poll(int timeout_ms) {
+    epoll_event events[512];
+    int n = epoll_wait(ep_, events, 512, timeout_ms);
+    for (int i = 0; i < n; ++i) {
+      Conn& c = *conns_[events[i].data.u32];
+      if (c.state == State::Dead) continue;
+      if (events[i].events & (EPOLLERR | EPOLLHUP)) {
+        fail(c);
+        continue;
+      }
+      drive(c);
+    }
+  }
+
+  // ---- fan-out ----
+  void publish(Conn& pub, uint64_t id) {
+    std::string pad(o_.size > 40 ? o_.size - 40 : 1, 'x');
+    char body[512];
+    int len = snprintf(body, sizeof body, R"({"id":%llu,"op":"publish","channel":"%s","data":{"t":%lld,"p":"%s"}})",
+                       static_cast<unsigned long long>(id), o_.channel.c_str(), static_cast<long long>(nowNs()),
+                       pad.c_str());
+    sendText(pub, std::string_view(body, static_cast<size_t>(len)));
+  }
+
+  Conn& conn(size_t i) { return *conns_[i]; }
+  size_t size() const { return conns_.size(); }
+  int subscribedCount() const { return subscribed_; }
+  uint64_t deliveries() const { return deliveries_; }
+  std::vector<int64_t>& latencies() { return latencies_; }
+  int failed() const { return failed_; }
+
+ private:
+  void start(int index, bool subscribe) {
+    auto c = std::make_unique<Conn>();
+    c->subscriber = subscribe;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      perror("socket");
+      exit(1);
+    }
+    c->fd = fd;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    inet_pton(AF_INET, o_.sources[static_cast<size_t>(index) % o_.sources.size()].c_str(), &src.sin_addr);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+      perror("bind");
+      exit(1);
+    }
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons(static_cast<uint16_t>(o_.port));
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+    if (rc != 0 && errno != EINPROGRESS) {
+      perror("connect");
+      exit(1);
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+    ev.data.u32 = static_cast<uint32_t>(conns_.size());
+    epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+    conns_.push_back(std::move(c));
+  }
+
+  void fail(Conn& c) {
+    if (c.state != State::Open) ++failed_;
+    else ++dropped_;
+    c.state = State::Dead;
+    if (c.ssl) SSL_free(c.ssl);
+    c.ssl = nullptr;
+    close(c.fd);
+  }
+
+  void drive(Conn& c) {
+    if (c.state == State::Connecting) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err) return fail(c);
+      if (o_.tls) {
+        c.ssl = SSL_new(ctx_);
+        SSL_set_fd(c.ssl, c.fd);
+        SSL_set_tlsext_host_name(c.ssl, "localhost");
+        SSL_set_connect_state(c.ssl);
+        c.state = State::Handshaking;
+      } else {
+        beginUpgrade(c);
+      }
+    }
+    if (c.state == State::Handshaking) {
+      int rc = SSL_do_handshake(c.ssl);
+      if (rc != 1) {
+        int e = SSL_get_error(c.ssl, rc);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+        ERR_clear_error();
+        return fail(c);
+      }
+      beginUpgrade(c);
+    }
+    flush(c);
+    readAll(c);
+  }
+
+  void beginUpgrade(Conn& c) {
+    c.state = State::Upgrading;
+    c.out += "GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  }
+
+  void flush(Conn& c) {
+    while (!c.out.empty() && c.state != State::Dead) {
+      ssize_t n;
+      if (c.ssl) {
+        n = SSL_write(c.ssl, c.out.data(), static_cast<int>(c.out.size()));
+        if (n <= 0) {
+          int e = SSL_get_error(c.ssl, static_cast<int>(n));
+          if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return;
+          return fail(c);
+        }
+      } else {
+        n = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+          if (errno == EAGAIN) return;
+          return fail(c);
+        }
+      }
+      c.out.erase(0, static_cast<size_t>(n));
+    }
+    if (c.out.capacity() > 1024) std::string().swap(c.out);
+  }
+
+  void readAll(Conn& c) {
+    char buf[65536];
+    while (c.state != State::Dead) {
+      ssize_t n;
+      if (c.ssl) {
+        n = SSL_read(c.ssl, buf, sizeof buf);
+        if (n <= 0) {
+          int e = SSL_get_error(c.ssl, static_cast<int>(n));
+          if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+          return fail(c);
+        }
+      } else {
+        n = recv(c.fd, buf, sizeof buf, 0);
+        if (n == 0) return fail(c);
+        if (n < 0) {
+          if (errno == EAGAIN) break;
+          return fail(c);
+        }
+      }
+      c.in.append(buf, static_cast<size_t>(n));
+      process(c);
+    }
+    if (c.in.empty() && c.in.capacity() > 1024) std::string().swap(c.in);
+    flush(c);
+  }
+
+  void sendFrame(Conn& c, uint8_t opcode, std::string_view payload) {
+    // Masked with a zero key: RFC 6455 wants the mask bit, any key will do.
+    c.out.push_back(static_cast<char>(0x80 | opcode));
+    if (payload.size() < 126) {
+      c.out.push_back(static_cast<char>(0x80 | payload.size()));
+    } else {
+      c.out.push_back(static_cast<char>(0x80 | 126));
+      c.out.push_back(static_cast<char>(payload.size() >> 8));
+      c.out.push_back(static_cast<char>(payload.size()));
+    }
+    c.out.append(4, '\0');
+    c.out.append(payload);
+  }
+
+  void sendText(Conn& c, std::string_view text) {
+    sendFrame(c, 1, text);
+    flush(c);
+  }
+
+  void process(Conn& c) {
+    if (c.state == State::Upgrading) {
+      size_t end = c.in.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      if (c.in.compare(0, 12, "HTTP/1.1 101") != 0) return fail(c);
+      c.in.erase(0, end + 4);
+      c.state = State::Open;
+      ++opened_;
+      if (c.subscriber) {
+        char cmd[320];
+        int len = snprintf(cmd, sizeof cmd, R"({"id":1,"op":"subscribe","channel":"%s"})", o_.channel.c_str());
+        sendFrame(c, 1, std::string_view(cmd, static_cast<size_t>(len)));
+      }
+    }
+    size_t pos = 0;
+    while (c.state == State::Open) {
+      if (c.in.size() - pos < 2) break;
+      auto b0 = static_cast<uint8_t>(c.in[pos]), b1 = static_cast<uint8_t>(c.in[pos + 1]);
+      uint64_t len = b1 & 0x7F;
+      size_t off = 2;
+      if (len == 126) {
+        if (c.in.size() - pos < 4) break;
+        len = (static_cast<uint8_t>(c.in[pos + 2]) << 8) | static_cast<uint8_t>(c.in[pos + 3]);
+        off = 4;
+      } else if (len == 127) {
+        if (c.in.size() - pos < 10) break;
+        len = 0;
+        for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<uint8_t>(c.in[pos + 2 + i]);
+        off = 10;
+      }
+      if (c.in.size() - pos < off + len) break;
+      std::string_view payload(c.in.data() + pos + off, len);
+      onFrame(c, b0 & 0x0F, payload);
+      pos += off + len;
+    }
+    c.in.erase(0, pos);
+  }
+
+  void onFrame(Conn& c, uint8_t opcode, std::string_view payload) {
+    if (opcode == 9) {  // ping
+      sendFrame(c, 10, payload);
+      return;
+    }
+    if (opcode == 8) {
+      fail(c);
+      return;
+    }
+    if (opcode != 1) return;
+    if (payload.starts_with(R"({"id":1,"ok":true)") && c.subscriber && !c.subscribed) {
+      c.subscribed = true;
+      ++subscribed_;
+      return;
+    }
+    if (payload.starts_with(R"({"event":"message")")) {
+      ++deliveries_;
+      size_t t = payload.find(R"("t":)");
+      if (t != std::string_view::npos) {
+        long long sent = strtoll(payload.data() + t + 4, nullptr, 10);
+        latencies_.push_back(nowNs() - sent);
+      }
+    }
+  }
+
+  Options o_;
+  int ep_;
+  SSL_CTX* ctx_ = nullptr;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  int opened_ = 0;
+  int failed_ = 0;
+  int dropped_ = 0;
+  int subscribed_ = 0;
+  uint64_t deliveries_ = 0;
+  std::vector<int64_t> latencies_;
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+double percentile(std::vector<int64_t>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return static_cast<double>(v[k]) / 1e6;
+}
+
+int usage() {
+  fprintf(stderr,
+          "usage: wsload idle --port P --count N [--sources A,B] [--tls] [--concurrency C] [--hold S]\n"
+          "       wsload fanout --port P --subscribers N --rate R --seconds S [--channel C] [--size B]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage();
+  Options o;
+  o.mode = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) exit(usage());
+      return argv[++i];
+    };
+    if (a == "--port") o.port = atoi(next().c_str());
+    else if (a == "--count" || a == "--subscribers") o.count = atoi(next().c_str());
+    else if (a == "--sources") o.sources = split(next());
+    else if (a == "--tls") o.tls = true;
+    else if (a == "--concurrency") o.concurrency = atoi(next().c_str());
+    else if (a == "--hold") o.hold = atof(next().c_str());
+    else if (a == "--rate") o.rate = atof(next().c_str());
+    else if (a == "--seconds") o.seconds = atof(next().c_str());
+    else if (a == "--channel") o.channel = next();
+    else if (a == "--size") o.size = static_cast<size_t>(atoi(next().c_str()));
+    else return usage();
+  }
+  if (o.port <= 0 || (o.mode != "idle" && o.mode != "fanout")) return usage();
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGTERM, [](int) { g_stop = 1; });
+  signal(SIGINT, [](int) { g_stop = 1; });
+  rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+
+  Load load(o);
+  int64_t t0 = nowNs();
+  if (o.mode == "idle") {
+    int ok = load.openAll(o.count, false);
+    printf("{\"connected\":%d,\"failed\":%d,\"seconds\":%.2f}\n", ok, load.failed(),
+           static_cast<double>(nowNs() - t0) / 1e9);
+    fflush(stdout);
+    int64_t end = o.hold > 0 ? nowNs() + static_cast<int64_t>(o.hold * 1e9) : INT64_MAX;
+    while (!g_stop && nowNs() < end) load.poll(200);
+    return 0;
+  }
+
+  // fanout: subscribers first, all confirmed, then the publisher.
+  int ok = load.openAll(o.count, true);
+  while (load.subscribedCount() < ok && !g_stop && nowNs() - t0 < 60'000'000'000LL) load.poll(100);
+  if (load.subscribedCount() < o.count) {
+    fprintf(stderr, "only %d of %d subscribers confirmed\n", load.subscribedCount(), o.count);
+    return 1;
+  }
+  size_t first_pub = load.size();
+  load.openAll(o.count + 1, false);
+  Conn& pub = load.conn(first_pub);
+  load.latencies().reserve(static_cast<size_t>(o.rate * o.seconds * o.count * 1.1));
+  uint64_t sent = 0;
+  int64_t start = nowNs();
+  int64_t interval = static_cast<int64_t>(1e9 / o.rate);
+  int64_t stop_at = start + static_cast<int64_t>(o.seconds * 1e9);
+  while (!g_stop && nowNs() < stop_at) {
+    // Publish on schedule (catching up if the loop ran late), then serve sockets.
+    while (start + static_cast<int64_t>(sent) * interval <= nowNs()) load.publish(pub, ++sent);
+    int64_t wait = start + static_cast<int64_t>(sent) * interval - nowNs();
+    load.poll(static_cast<int>(std::max<int64_t>(0, wait / 1'000'000)));
+  }
+  // Let the last deliveries arrive.
+  uint64_t expected = sent * static_cast<uint64_t>(o.count);
+  int64_t drain_until = nowNs() + 5'000'000'000LL;
+  while (load.deliveries() < expected && nowNs() < drain_until) load.poll(50);
+  double secs = static_cast<double>(stop_at - start) / 1e9;
+  auto& lat = load.latencies();
+  printf("{\"sent\":%llu,\"deliveries\":%llu,\"expected\":%llu,\"seconds\":%.2f,"
+         "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
+         static_cast<unsigned long long>(sent), static_cast<unsigned long long>(load.deliveries()),
+         static_cast<unsigned long long>(expected), secs, percentile(lat, 0.50), percentile(lat, 0.99),
+         percentile(lat, 1.0));
+  return 0;
+}
