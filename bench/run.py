@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Benchmarks of issue "Foundation", run side by side with nginx in the same run.
+"""Benchmarks, each run side by side with its peer in the same run.
 
-  bench/run.py [--build build] [--seconds 5] [--rounds 3] [--only tls,plain,handoff]
+  bench/run.py [--build build] [--seconds 5] [--rounds 3]
+               [--only tls,plain,handoff,idle,fanout] [--idle-connections 100000]
+               [--subscribers 10000]
 
+Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
     resumed handshakes with bench/tlsload, and wrk (which resumes sessions: it reuses
     its SSL objects with SSL_clear, keeping the session; dingo's tls_resumed counter
@@ -10,6 +13,9 @@
 (b) Plain HTTP keep-alive requests/s (wrk).
 (c) New plain connections/s through the supervisor's hand-off against the same gateway
     standalone with SO_REUSEPORT.
+
+Pub/sub (see bench/pubsub_bench.py): (idle) idle WebSocket connections, KB each;
+(fanout) fan-out to 10,000 subscribers against Node.js with npm's ws.
 
 Servers get the same number of workers (2) and the same certificate. Beside req/s it
 reports the servers' CPU time per request (utime + stime of every server process from
@@ -295,27 +301,37 @@ def bench_handoff(rows, seconds):
 
 def main():
     global BUILD, WORK, CERTS, ROUNDS
+    import pubsub_bench
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
-    ap.add_argument("--only", default="tls,plain,handoff")
+    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout")
+    ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
+    ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
     args = ap.parse_args()
     BUILD = os.path.abspath(args.build)
     ROUNDS = args.rounds
     WORK = tempfile.mkdtemp(prefix="dingo-bench-")
     CERTS = os.path.join(WORK, "certs")
     subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)
-    rows = []
+    rows, idle_rows, fanout_rows = [], [], []
+    env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
-            {"tls": bench_tls, "plain": bench_plain, "handoff": bench_handoff}[part](rows, args.seconds)
+            if part == "idle":
+                idle_rows = pubsub_bench.bench_idle(env, args.idle_connections)
+            elif part == "fanout":
+                fanout_rows = pubsub_bench.bench_fanout(env, args.seconds, args.subscribers)
+            else:
+                {"tls": bench_tls, "plain": bench_plain, "handoff": bench_handoff}[part](rows, args.seconds)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     print("| benchmark | variant | peer | dingo req/s | peer req/s | req/s ratio | dingo CPU µs/req | peer CPU µs/req | CPU ratio | dingo errors | peer errors |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.2f}× | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.2f}× | {r[9]} | {r[10]} |")
+    pubsub_bench.print_tables(idle_rows, fanout_rows)
 
 
 if __name__ == "__main__":

@@ -90,15 +90,16 @@ class Load {
   // number that reached the Open state.
   int openAll(int n, bool subscribe) {
     int started = 0;
-    opened_ = failed_ = 0;
-    while ((opened_ + failed_ < n) && !g_stop) {
-      while (started < n && started - opened_ - failed_ < o_.concurrency) {
-        start(started, subscribe);
+    int opened0 = opened_, failed0 = failed_;
+    auto done = [&] { return (opened_ - opened0) + (failed_ - failed0); };
+    while (done() < n && !g_stop) {
+      while (started < n && started - done() < o_.concurrency) {
+        start(static_cast<int>(conns_.size()), subscribe);
         ++started;
       }
       poll(100);
     }
-    return opened_;
+    return opened_ - opened0;
   }
 
   void poll(int timeout_ms) {
@@ -145,6 +146,9 @@ class Load {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // The port is picked at connect(), per destination: runs back to back do not run
+    // out of ports on a source address because of the last run's TIME_WAITs.
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     sockaddr_in src{};
     src.sin_family = AF_INET;
     inet_pton(AF_INET, o_.sources[static_cast<size_t>(index) % o_.sources.size()].c_str(), &src.sin_addr);
@@ -434,10 +438,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   size_t first_pub = load.size();
-  load.openAll(o.count + 1, false);
+  if (load.openAll(1, false) != 1) {
+    fprintf(stderr, "the publisher could not connect\n");
+    return 1;
+  }
   Conn& pub = load.conn(first_pub);
   load.latencies().reserve(static_cast<size_t>(o.rate * o.seconds * o.count * 1.1));
   uint64_t sent = 0;
+  printf("{\"phase\":\"publishing\"}\n");  // bench/run.py samples server CPU from here
+  fflush(stdout);
   int64_t start = nowNs();
   int64_t interval = static_cast<int64_t>(1e9 / o.rate);
   int64_t stop_at = start + static_cast<int64_t>(o.seconds * 1e9);

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace dingo::ws {
@@ -59,7 +60,7 @@ std::string acceptKey(std::string_view client_key) {
   input.append(kGuid);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha1(), nullptr);
+  if (EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha1(), nullptr) != 1) return {};
   unsigned char b64[64];
   int n = EVP_EncodeBlock(b64, digest, static_cast<int>(len));
   return std::string(reinterpret_cast<char*>(b64), static_cast<size_t>(n));
@@ -110,8 +111,39 @@ bool Utf8Validator::feed(std::string_view bytes) {
 
 // ---- Parser -------------------------------------------------------------------------------
 
+namespace {
+
+bool isControl(Opcode op) { return op == Opcode::Close || op == Opcode::Ping || op == Opcode::Pong; }
+
+// out[i] = in[i] ^ mask[(pos + i) % 4], eight bytes at a time. `out` may equal `in`.
+void unmask(char* out, const char* in, size_t n, const uint8_t mask[4], uint64_t pos) {
+  uint8_t rotated[8];
+  for (size_t i = 0; i < 8; ++i) rotated[i] = mask[(pos + i) & 3];
+  uint64_t word_mask;
+  std::memcpy(&word_mask, rotated, 8);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, in + i, 8);
+    word ^= word_mask;
+    std::memcpy(out + i, &word, 8);
+  }
+  for (; i < n; ++i) out[i] = static_cast<char>(static_cast<uint8_t>(in[i]) ^ rotated[i & 7]);
+}
+
+// Frees a string's heap buffer, if it has one.
+void release(std::string& s) {
+  if (s.capacity() > std::string().capacity()) std::string().swap(s);
+  else s.clear();
+}
+
+}  // namespace
+
 bool Parser::fail(const Callback& on_event, uint16_t code) {
   failed_ = true;
+  in_payload_ = false;
+  in_message_ = false;
+  header_len_ = 0;
   std::string().swap(message_);
   std::string().swap(control_);
   Event e{Event::Kind::Error, {}, code};
@@ -121,17 +153,19 @@ bool Parser::fail(const Callback& on_event, uint16_t code) {
 
 // The header is complete: check it and get ready for the payload.
 bool Parser::startFrame(const Callback& on_event) {
-  uint8_t b0 = header_[0], b1 = header_[1];
+  const uint8_t b0 = header_[0], b1 = header_[1];
+  header_len_ = 0;  // everything needed is copied out below
   if (b0 & 0x70) return fail(on_event, kProtocolError);    // RSV bits: no extension agreed
   if (!(b1 & 0x80)) return fail(on_event, kProtocolError);  // clients must mask
   fin_ = (b0 & 0x80) != 0;
-  uint8_t op = b0 & 0x0F;
-  size_t len_bytes = (b1 & 0x7F) == 126 ? 2 : (b1 & 0x7F) == 127 ? 8 : 0;
-  uint64_t len = b1 & 0x7F;
+  const uint8_t op = b0 & 0x0F;
+  const uint8_t len7 = b1 & 0x7F;
+  const size_t len_bytes = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+  uint64_t len = len7;
   if (len_bytes) {
     len = 0;
     for (size_t i = 0; i < len_bytes; ++i) len = (len << 8) | header_[2 + i];
-    if (len_bytes == 8 && (len >> 63)) return fail(on_event, kProtocolError);
+    if (len >> 63) return fail(on_event, kProtocolError);
   }
   std::memcpy(mask_, header_ + 2 + len_bytes, 4);
   mask_pos_ = 0;
@@ -159,9 +193,9 @@ bool Parser::startFrame(const Callback& on_event) {
     default:
       return fail(on_event, kProtocolError);
   }
-  bool data = opcode_ == Opcode::Continuation || opcode_ == Opcode::Text || opcode_ == Opcode::Binary;
-  if (data && message_.size() + len > max_message_) return fail(on_event, kTooBig);
-  if (data) message_.reserve(message_.size() + len);
+  // No reserve() for the declared length: a client announcing a large frame and then
+  // sending nothing must not make us hold max_message bytes.
+  if (!isControl(opcode_) && len > max_message_ - message_.size()) return fail(on_event, kTooBig);
   in_payload_ = true;
   return true;
 }
@@ -174,6 +208,7 @@ bool Parser::finishFrame(const Callback& on_event) {
     case Opcode::Pong: {
       Event e{opcode_ == Opcode::Ping ? Event::Kind::Ping : Event::Kind::Pong, control_, 0};
       on_event(e);
+      release(control_);
       return true;
     }
     case Opcode::Close: {
@@ -189,6 +224,7 @@ bool Parser::finishFrame(const Callback& on_event) {
       }
       Event e{Event::Kind::Close, reason, code};
       on_event(e);
+      release(control_);
       return true;
     }
     default:
@@ -214,26 +250,26 @@ bool Parser::feed(std::string_view data, const Callback& on_event) {
         data.remove_prefix(1);
       }
       if (header_len_ < 2) break;
-      uint8_t l = header_[1] & 0x7F;
-      size_t need = 2 + (l == 126 ? 2 : l == 127 ? 8 : 0) + ((header_[1] & 0x80) ? 4 : 0);
-      if (!(header_[1] & 0x80)) return fail(on_event, kProtocolError);  // before waiting for more
-      while (header_len_ < need && !data.empty()) {
-        header_[header_len_++] = static_cast<uint8_t>(data[0]);
-        data.remove_prefix(1);
-      }
+      if (!(header_[1] & 0x80)) return fail(on_event, kProtocolError);  // unmasked: fail without waiting
+      const uint8_t len7 = header_[1] & 0x7F;
+      const size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+      const size_t take = std::min(need - header_len_, data.size());
+      std::memcpy(header_ + header_len_, data.data(), take);
+      header_len_ += take;
+      data.remove_prefix(take);
       if (header_len_ < need) break;
       if (!startFrame(on_event)) return false;
       if (remaining_ == 0 && !finishFrame(on_event)) return false;
       continue;
     }
     if (data.empty()) break;
-    size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size()));
-    bool control = opcode_ == Opcode::Close || opcode_ == Opcode::Ping || opcode_ == Opcode::Pong;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size()));
+    const bool control = isControl(opcode_);
     std::string& dest = control ? control_ : message_;
-    size_t at = dest.size();
+    const size_t at = dest.size();
     dest.resize(at + n);
     char* out = dest.data() + at;
-    for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>(data[i] ^ mask_[(mask_pos_ + i) & 3]);
+    unmask(out, data.data(), n, mask_, mask_pos_);
     mask_pos_ += n;
     remaining_ -= n;
     data.remove_prefix(n);

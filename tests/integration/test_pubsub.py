@@ -436,6 +436,26 @@ class TlsWebSocketTest(unittest.TestCase):
             self.assertEqual([x["data"] for x in r2["messages"]], [big])
             a.close()
             b.close()
+            # A last response far bigger than the socket buffers, over TLS with
+            # Connection: close: all of it arrives before close_notify and the FIN.
+            for _ in range(15):
+                publish(sup.http_port, "/secure", big)
+            import ssl
+            ctx = ssl.create_default_context(cafile=ca)
+            with socket.create_connection(("127.0.0.1", sup.tls_port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as t:
+                    t.sendall(b"GET /v1/history/secure HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while True:
+                        chunk = t.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+            head, body = data.split(b"\r\n\r\n", 1)
+            self.assertIn(b"200 OK", head)
+            h = json.loads(body)
+            self.assertEqual(len(h["messages"]), 16)
+            self.assertGreater(len(body), 800000)
         finally:
             sup.cleanup()
 
