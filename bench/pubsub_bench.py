@@ -162,6 +162,14 @@ def fanout_run(env, server, pids, port, subscribers, rate, seconds):
     return r
 
 
+def send_floor(env):
+    """CPU µs of one loopback send(2) of a pushed message's size: what any server pays
+    per delivery here, whatever it is written in."""
+    out = subprocess.run(wsload(env, "sendfloor", "--count", 4000, "--rounds", 30, "--size", 160),
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    return json.loads(out)["cpu_us_per_send"]
+
+
 def bench_fanout(env, seconds, subscribers=10000, rates=(2, 5, 8)):
     rows = []
     plain, tlsport, node_port = env.free_port(), env.free_port(), env.free_port()
@@ -174,10 +182,11 @@ def bench_fanout(env, seconds, subscribers=10000, rates=(2, 5, 8)):
             for _ in range(env.ROUNDS):
                 for name, (srv, port) in servers.items():
                     samples[name].append(fanout_run(env, srv, srv.pids, port, subscribers, rate, seconds))
+            floor = env.median([send_floor(env) for _ in range(env.ROUNDS)])
             med = {name: {k: env.median([s[k] for s in runs]) for k in
                           ("deliveries_per_s", "p50_ms", "p99_ms", "cpu_us_per_delivery", "deliveries", "expected")}
                    for name, runs in samples.items()}
-            rows.append((rate, subscribers, med["dingo"], med["node"]))
+            rows.append((rate, subscribers, med["dingo"], med["node"], floor))
             print(f"  fanout {rate}/s x {subscribers}: dingo {med['dingo']}, node {med['node']}", file=sys.stderr)
     finally:
         sup.stop()
@@ -197,10 +206,12 @@ def print_tables(idle_rows, fanout_rows):
     if fanout_rows:
         print()
         print("| (b) fan-out | offered deliveries/s | dingo deliveries/s | node ws deliveries/s | "
-              "dingo p50 / p99 ms | node p50 / p99 ms | dingo CPU µs/delivery | node CPU µs/delivery | CPU ratio |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for rate, subs, d, n in fanout_rows:
+              "dingo p50 / p99 ms | node p50 / p99 ms | dingo CPU µs/delivery | node CPU µs/delivery | CPU ratio | "
+              "kernel floor µs/send |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for rate, subs, d, n, floor in fanout_rows:
             print(f"| {rate} msg/s × {subs:,} subscribers | {rate * subs:,} | {d['deliveries_per_s']:,.0f} | "
                   f"{n['deliveries_per_s']:,.0f} | {d['p50_ms']:.1f} / {d['p99_ms']:.1f} | "
                   f"{n['p50_ms']:.1f} / {n['p99_ms']:.1f} | {d['cpu_us_per_delivery']:.2f} | "
-                  f"{n['cpu_us_per_delivery']:.2f} | {d['cpu_us_per_delivery'] / max(n['cpu_us_per_delivery'], 1e-9):.2f}× |")
+                  f"{n['cpu_us_per_delivery']:.2f} | {d['cpu_us_per_delivery'] / max(n['cpu_us_per_delivery'], 1e-9):.2f}× | "
+                  f"{floor:.2f} |")

@@ -11,6 +11,10 @@
 //       over WebSocket ({"op":"publish"}), each carrying its send time. Prints
 //       {"sent":..,"deliveries":..,"expected":..,"seconds":..,"p50_ms":..,"p99_ms":..,
 //        "max_ms":..} measured from publish to delivery at each subscriber.
+//   wsload sendfloor [--count 4000] [--rounds 50] [--size 130]
+//       The kernel's floor for a fan-out: --count loopback TCP pairs, one send(2) of
+//       --size bytes on each, --rounds times; prints the sender's CPU time per send
+//       ({"cpu_us_per_send":..}; the receiving side is read in between, not counted).
 //
 // Speaks the subset of dingo's protocol that bench/node/fanout.js also speaks, so the
 // same tool drives both. Loopback only; stops by itself.
@@ -60,6 +64,7 @@ struct Options {
   double seconds = 10;
   std::string channel = "/bench";
   size_t size = 100;
+  int rounds = 50;
 };
 
 enum class State { Connecting, Handshaking, Upgrading, Open, Dead };
@@ -378,10 +383,55 @@ double percentile(std::vector<int64_t>& v, double p) {
   return static_cast<double>(v[k]) / 1e6;
 }
 
+double cpuSeconds() {
+  rusage r;
+  getrusage(RUSAGE_SELF, &r);
+  return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+         static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
+int sendFloor(int count, int rounds, size_t size) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof a;
+  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 4096) != 0 ||
+      getsockname(l, reinterpret_cast<sockaddr*>(&a), &al) != 0) {
+    perror("listen");
+    return 1;
+  }
+  std::vector<int> senders, receivers;
+  int one = 1;
+  for (int i = 0; i < count; ++i) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c < 0 || connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      perror("connect");
+      return 1;
+    }
+    int s = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    senders.push_back(s);
+    receivers.push_back(c);
+  }
+  std::string msg(size, 'x');
+  std::vector<char> buf(65536);
+  double sending = 0;
+  for (int r = 0; r < rounds; ++r) {
+    double t = cpuSeconds();
+    for (int s : senders) send(s, msg.data(), msg.size(), MSG_NOSIGNAL);
+    sending += cpuSeconds() - t;
+    for (int c : receivers) recv(c, buf.data(), buf.size(), 0);
+  }
+  printf("{\"cpu_us_per_send\":%.2f,\"sends\":%d}\n", sending / (count * rounds) * 1e6, count * rounds);
+  return 0;
+}
+
 int usage() {
   fprintf(stderr,
           "usage: wsload idle --port P --count N [--sources A,B] [--tls] [--concurrency C] [--hold S]\n"
-          "       wsload fanout --port P --subscribers N --rate R --seconds S [--channel C] [--size B]\n");
+          "       wsload fanout --port P --subscribers N --rate R --seconds S [--channel C] [--size B]\n"
+          "       wsload sendfloor [--count N] [--rounds R] [--size B]\n");
   return 2;
 }
 
@@ -407,7 +457,15 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") o.seconds = atof(next().c_str());
     else if (a == "--channel") o.channel = next();
     else if (a == "--size") o.size = static_cast<size_t>(atoi(next().c_str()));
+    else if (a == "--rounds") o.rounds = atoi(next().c_str());
     else return usage();
+  }
+  if (o.mode == "sendfloor") {
+    rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    return sendFloor(o.count, o.rounds, o.size);
   }
   if (o.port <= 0 || (o.mode != "idle" && o.mode != "fanout")) return usage();
   signal(SIGPIPE, SIG_IGN);

@@ -281,6 +281,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.duration("pong_timeout", g.pong_timeout);
     r.duration("poll_timeout", g.poll_timeout);
     r.duration("session_ttl", g.session_ttl);
+    r.duration("sse_heartbeat", g.sse_heartbeat);
     r.size("max_header_bytes", g.max_header_bytes, 256);
     r.size("max_body_bytes", g.max_body_bytes);
     r.size("max_message_size", g.max_message_size, 16);
@@ -288,6 +289,9 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.integer("max_channels", g.max_channels, 1, 1'000'000);
     r.integer("max_connections", g.max_connections, 1, 10'000'000);
     r.integer("commands_per_second", g.commands_per_second, 1, 1'000'000);
+    r.integer("session_cache_entries", g.session_cache_entries, 0, 10'000'000);
+    r.size("session_cache_bytes", g.session_cache_bytes);
+    r.str("cursor_secret", g.cursor_secret);
     r.boolean("client_publish", g.client_publish);
     r.str("publish_token", g.publish_token);
     r.rejectUnknown();

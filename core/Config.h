@@ -49,6 +49,7 @@ struct GatewayConfig {
   Duration pong_timeout = std::chrono::seconds(10);
   Duration poll_timeout = std::chrono::seconds(25);
   Duration session_ttl = std::chrono::minutes(2);
+  Duration sse_heartbeat = std::chrono::seconds(15);  // below common proxy idle timeouts
   uint64_t max_header_bytes = 8 * 1024;
   uint64_t max_body_bytes = 1024 * 1024;
   uint64_t max_message_size = 64 * 1024;
@@ -56,6 +57,9 @@ struct GatewayConfig {
   uint32_t max_channels = 128;
   uint32_t max_connections = 50000;
   uint32_t commands_per_second = 50;  // WebSocket commands per connection (burst: twice that)
+  uint32_t session_cache_entries = 100000;        // long-poll sessions kept per worker (0: no cache)
+  uint64_t session_cache_bytes = 64 * 1024 * 1024;  // their buffered messages, per worker
+  std::string cursor_secret;                      // HMAC key of cursors (empty: built-in)
   bool client_publish = false;
   std::string publish_token;
 };

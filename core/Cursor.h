@@ -1,0 +1,42 @@
+#pragma once
+// Long-poll and SSE cursors: every channel's position in one opaque, URL-safe token,
+// so that any worker, after any restart, can resume a client from it.
+//
+// Layout before encoding: version (1), session id (8), channel count (1), then per
+// channel: name length (1), name, epoch length (1), epoch, seq (8), and finally the
+// first 12 bytes of an HMAC-SHA256 of everything before it. Encoded as base64url
+// without padding. The MAC makes a cursor that was edited or made up a bad_request;
+// its key is `[gateway] cursor_secret` (a built-in key when unset: then the MAC only
+// catches corruption, which is all a cursor needs, since it grants nothing that
+// /v1/history does not).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/Hub.h"
+
+namespace dingo {
+
+struct Cursor {
+  uint64_t session = 0;  // the session cache entry that served it last
+  std::vector<std::pair<std::string, Position>> positions;  // channel -> position
+
+  const Position* find(std::string_view channel) const;
+};
+
+class CursorCodec {
+ public:
+  static constexpr size_t kMaxChannels = 255;
+  explicit CursorCodec(std::string_view secret);
+
+  std::string encode(const Cursor& c) const;
+  // nullopt when malformed, or when the MAC does not match.
+  std::optional<Cursor> decode(std::string_view text) const;
+
+ private:
+  std::string key_;
+};
+
+}  // namespace dingo
