@@ -47,17 +47,22 @@ void ChannelTable::onMessage(std::string_view channel, const Position& position,
   auto it = channels_.find(channel);
   // None here: the last local subscriber left while the message was on its way.
   if (it == channels_.end()) return;
-  scratch_.clear();
-  fmt::format_to(std::back_inserter(scratch_), R"({{"event":"message","channel":"{}","position":"{}.{}","data":{}}})",
-                 channel, position.epoch, position.seq, data);
+  // Built once for every local subscriber: the message, and the WebSocket frame
+  // {"event":"message",<the message's fields>}.
+  message_.clear();
+  appendMessageJson(message_, channel, position, data);
+  static constexpr std::string_view kPrefix = R"({"event":"message",)";
+  size_t json_len = kPrefix.size() + message_.size() - 1;
   auto frame = std::make_shared<std::string>();
-  frame->reserve(scratch_.size() + 10);
-  ws::appendFrameHeader(*frame, ws::Opcode::Text, scratch_.size());
-  frame->append(scratch_);
+  frame->reserve(json_len + 10);
+  ws::appendFrameHeader(*frame, ws::Opcode::Text, json_len);
+  frame->append(kPrefix);
+  frame->append(message_, 1);
   SharedFrame shared = std::move(frame);
+  Delivery d{channel, position, data, message_, shared};
   const auto& subs = it->second->subs;
   ctx_.counters.delivered += subs.size();
-  for (Subscription* s : subs) s->owner->push(shared);
+  for (Subscription* s : subs) s->owner->push(d);
 }
 
 void ChannelTable::onBrokerLost(std::string_view) {

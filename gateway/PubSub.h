@@ -17,10 +17,19 @@ struct GatewayContext;
 // A complete, unmasked server frame, ready to send (plain) or to encrypt (TLS).
 using SharedFrame = std::shared_ptr<const std::string>;
 
+// One message on its way to local subscribers. Views are valid during push() only.
+struct Delivery {
+  std::string_view channel;
+  const Position& position;
+  std::string_view data;        // compact JSON
+  std::string_view message;     // {"channel":C,"position":P,"data":D}
+  const SharedFrame& ws_frame;  // {"event":"message",...} as a WebSocket frame
+};
+
 class Subscriber {
  public:
   virtual ~Subscriber() = default;
-  virtual void push(const SharedFrame& frame) = 0;
+  virtual void push(const Delivery& d) = 0;
 };
 
 struct LocalChannel;
@@ -61,7 +70,7 @@ class ChannelTable final : public BrokerSink {
   };
   GatewayContext& ctx_;
   std::unordered_map<std::string, std::unique_ptr<LocalChannel>, Hash, std::equal_to<>> channels_;
-  std::string scratch_;
+  std::string message_;
 };
 
 }  // namespace dingo

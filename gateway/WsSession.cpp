@@ -8,6 +8,7 @@
 #include "core/Log.h"
 #include "core/WebSocket.h"
 #include "gateway/Broker.h"
+#include "gateway/Output.h"
 #include "gateway/PubSub.h"
 #include "gateway/Transport.h"
 
@@ -25,7 +26,6 @@ using asio::use_awaitable;
 // After our close frame, how long the peer has to answer with its own.
 constexpr int64_t kCloseWaitMs = 2000;
 constexpr size_t kScratchBytes = 64 * 1024;
-constexpr size_t kMaxGather = 64;  // frames per writev
 
 // Reads land here and are parsed before the next suspension, so one buffer serves every
 // session of the process (one thread) and an idle session holds none.
@@ -59,7 +59,7 @@ uint32_t reconnectJitterMs() {
 }
 
 template <typename Stream>
-class WsSession final : public SessionEntry, public Subscriber, public Flushable {
+class WsSession final : public SessionEntry, public Subscriber, public OutputOwner {
   static constexpr bool kTls = std::is_same_v<Stream, TlsSocket>;
 
  public:
@@ -68,6 +68,7 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
         g_(ctx.config.gateway),
         stream_(stream),
         parser_(ctx.config.gateway.max_message_size),
+        out_(ctx, stream, *this),
         life_(std::make_shared<char>(0)) {
     ctx_.link(this);
     ++ctx_.counters.ws_connections;
@@ -77,13 +78,10 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
     tokens_ = 2.0 * g_.commands_per_second;
     last_refill_ms_ = now;
     updateDeadline();
-    if constexpr (kTls) stream_.setOutputHook([this] { armWriter(); });
   }
 
   ~WsSession() override {
     dropSubscriptions();
-    if constexpr (kTls) stream_.setOutputHook(nullptr);
-    ctx_.cancelFlush(this);
     --ctx_.counters.ws_connections;
     ctx_.unlink(this);
   }
@@ -100,7 +98,7 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
     ctx_.counters.bytes_in += n;
     handleBytes({scratch(), n});
     if constexpr (kTls) {
-      if (stream_.pendingOutput() > 0) ctx_.requestFlush(this);  // TLS 1.3 post-handshake replies
+      if (stream_.pendingOutput() > 0) ctx_.requestFlush(&out_);  // TLS 1.3 post-handshake replies
     }
   }
 
@@ -115,7 +113,8 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
       stop();  // the peer never answered our close frame
       return;
     }
-    if ((write_deadline_ms_ && now >= write_deadline_ms_) || (pong_due_ms_ && now >= pong_due_ms_)) {
+    int64_t write_deadline = out_.writeDeadline();
+    if ((write_deadline && now >= write_deadline) || (pong_due_ms_ && now >= pong_due_ms_)) {
       ++ctx_.counters.timeouts;
       stop();
       return;
@@ -128,22 +127,11 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
     updateDeadline();
   }
 
-  // ---- Subscriber / Flushable ---------------------------------------------------------
+  // ---- Subscriber ---------------------------------------------------------------------
 
-  void push(const SharedFrame& frame) override {
+  void push(const Delivery& d) override {
     if (close_sent_) return;  // nothing follows our close frame
-    enqueue(frame);
-  }
-
-  void flushNow() override {
-    if (stopped_) return;
-    boost::system::error_code ec;
-    bool done = sendQueued(ec);
-    if (ec) {
-      stop();
-      return;
-    }
-    if (!done) armWriter();
+    enqueue(d.ws_frame);
   }
 
  // ---- the end (public: the read loop below calls it) ---------------------------------
@@ -153,114 +141,11 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
  private:
   // ---- output -------------------------------------------------------------------------
 
-  void enqueue(SharedFrame frame) {
-    if (stopped_) return;
-    queued_bytes_ += frame->size();
-    queue_.push_back(std::move(frame));
-    size_t pending = queued_bytes_;
-    if constexpr (kTls) pending += stream_.pendingOutput();
-    if (pending > g_.send_queue_bytes) {
-      // It stopped reading: nothing we could still send would reach it in time.
-      ++ctx_.counters.slow_consumers;
-      stop();
-      return;
-    }
-    ctx_.requestFlush(this);
-  }
-
+  void enqueue(SharedFrame frame) { out_.enqueue(std::move(frame)); }
   void enqueueText(std::string_view text) { enqueue(textFrame(text)); }
 
-  // Sends what the socket takes now; true when nothing is left.
-  bool sendQueued(boost::system::error_code& ec) {
-    if constexpr (kTls) {
-      for (size_t i = head_; i < queue_.size(); ++i) {
-        if (!stream_.encrypt(*queue_[i])) {
-          ec = asio::error::broken_pipe;
-          return false;
-        }
-      }
-      clearQueue();
-      size_t before = stream_.pendingOutput();
-      bool empty = stream_.sendNow(ec);
-      noteSent(before - stream_.pendingOutput(), empty);
-      return empty;
-    } else {
-      while (head_ < queue_.size()) {
-        asio::const_buffer bufs[kMaxGather];
-        size_t count = 0, total = 0;
-        for (size_t i = head_; i < queue_.size() && count < kMaxGather; ++i, ++count) {
-          const std::string& f = *queue_[i];
-          size_t skip = i == head_ ? head_offset_ : 0;
-          bufs[count] = asio::buffer(f.data() + skip, f.size() - skip);
-          total += f.size() - skip;
-        }
-        size_t n = stream_.trySend(std::span<const asio::const_buffer>(bufs, count), ec);
-        if (ec) return false;
-        consume(n);
-        if (n < total) {
-          noteSent(n, false);
-          return false;
-        }
-      }
-      noteSent(0, true);
-      return true;
-    }
-  }
-
-  void consume(size_t n) {
-    ctx_.counters.bytes_out += n;
-    queued_bytes_ -= n;
-    while (n > 0) {
-      size_t left = queue_[head_]->size() - head_offset_;
-      if (n < left) {
-        head_offset_ += n;
-        return;
-      }
-      n -= left;
-      head_offset_ = 0;
-      ++head_;
-    }
-    if (head_ == queue_.size()) clearQueue();
-  }
-
-  void clearQueue() {
-    queue_.clear();
-    if (queue_.capacity() > 64) std::vector<SharedFrame>().swap(queue_);
-    head_ = head_offset_ = 0;
-    queued_bytes_ = 0;
-  }
-
-  // The write deadline runs only while output is stuck, and restarts on progress.
-  void noteSent(size_t bytes, bool all) {
-    if constexpr (kTls) ctx_.counters.bytes_out += bytes;
-    if (all) {
-      if (write_deadline_ms_) {
-        write_deadline_ms_ = 0;
-        updateDeadline();
-      }
-    } else if (bytes > 0 || !write_deadline_ms_) {
-      write_deadline_ms_ = steadyNowMs() + g_.write_timeout.count();
-      updateDeadline();
-    }
-  }
-
-  bool outputEmpty() const {
-    if constexpr (kTls) return head_ == queue_.size() && stream_.pendingOutput() == 0;
-    else return head_ == queue_.size();
-  }
-
-  // Sends the rest once the socket can take more.
-  void armWriter() {
-    if (writer_armed_ || stopped_) return;
-    writer_armed_ = true;
-    if (!write_deadline_ms_) noteSent(0, false);
-    stream_.socket().async_wait(asio::ip::tcp::socket::wait_write,
-                                [this, life = std::weak_ptr<char>(life_)](boost::system::error_code ec) {
-                                  if (life.expired()) return;
-                                  writer_armed_ = false;
-                                  if (!ec) flushNow();
-                                });
-  }
+  void onOutputFailed(bool) override { stop(); }
+  void onWriteDeadline() override { updateDeadline(); }
 
   // ---- input --------------------------------------------------------------------------
 
@@ -503,7 +388,7 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
   void stop() {
     if (stopped_) return;
     stopped_ = true;
-    clearQueue();
+    out_.stop();
     boost::system::error_code ec;
     stream_.socket().cancel(ec);
     deadline_ms = kNoDeadline;
@@ -515,15 +400,9 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
     if (!stopped_) {
       // What is queued (the last replies, our close frame) goes out under the write
       // deadline, which the sweep enforces by calling stop().
-      write_deadline_ms_ = steadyNowMs() + g_.write_timeout.count();
       close_deadline_ms_ = 0;
-      updateDeadline();
-      for (;;) {
-        bool done = sendQueued(ec);
-        if (done || ec || stopped_) break;
-        co_await stream_.waitWritable(ec);
-        if (ec || stopped_) break;
-      }
+      out_.startWriteDeadline();
+      co_await out_.drain(ec);
       if constexpr (kTls) {
         if (!ec && !stopped_) co_await stream_.shutdown(ec);
       }
@@ -534,7 +413,7 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
 
   void updateDeadline() {
     int64_t d = kNoDeadline;
-    for (int64_t t : {close_deadline_ms_, write_deadline_ms_, pong_due_ms_, close_sent_ ? 0 : next_ping_ms_})
+    for (int64_t t : {close_deadline_ms_, out_.writeDeadline(), pong_due_ms_, close_sent_ ? 0 : next_ping_ms_})
       if (t && t < d) d = t;
     deadline_ms = d;
   }
@@ -543,13 +422,8 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
   const GatewayConfig& g_;
   Stream& stream_;
   ws::Parser parser_;
+  Output<Stream> out_;
   std::shared_ptr<char> life_;  // callbacks hold a weak_ptr: "is the session still here?"
-
-  std::vector<SharedFrame> queue_;  // queue_[head_..] waits to be sent
-  size_t head_ = 0;
-  size_t head_offset_ = 0;  // bytes of queue_[head_] already sent (plain)
-  size_t queued_bytes_ = 0;
-  bool writer_armed_ = false;
 
   std::vector<Subscription*> subs_;
   std::vector<std::pair<uint64_t, std::string>> pending_;  // subscribes awaiting the broker
@@ -559,7 +433,6 @@ class WsSession final : public SessionEntry, public Subscriber, public Flushable
   int64_t last_refill_ms_ = 0;
   int64_t next_ping_ms_ = 0;
   int64_t pong_due_ms_ = 0;
-  int64_t write_deadline_ms_ = 0;
   int64_t close_deadline_ms_ = 0;
   bool close_sent_ = false;
   bool close_received_ = false;
