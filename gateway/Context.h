@@ -14,6 +14,8 @@ namespace dingo {
 
 class Broker;
 class ChannelTable;
+class CursorCodec;
+class PollCache;
 
 struct GatewayCounters {
   uint64_t connections = 0;  // open now
@@ -38,6 +40,13 @@ struct GatewayCounters {
   uint64_t not_recovered = 0;        // ... that got recovered: false
   uint64_t slow_consumers = 0;       // closed because their send queue overflowed
   uint64_t rate_limited = 0;         // commands refused with `limit`
+  // Long-polling and SSE
+  uint64_t polls = 0;                // /v1/poll requests answered
+  uint64_t held_polls = 0;           // held now, waiting for a message
+  uint64_t poll_cache_hits = 0;      // polls served from this worker's session cache
+  uint64_t poll_cache_misses = 0;    // polls with a cursor rebuilt from the hub
+  uint64_t sse_streams = 0;          // open now
+  uint64_t sse_total = 0;
 };
 
 // Something with output to send once the current event-loop turn is over (fan-out
@@ -89,6 +98,8 @@ struct GatewayContext {
   SessionEntry* sessions = nullptr;  // head of the intrusive list
   Broker* broker = nullptr;
   ChannelTable* channels = nullptr;
+  PollCache* polls = nullptr;
+  const CursorCodec* cursors = nullptr;
   // Output to send at the end of this event-loop turn; schedule_flush posts runFlushes.
   std::vector<Flushable*> flush_queue;
   std::vector<Flushable*> flushing;

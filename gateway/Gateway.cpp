@@ -12,6 +12,7 @@
 #include "core/Tls.h"
 #include "gateway/Brokers.h"
 #include "gateway/HttpSession.h"
+#include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 
 namespace dingo {
@@ -63,6 +64,9 @@ class Gateway {
     else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd);
     channels_ = std::make_unique<ChannelTable>(ctx_);
     ctx_.channels = channels_.get();
+    polls_ = std::make_unique<PollCache>(ctx_);
+    ctx_.polls = polls_.get();
+    ctx_.cursors = &cursors_;
     ctx_.broker = broker_.get();
     if (broker_) broker_->setSink(channels_.get());
     else logWarn(kLog, "no hub link from the supervisor: pub/sub is unavailable");
@@ -248,6 +252,7 @@ class Gateway {
       double lag_ms = std::max(0.0, std::chrono::duration<double, std::milli>(now - last_tick_).count() - 1000.0);
       last_tick_ = now;
       if (broker_) broker_->sweep();
+      if (polls_) polls_->sweep();
       sendStats(lag_ms);
       scheduleStats();
     });
@@ -268,6 +273,12 @@ class Gateway {
                         {"published", c.published},           {"delivered", c.delivered},
                         {"recovered", c.recovered},           {"not_recovered", c.not_recovered},
                         {"slow_consumers", c.slow_consumers}, {"rate_limited", c.rate_limited},
+                        {"polls", c.polls},                   {"held_polls", c.held_polls},
+                        {"poll_cache_hits", c.poll_cache_hits}, {"poll_cache_misses", c.poll_cache_misses},
+                        {"poll_sessions", polls_ ? polls_->entries() : 0},
+                        {"poll_session_bytes", polls_ ? polls_->bytes() : 0},
+                        {"poll_evictions", polls_ ? polls_->evictions : 0},
+                        {"sse_streams", c.sse_streams},       {"sse_total", c.sse_total},
                         {"channels", channels_ ? channels_->channels() : 0}};
     ipc::send(ipc_->native_handle(), ipc::MsgType::Stats, j.dump());
   }
@@ -341,6 +352,8 @@ class Gateway {
   GatewayContext ctx_;
   // Both outlive io_: sessions destroyed with it leave their channels (see ~Gateway).
   std::unique_ptr<ChannelTable> channels_;
+  CursorCodec cursors_{ctx_.config.gateway.cursor_secret};
+  std::unique_ptr<PollCache> polls_;  // after channels_: its entries leave their channels
   std::unique_ptr<Broker> broker_;
   asio::io_context io_{1};
   asio::signal_set signals_;

@@ -7,12 +7,15 @@
 #include <openssl/crypto.h>
 
 #include <charconv>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "core/Hub.h"
 #include "core/Log.h"
 #include "core/WebSocket.h"
 #include "gateway/Broker.h"
+#include "core/Cursor.h"
+#include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 #include "gateway/Transport.h"
 #include "gateway/WsSession.h"
@@ -206,6 +209,80 @@ asio::awaitable<std::pair<std::optional<T>, std::string>> awaitBroker(Start star
   co_return std::make_pair(std::move(value), std::move(error_text));
 }
 
+// What /v1/poll and /v1/sse are asked for: channels, and where each one starts.
+struct StreamRequest {
+  std::vector<std::string> channels;
+  std::vector<std::optional<Position>> from;  // per channel: the client's position, if any
+  std::optional<Cursor> cursor;
+  bool resuming = false;  // a cursor or a since was given
+};
+
+// Every value of `key` in a query string.
+std::vector<std::string_view> queryValues(std::string_view query, std::string_view key) {
+  std::vector<std::string_view> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == key) out.push_back(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+  }
+  return out;
+}
+
+// channel=C (repeatable), cursor=K (or `last_event_id`), since=C@POS (repeatable, to
+// come from WebSocket positions). False with an error reply when anything is bad.
+bool parseStreamRequest(std::string_view query, std::string_view last_event_id, const GatewayContext& ctx,
+                        StreamRequest& req, Reply& r) {
+  for (std::string_view raw : queryValues(query, "channel")) {
+    auto name = percentDecode(raw, true);
+    if (!name || !validChannel(*name)) {
+      error(r, 400, "bad_request", "a channel is 1 to 255 characters of [A-Za-z0-9_.:/-] starting with /");
+      return false;
+    }
+    if (std::find(req.channels.begin(), req.channels.end(), *name) == req.channels.end())
+      req.channels.push_back(std::move(*name));
+  }
+  if (req.channels.empty() || req.channels.size() > ctx.config.gateway.max_channels) {
+    error(r, 400, "bad_request", fmt::format("name 1 to {} channels with channel=", ctx.config.gateway.max_channels));
+    return false;
+  }
+  req.from.assign(req.channels.size(), std::nullopt);
+  auto cursors = queryValues(query, "cursor");
+  std::string cursor_text;
+  if (!cursors.empty()) cursor_text = percentDecode(cursors.front(), true).value_or("!");
+  else cursor_text.assign(last_event_id);
+  if (!cursor_text.empty()) {
+    req.cursor = ctx.cursors->decode(cursor_text);
+    if (!req.cursor) {
+      error(r, 400, "bad_request", "the cursor is malformed or was not made by this service");
+      return false;
+    }
+    for (size_t i = 0; i < req.channels.size(); ++i)
+      if (const Position* p = req.cursor->find(req.channels[i])) req.from[i] = *p;
+    req.resuming = true;
+  }
+  for (std::string_view raw : queryValues(query, "since")) {
+    auto text = percentDecode(raw, true);
+    size_t at = text ? text->rfind('@') : std::string::npos;
+    std::optional<Position> pos;
+    if (at != std::string::npos) pos = Position::parse(std::string_view(*text).substr(at + 1));
+    auto it = pos ? std::find(req.channels.begin(), req.channels.end(), text->substr(0, at)) : req.channels.end();
+    if (it == req.channels.end()) {
+      error(r, 400, "bad_request", "since is CHANNEL@EPOCH.SEQ, for a channel named with channel=");
+      return false;
+    }
+    req.from[static_cast<size_t>(it - req.channels.begin())] = pos;
+    req.resuming = true;
+  }
+  return true;
+}
+
+uint64_t randomSession() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
 void catchupJson(std::string& out, std::string_view channel, const Catchup& c) {
   fmt::format_to(std::back_inserter(out), R"({{"channel":"{}","position":"{}","recovered":{},"messages":[)", channel,
                  c.position.toString(), c.recovered);
@@ -229,6 +306,7 @@ class HttpSession final : public SessionEntry {
 
   void onDrain() override {
     if (idle_) cancel();
+    if (hold_timer_) hold_timer_->cancel();  // a held poll answers at once
   }
 
   void onDeadline() override {
@@ -291,6 +369,8 @@ class HttpSession final : public SessionEntry {
             deadline_ms = kNoDeadline;
             co_return true;
           }
+        } else if (path == "/v1/poll") {
+          co_await poll(req, target, reply);
         } else if (path.starts_with("/v1/")) {
           co_await routePubSub(req, target, reply);
         } else {
@@ -420,6 +500,86 @@ class HttpSession final : public SessionEntry {
     }
   }
 
+  // Waits until `e` wakes us (a message, the hub's results) or `timeout` passes, or the
+  // worker drains.
+  asio::awaitable<void> waitFor(PollEntry& e, Duration timeout) {
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor, timeout);
+    hold_timer_ = &timer;
+    e.waiter = [&timer] { timer.cancel(); };
+    boost::system::error_code ec;
+    co_await timer.async_wait(redirect_error(use_awaitable, ec));
+    e.waiter = nullptr;
+    hold_timer_ = nullptr;
+  }
+
+  // GET /v1/poll: see docs/protocol.md. A cursor's session names the cache entry that
+  // served it last; when this worker has it and it can serve the cursor, the answer
+  // needs nothing from the hub. Otherwise a fresh entry subscribes from the cursor's
+  // positions, and the hub's history fills it.
+  asio::awaitable<void> poll(const Request& req, std::string_view target, Reply& r) {
+    if (req.method() != http::verb::get) {
+      r.extra_headers = "Allow: GET\r\n";
+      error(r, 405, "bad_request", "/v1/poll answers GET");
+      co_return;
+    }
+    size_t q = target.find('?');
+    StreamRequest sr;
+    if (!parseStreamRequest(q == std::string_view::npos ? std::string_view() : target.substr(q + 1), {}, ctx_, sr, r))
+      co_return;
+    if (!ctx_.broker || !ctx_.broker->available()) {
+      unavailable(r, "pub/sub is unavailable");
+      co_return;
+    }
+    PollCache& cache = *ctx_.polls;
+    std::shared_ptr<PollEntry> e = sr.cursor ? cache.find(sr.cursor->session) : nullptr;
+    if (e && e->canServe(sr.channels, sr.from)) {
+      ++ctx_.counters.poll_cache_hits;
+      e->acknowledge(sr.from);
+    } else {
+      if (sr.resuming) ++ctx_.counters.poll_cache_misses;
+      e = cache.create(sr.cursor ? sr.cursor->session : randomSession());
+      for (size_t i = 0; i < sr.channels.size(); ++i)
+        e->channels().push_back({sr.channels[i], sr.from[i].value_or(Position{}), nullptr});
+      for (size_t i = 0; i < sr.channels.size(); ++i) e->startSubscribe(i, sr.from[i]);
+      deadline_ms = kNoDeadline;  // the hub answers, or fails every request when it goes
+      while (!e->ready()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
+      if (e->broken()) {
+        cache.retire(e);
+        unavailable(r, "pub/sub is unavailable");
+        co_return;
+      }
+    }
+    // Nothing to say yet: hold, unless this is a first poll (it gets the cursor at once)
+    // or a resume that failed (the client must hear it now), or the worker is draining.
+    if (e->log().empty() && sr.resuming && e->recovered() && !ctx_.draining) {
+      ++ctx_.counters.held_polls;
+      deadline_ms = kNoDeadline;
+      e->last_used_ms = steadyNowMs();
+      co_await waitFor(*e, ctx_.config.gateway.poll_timeout);
+      --ctx_.counters.held_polls;
+    }
+    ++ctx_.counters.polls;
+    e->last_used_ms = steadyNowMs();
+    Cursor next = e->cursorAfterLog();
+    std::string& out = r.body;
+    fmt::format_to(std::back_inserter(out), R"({{"cursor":"{}","recovered":{},"messages":[)",
+                   ctx_.cursors->encode(next), e->recovered());
+    bool first = true;
+    for (const auto& m : e->log()) {
+      if (!first) out += ',';
+      first = false;
+      out += m.json;
+    }
+    out += R"(],"positions":{)";
+    for (size_t i = 0; i < next.positions.size(); ++i)
+      fmt::format_to(std::back_inserter(out), R"({}"{}":"{}")", i ? "," : "", next.positions[i].first,
+                     next.positions[i].second.toString());
+    out += "}}";
+    r.extra_headers = "Cache-Control: no-store\r\n";
+    if (ctx_.config.gateway.session_cache_entries == 0) cache.retire(e);
+  }
+
   asio::awaitable<void> publish(const Request& req, const std::string& channel, Reply& r) {
     const std::string& token = ctx_.config.gateway.publish_token;
     if (!token.empty()) {
@@ -517,6 +677,7 @@ class HttpSession final : public SessionEntry {
   Stream& stream_;
   bool linked_ = true;
   bool idle_ = false;
+  asio::steady_timer* hold_timer_ = nullptr;  // a held poll's timer
   bool timed_out_ = false;
 };
 

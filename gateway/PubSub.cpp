@@ -4,6 +4,7 @@
 
 #include "core/WebSocket.h"
 #include "gateway/Context.h"
+#include "gateway/Polling.h"
 
 namespace dingo {
 
@@ -66,6 +67,7 @@ void ChannelTable::onMessage(std::string_view channel, const Position& position,
 }
 
 void ChannelTable::onBrokerLost(std::string_view) {
+  if (ctx_.polls) ctx_.polls->clear();  // held polls answer (unavailable on their next try)
   for (SessionEntry* e = ctx_.sessions; e;) {
     SessionEntry* next = e->next;
     e->onBrokerLost();

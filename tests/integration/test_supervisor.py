@@ -352,6 +352,17 @@ class WorkerDeathTest(unittest.TestCase):
     def test_hand_off_skips_a_dead_worker_and_drops_nothing(self):
         victim = self.sup.worker_pids()[1]
         os.kill(victim, signal.SIGKILL)
+        # Once the victim is a zombie (or gone) its sockets are closed, so hand-offs to
+        # it fail and go to the other worker, whether or not the supervisor has reaped it
+        # yet. (A socket handed over in the instant between the signal and the kernel
+        # closing the victim's files dies with it: no process can take it back.)
+        def dead():
+            try:
+                with open(f"/proc/{victim}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            except OSError:
+                return True
+        wait_for(dead, 5, interval=0.001, what="the victim's exit")
         for _ in range(50):
             healthz_worker(self.sup.http_port)
         self.assertEqual(self.sup.status()["handoff"]["dropped"], 0)

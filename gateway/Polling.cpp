@@ -1,0 +1,204 @@
+#include "gateway/Polling.h"
+
+#include <algorithm>
+
+#include "gateway/Broker.h"
+#include "gateway/Context.h"
+
+namespace dingo {
+
+// ---- PollEntry --------------------------------------------------------------------------
+
+PollEntry::~PollEntry() { unsubscribeAll(); }
+
+void PollEntry::unsubscribeAll() {
+  // Idempotent, and touches the cache only when there is something to give back (an
+  // entry retired by a cache that is gone by now must not reach it).
+  for (Channel& c : channels_) {
+    if (c.sub) cache_.ctx_.channels->remove(c.sub);
+    c.sub = nullptr;
+  }
+  if (bytes_) cache_.subBytes(bytes_);
+  bytes_ = 0;
+  log_.clear();
+}
+
+void PollEntry::append(size_t channel, uint64_t seq, std::string json) {
+  size_t n = json.size() + 64;
+  if (bytes_ + n > cache_.ctx_.config.gateway.send_queue_bytes) {
+    // More than a client may have pending: stop buffering; the next poll recovers
+    // what it missed from the hub's history (or learns it cannot).
+    broken_ = true;
+    cache_.subBytes(bytes_);
+    bytes_ = 0;
+    log_.clear();
+    return;
+  }
+  bytes_ += n;
+  cache_.addBytes(n);
+  log_.push_back({channel, seq, std::move(json)});
+}
+
+void PollEntry::wake() {
+  if (waiter) {
+    auto w = std::move(waiter);
+    waiter = nullptr;
+    w();
+  }
+}
+
+void PollEntry::push(const Delivery& d) {
+  if (broken_ || retired_) return;
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    if (channels_[i].name != d.channel) continue;
+    append(i, d.position.seq, std::string(d.message));
+    wake();
+    return;
+  }
+}
+
+bool PollEntry::canServe(const std::vector<std::string>& names,
+                         const std::vector<std::optional<Position>>& from) const {
+  if (broken_ || retired_ || pending_ > 0 || names.size() != channels_.size()) return false;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const Channel& c = channels_[i];
+    if (c.name != names[i] || !from[i] || from[i]->epoch != c.acked.epoch || from[i]->seq < c.acked.seq)
+      return false;
+    // Not ahead of what this entry has seen.
+    uint64_t last = c.acked.seq;
+    for (const Message& m : log_)
+      if (m.channel == i) last = m.seq;
+    if (from[i]->seq > last) return false;
+  }
+  return true;
+}
+
+void PollEntry::acknowledge(const std::vector<std::optional<Position>>& from) {
+  for (size_t i = 0; i < channels_.size(); ++i)
+    if (from[i] && from[i]->seq > channels_[i].acked.seq) channels_[i].acked.seq = from[i]->seq;
+  size_t freed = 0;
+  std::erase_if(log_, [&](const Message& m) {
+    bool done = m.seq <= channels_[m.channel].acked.seq;
+    if (done) freed += m.json.size() + 64;
+    return done;
+  });
+  bytes_ -= freed;
+  cache_.subBytes(freed);
+  recovered_ = true;  // whatever was lost was reported in the answer the client acknowledges
+}
+
+Cursor PollEntry::cursorAfterLog() const {
+  Cursor c;
+  c.session = session_;
+  for (const Channel& ch : channels_) c.positions.emplace_back(ch.name, ch.acked);
+  for (const Message& m : log_) c.positions[m.channel].second.seq = m.seq;
+  return c;
+}
+
+void PollEntry::startSubscribe(size_t index, const std::optional<Position>& since) {
+  ++pending_;
+  std::weak_ptr<PollEntry> self = weak_from_this();
+  std::string name = channels_[index].name;
+  GatewayContext* ctx = &cache_.ctx_;
+  ctx->broker->subscribe(name, since, [self, index, name, ctx, with_since = since.has_value()](
+                                          const Catchup* c, std::string_view) {
+    auto e = self.lock();
+    if (!e || e->retired_) {
+      // The entry went first; the hub counted the subscriber.
+      if (c && ctx->broker) ctx->broker->unsubscribe(name);
+      return;
+    }
+    --e->pending_;
+    if (!c) {
+      e->broken_ = true;  // the hub is gone; the poll answers unavailable
+    } else {
+      // Added now, in the result's callback: the messages in the result and the live
+      // ones that follow meet without a gap (see Broker.h).
+      Channel& ch = e->channels_[index];
+      ch.sub = ctx->channels->add(name, e.get());
+      if (with_since && !c->recovered) {
+        e->recovered_ = false;
+        ++ctx->counters.not_recovered;
+      } else if (with_since) {
+        ++ctx->counters.recovered;
+      }
+      ch.acked = c->recovered && with_since ? Position{c->position.epoch, ch.acked.seq} : c->position;
+      for (const StoredMessage& m : c->messages) {
+        std::string json;
+        appendMessageJson(json, name, {c->position.epoch, m.seq}, *m.data);
+        e->append(index, m.seq, std::move(json));
+      }
+    }
+    if (e->pending_ == 0) e->wake();
+  });
+}
+
+// ---- PollCache --------------------------------------------------------------------------
+
+PollCache::~PollCache() { clear(); }
+
+std::shared_ptr<PollEntry> PollCache::find(uint64_t session) {
+  auto it = map_.find(session);
+  return it == map_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<PollEntry> PollCache::create(uint64_t session) {
+  if (auto old = find(session)) retire(old);
+  auto e = std::make_shared<PollEntry>(*this, session);
+  e->last_used_ms = steadyNowMs();
+  if (ctx_.config.gateway.session_cache_entries > 0) {
+    map_[session] = e;
+    evictOverLimits();
+  }
+  return e;
+}
+
+void PollCache::retire(const std::shared_ptr<PollEntry>& e) {
+  if (e->retired_) return;
+  e->retired_ = true;
+  e->unsubscribeAll();
+  e->wake();
+  auto it = map_.find(e->session_);
+  if (it != map_.end() && it->second == e) map_.erase(it);
+}
+
+void PollCache::addBytes(size_t n) {
+  bytes_ += n;
+  if (bytes_ > ctx_.config.gateway.session_cache_bytes) evictOverLimits();
+}
+
+void PollCache::evictOverLimits() {
+  const auto& g = ctx_.config.gateway;
+  if (map_.size() <= g.session_cache_entries && bytes_ <= g.session_cache_bytes) return;
+  // The least recently used eighth (at least one) of the entries no poll is holding.
+  std::vector<std::shared_ptr<PollEntry>> idle;
+  for (auto& [id, e] : map_)
+    if (!e->waiter) idle.push_back(e);
+  size_t n = std::max<size_t>(1, map_.size() / 8);
+  n = std::min(n, idle.size());
+  std::partial_sort(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end(),
+                    [](const auto& a, const auto& b) { return a->last_used_ms < b->last_used_ms; });
+  for (size_t i = 0; i < n; ++i) {
+    retire(idle[i]);
+    ++evictions;
+  }
+}
+
+void PollCache::sweep() {
+  int64_t oldest = steadyNowMs() - ctx_.config.gateway.session_ttl.count();
+  std::vector<std::shared_ptr<PollEntry>> expired;
+  for (auto& [id, e] : map_)
+    if (!e->waiter && e->last_used_ms < oldest) expired.push_back(e);
+  for (auto& e : expired) {
+    retire(e);
+    ++evictions;
+  }
+}
+
+void PollCache::clear() {
+  std::vector<std::shared_ptr<PollEntry>> all;
+  for (auto& [id, e] : map_) all.push_back(e);
+  for (auto& e : all) retire(e);
+}
+
+}  // namespace dingo

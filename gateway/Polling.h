@@ -1,0 +1,115 @@
+#pragma once
+// Long-polling sessions, cached per worker.
+//
+// A cursor carries every channel's position, so any worker can serve any poll from
+// the hub's history. The cache makes the next poll on the same worker cheap: the
+// entry stays subscribed to its channels and keeps what arrived since, so a poll that
+// hits it needs no hub round trip and no history read. Entries that no poll touched
+// for `session_ttl` are swept; the cache is bounded in entries and in buffered bytes
+// (least recently used goes first).
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/Cursor.h"
+#include "gateway/PubSub.h"
+
+namespace dingo {
+
+struct GatewayContext;
+class PollCache;
+
+class PollEntry final : public Subscriber, public std::enable_shared_from_this<PollEntry> {
+ public:
+  struct Channel {
+    std::string name;
+    Position acked;  // what the client has: it sent this position (or was given it)
+    Subscription* sub = nullptr;
+  };
+  struct Message {
+    size_t channel;  // index into channels
+    uint64_t seq;
+    std::string json;  // {"channel":C,"position":P,"data":D}
+  };
+
+  PollEntry(PollCache& cache, uint64_t session) : cache_(cache), session_(session) {}
+  ~PollEntry() override;
+
+  void push(const Delivery& d) override;
+
+  uint64_t session() const { return session_; }
+  std::vector<Channel>& channels() { return channels_; }
+  const std::deque<Message>& log() const { return log_; }
+  bool broken() const { return broken_; }
+  bool ready() const { return pending_ == 0; }
+
+  // True when this entry can serve a poll for `names` from `from` (one position per
+  // channel, same order): same channels, same epochs, nothing older than what it has.
+  bool canServe(const std::vector<std::string>& names, const std::vector<std::optional<Position>>& from) const;
+  // The client has everything up to `from`: drop it from the log.
+  void acknowledge(const std::vector<std::optional<Position>>& from);
+  // The cursor after everything in the log.
+  Cursor cursorAfterLog() const;
+
+  // Building a fresh entry: one hub subscribe per channel (see Polling.cpp).
+  void startSubscribe(size_t index, const std::optional<Position>& since);
+  bool recovered() const { return recovered_; }
+
+  // A held poll waits on this; push() and the last subscribe result call it.
+  std::function<void()> waiter;
+  int64_t last_used_ms = 0;
+
+ private:
+  friend class PollCache;
+  void append(size_t channel, uint64_t seq, std::string json);
+  void wake();
+  void unsubscribeAll();
+
+  PollCache& cache_;
+  uint64_t session_;
+  std::vector<Channel> channels_;
+  std::deque<Message> log_;
+  size_t bytes_ = 0;
+  int pending_ = 0;  // subscribes still waiting for the hub
+  bool recovered_ = true;
+  bool broken_ = false;  // the log overflowed: the next poll recovers from the hub
+  bool retired_ = false;
+};
+
+class PollCache {
+ public:
+  explicit PollCache(GatewayContext& ctx) : ctx_(ctx) {}
+  ~PollCache();
+
+  std::shared_ptr<PollEntry> find(uint64_t session);
+  // A new entry for `session` (an old one with that id is retired first).
+  std::shared_ptr<PollEntry> create(uint64_t session);
+  void retire(const std::shared_ptr<PollEntry>& e);
+  // Drops entries idle for session_ttl; call it about once a second.
+  void sweep();
+  // The broker is gone: every entry goes (held polls are answered).
+  void clear();
+
+  size_t entries() const { return map_.size(); }
+  size_t bytes() const { return bytes_; }
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+
+ private:
+  friend class PollEntry;
+  void addBytes(size_t n);
+  void subBytes(size_t n) { bytes_ -= n; }
+  void evictOverLimits();
+
+  GatewayContext& ctx_;
+  std::unordered_map<uint64_t, std::shared_ptr<PollEntry>> map_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace dingo
