@@ -17,6 +17,7 @@
 #include "core/Cursor.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
+#include "gateway/SseSession.h"
 #include "gateway/Transport.h"
 #include "gateway/WsSession.h"
 
@@ -181,6 +182,11 @@ std::string_view headerOf(const Request& req, http::field f) {
   return {v.data(), v.size()};
 }
 
+std::string_view headerOf(const Request& req, std::string_view name) {
+  auto v = req[beast::string_view(name.data(), name.size())];
+  return {v.data(), v.size()};
+}
+
 void unavailable(Reply& r, std::string_view why) {
   error(r, 503, "unavailable", why);
   r.extra_headers = "Retry-After: 1\r\n";
@@ -293,6 +299,9 @@ void catchupJson(std::string& out, std::string_view channel, const Catchup& c) {
   out += "]}";
 }
 
+// What a connection becomes after its last HTTP request.
+enum class Upgrade { None, WebSocket, Sse };
+
 template <typename Stream>
 class HttpSession final : public SessionEntry {
  public:
@@ -318,9 +327,10 @@ class HttpSession final : public SessionEntry {
   void expiresAfter(Duration d) { deadline_ms = steadyNowMs() + d.count(); }
   bool timedOut() const { return timed_out_; }
 
-  // Serves requests until the connection closes; returns true (and the bytes that came
-  // after the request in `leftover`) when it was upgraded to a WebSocket.
-  asio::awaitable<bool> serve(std::string& leftover) {
+  // Serves requests until the connection closes, or until one turns it into a
+  // WebSocket (the bytes that came after the request are in `leftover`) or an event
+  // stream (sseRequest() says what it asked for).
+  asio::awaitable<Upgrade> serve(std::string& leftover) {
     const GatewayConfig& g = ctx_.config.gateway;
     beast::flat_buffer buffer(g.max_header_bytes + g.max_body_bytes);
     std::string out;
@@ -367,7 +377,12 @@ class HttpSession final : public SessionEntry {
             if (ec) break;
             leftover.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
             deadline_ms = kNoDeadline;
-            co_return true;
+            co_return Upgrade::WebSocket;
+          }
+        } else if (path == "/v1/sse") {
+          if (sseHandshake(req, target, reply)) {
+            deadline_ms = kNoDeadline;
+            co_return Upgrade::Sse;
           }
         } else if (path == "/v1/poll") {
           co_await poll(req, target, reply);
@@ -387,8 +402,10 @@ class HttpSession final : public SessionEntry {
     }
     if (timed_out_) ++ctx_.counters.timeouts;
     co_await close();
-    co_return false;
+    co_return Upgrade::None;
   }
+
+  SseRequest& sseRequest() { return sse_; }
 
  private:
   void cancel() {
@@ -420,6 +437,31 @@ class HttpSession final : public SessionEntry {
       return false;
     }
     accept = ws::acceptKey(key);
+    return true;
+  }
+
+  // Checks GET /v1/sse; true when the stream can start.
+  bool sseHandshake(const Request& req, std::string_view target, Reply& r) {
+    if (req.method() != http::verb::get) {
+      r.extra_headers = "Allow: GET\r\n";
+      error(r, 405, "bad_request", "/v1/sse answers GET");
+      return false;
+    }
+    size_t q = target.find('?');
+    StreamRequest sr;
+    if (!parseStreamRequest(q == std::string_view::npos ? std::string_view() : target.substr(q + 1),
+                            headerOf(req, "Last-Event-ID"), ctx_, sr, r))
+      return false;
+    if (!ctx_.broker || !ctx_.broker->available()) {
+      unavailable(r, "pub/sub is unavailable");
+      return false;
+    }
+    if (ctx_.draining) {
+      unavailable(r, "this worker is draining");
+      return false;
+    }
+    sse_.channels = std::move(sr.channels);
+    sse_.from = std::move(sr.from);
     return true;
   }
 
@@ -678,18 +720,25 @@ class HttpSession final : public SessionEntry {
   bool linked_ = true;
   bool idle_ = false;
   asio::steady_timer* hold_timer_ = nullptr;  // a held poll's timer
+  SseRequest sse_;
   bool timed_out_ = false;
 };
+
+template <typename Stream>
+asio::awaitable<void> serveAndUpgrade(GatewayContext& ctx, Stream& stream, HttpSession<Stream>& session) {
+  std::string leftover;
+  Upgrade upgrade = co_await session.serve(leftover);
+  if (upgrade == Upgrade::None) co_return;
+  SseRequest sse = std::move(session.sseRequest());
+  session.detach();  // the session that takes over joins the list itself
+  if (upgrade == Upgrade::WebSocket) co_await serveWebSocket(ctx, stream, std::move(leftover));
+  else co_await serveSse(ctx, stream, std::move(sse));
+}
 
 asio::awaitable<void> servePlain(GatewayContext& ctx, tcp::socket socket) {
   PlainSocket stream(std::move(socket));
   HttpSession<PlainSocket> session(ctx, stream);
-  std::string leftover;
-  bool upgraded = co_await session.serve(leftover);
-  if (upgraded) {
-    session.detach();
-    co_await serveWebSocket(ctx, stream, std::move(leftover));
-  }
+  co_await serveAndUpgrade(ctx, stream, session);
 }
 
 asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
@@ -705,12 +754,7 @@ asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
   }
   ++ctx.counters.tls_handshakes;
   if (SSL_session_reused(stream.ssl())) ++ctx.counters.tls_resumed;
-  std::string leftover;
-  bool upgraded = co_await session.serve(leftover);
-  if (upgraded) {
-    session.detach();
-    co_await serveWebSocket(ctx, stream, std::move(leftover));
-  }
+  co_await serveAndUpgrade(ctx, stream, session);
 }
 
 }  // namespace

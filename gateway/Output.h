@@ -196,4 +196,34 @@ class Output final : public Flushable {
   bool stopped_ = false;
 };
 
+// Reads land here and are handled before the next suspension, so one buffer serves
+// every connection of the process (one thread) and an idle connection holds none.
+inline constexpr size_t kSharedReadBytes = 64 * 1024;
+inline char* sharedReadBuffer() {
+  static char* buffer = new char[kSharedReadBytes];
+  return buffer;
+}
+
+// The read loop of a long-lived connection: wait for readability, read everything that
+// arrived, hand it to `session.onInput`, until `session.running()` is false or the
+// connection ends. Waiting before reading is what keeps an idle connection down to one
+// coroutine frame and no buffer.
+template <typename Session, typename Stream>
+asio::awaitable<void> readUntilDone(Session& session, Stream& stream) {
+  boost::system::error_code ec;
+  while (session.running()) {
+    co_await stream.socket().async_wait(asio::ip::tcp::socket::wait_read,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || !session.running()) break;
+    for (;;) {
+      size_t n = stream.readNow(asio::buffer(sharedReadBuffer(), kSharedReadBytes), ec);
+      if (ec) break;
+      session.onInput(std::string_view(sharedReadBuffer(), n));
+      if (!session.running()) break;
+    }
+    if (ec == asio::error::would_block) ec = {};
+    if (ec) break;
+  }
+}
+
 }  // namespace dingo

@@ -25,14 +25,6 @@ using asio::use_awaitable;
 
 // After our close frame, how long the peer has to answer with its own.
 constexpr int64_t kCloseWaitMs = 2000;
-constexpr size_t kScratchBytes = 64 * 1024;
-
-// Reads land here and are parsed before the next suspension, so one buffer serves every
-// session of the process (one thread) and an idle session holds none.
-char* scratch() {
-  static char* buffer = new char[kScratchBytes];
-  return buffer;
-}
 
 const SharedFrame& pingFrame() {
   static const SharedFrame frame = std::make_shared<const std::string>(ws::frame(ws::Opcode::Ping, {}));
@@ -93,10 +85,10 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
 
   bool running() const { return !stopped_ && !(close_sent_ && close_received_); }
 
-  // Bytes that arrived (in scratch()).
-  void onInput(size_t n) {
-    ctx_.counters.bytes_in += n;
-    handleBytes({scratch(), n});
+  // Bytes that arrived (see readUntilDone).
+  void onInput(std::string_view bytes) {
+    ctx_.counters.bytes_in += bytes.size();
+    handleBytes(bytes);
     if constexpr (kTls) {
       if (stream_.pendingOutput() > 0) ctx_.requestFlush(&out_);  // TLS 1.3 post-handshake replies
     }
@@ -439,27 +431,12 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   bool stopped_ = false;
 };
 
-// The read loop. It lives here, not in a WsSession coroutine, and waits for readability
-// itself, so that an idle connection keeps one coroutine frame and no read buffer.
 template <typename Stream>
 asio::awaitable<void> runWebSocket(GatewayContext& ctx, Stream& stream, std::string leftover) {
   WsSession<Stream> session(ctx, stream);
   session.start(leftover);
   std::string().swap(leftover);
-  boost::system::error_code ec;
-  while (session.running()) {
-    co_await stream.socket().async_wait(asio::ip::tcp::socket::wait_read, redirect_error(use_awaitable, ec));
-    if (ec || !session.running()) break;
-    // Everything that has arrived, then wait again.
-    for (;;) {
-      size_t n = stream.readNow(asio::buffer(scratch(), kScratchBytes), ec);
-      if (ec) break;
-      session.onInput(n);
-      if (!session.running()) break;
-    }
-    if (ec == asio::error::would_block) ec = {};
-    if (ec) break;
-  }
+  co_await readUntilDone(session, stream);
   co_await session.close();
 }
 
