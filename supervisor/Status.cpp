@@ -129,6 +129,18 @@ std::string renderMetrics(const json& status) {
        "Connections closed because their send queue overflowed.", "slow_consumers", 1},
       {"worker_rate_limited_total", "counter", "WebSocket commands refused over the per-connection rate.",
        "rate_limited", 1},
+      {"worker_polls_total", "counter", "Long-polls answered.", "polls", 1},
+      {"worker_held_polls", "gauge", "Long-polls held now, waiting for a message.", "held_polls", 1},
+      {"worker_poll_cache_hits_total", "counter", "Polls served from the worker's session cache.", "poll_cache_hits", 1},
+      {"worker_poll_cache_misses_total", "counter", "Polls with a cursor rebuilt from the hub's history.",
+       "poll_cache_misses", 1},
+      {"worker_poll_sessions", "gauge", "Long-poll sessions in the worker's cache.", "poll_sessions", 1},
+      {"worker_poll_session_bytes", "gauge", "Bytes of messages the session cache keeps for its clients.",
+       "poll_session_bytes", 1},
+      {"worker_poll_cache_evictions_total", "counter", "Session cache entries dropped (idle past session_ttl, or over the bounds).",
+       "poll_evictions", 1},
+      {"worker_sse_streams", "gauge", "Open SSE streams.", "sse_streams", 1},
+      {"worker_sse_streams_total", "counter", "SSE streams opened.", "sse_total", 1},
   };
   for (const auto& metric : per_worker) {
     m.family(metric.name, metric.type, metric.help);

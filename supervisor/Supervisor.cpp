@@ -484,7 +484,9 @@ class Supervisor {
                               "tls_handshakes", "tls_resumed", "tls_failures", "timeouts",
                               "bad_requests", "loop_lag_ms", "ws_connections", "ws_upgrades",
                               "ws_commands", "ws_protocol_errors", "published", "delivered", "recovered",
-                              "not_recovered", "slow_consumers", "rate_limited", "channels"})
+                              "not_recovered", "slow_consumers", "rate_limited", "channels", "polls",
+                              "held_polls", "poll_cache_hits", "poll_cache_misses", "poll_sessions",
+                              "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total"})
         j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
       ws.push_back(std::move(j));
     }
