@@ -548,10 +548,10 @@ class HttpSession final : public SessionEntry {
     auto executor = co_await asio::this_coro::executor;
     asio::steady_timer timer(executor, timeout);
     hold_timer_ = &timer;
-    e.waiter = [&timer] { timer.cancel(); };
+    uint64_t token = e.addWaiter([&timer] { timer.cancel(); });
     boost::system::error_code ec;
     co_await timer.async_wait(redirect_error(use_awaitable, ec));
-    e.waiter = nullptr;
+    e.removeWaiter(token);
     hold_timer_ = nullptr;
   }
 

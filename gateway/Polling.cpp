@@ -39,12 +39,19 @@ void PollEntry::append(size_t channel, uint64_t seq, std::string json) {
   log_.push_back({channel, seq, std::move(json)});
 }
 
+uint64_t PollEntry::addWaiter(std::function<void()> wake) {
+  waiters_.emplace_back(next_waiter_, std::move(wake));
+  return next_waiter_++;
+}
+
+void PollEntry::removeWaiter(uint64_t token) {
+  std::erase_if(waiters_, [&](const auto& w) { return w.first == token; });
+}
+
 void PollEntry::wake() {
-  if (waiter) {
-    auto w = std::move(waiter);
-    waiter = nullptr;
-    w();
-  }
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (auto& [token, fn] : waiters) fn();
 }
 
 void PollEntry::push(const Delivery& d) {
@@ -173,7 +180,7 @@ void PollCache::evictOverLimits() {
   // The least recently used eighth (at least one) of the entries no poll is holding.
   std::vector<std::shared_ptr<PollEntry>> idle;
   for (auto& [id, e] : map_)
-    if (!e->waiter) idle.push_back(e);
+    if (!e->held()) idle.push_back(e);
   size_t n = std::max<size_t>(1, map_.size() / 8);
   n = std::min(n, idle.size());
   std::partial_sort(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end(),
@@ -188,7 +195,7 @@ void PollCache::sweep() {
   int64_t oldest = steadyNowMs() - ctx_.config.gateway.session_ttl.count();
   std::vector<std::shared_ptr<PollEntry>> expired;
   for (auto& [id, e] : map_)
-    if (!e->waiter && e->last_used_ms < oldest) expired.push_back(e);
+    if (!e->held() && e->last_used_ms < oldest) expired.push_back(e);
   for (auto& e : expired) {
     retire(e);
     ++evictions;

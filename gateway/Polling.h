@@ -60,8 +60,12 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
   void startSubscribe(size_t index, const std::optional<Position>& since);
   bool recovered() const { return recovered_; }
 
-  // A held poll waits on this; push() and the last subscribe result call it.
-  std::function<void()> waiter;
+  // Held polls wait here (several at once when a client retries, or shares its
+  // cursor); push() and the last subscribe result wake them all. Returns a token for
+  // removeWaiter.
+  uint64_t addWaiter(std::function<void()> wake);
+  void removeWaiter(uint64_t token);
+  bool held() const { return !waiters_.empty(); }
   int64_t last_used_ms = 0;
 
  private:
@@ -71,6 +75,8 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
   void unsubscribeAll();
 
   PollCache& cache_;
+  std::vector<std::pair<uint64_t, std::function<void()>>> waiters_;
+  uint64_t next_waiter_ = 1;
   uint64_t session_;
   std::vector<Channel> channels_;
   std::deque<Message> log_;

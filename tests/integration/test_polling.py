@@ -153,6 +153,26 @@ class PollingTest(unittest.TestCase):
         self.assertLess(latency, 2.0, "answered at the publish, not at the poll timeout (20 s)")
         self.assertEqual([m["data"] for m in result["r"][1]["messages"]], ["now"])
 
+    def test_two_polls_with_one_cursor_both_answer(self):
+        # A client that retries while its first poll is still held (ip-hash keeps both
+        # on one worker here: the second must not steal the first one's wake-up).
+        sup = Supervisor(workers=1, tls=False, gateway_extra='poll_timeout = "20s"\n').start()
+        try:
+            port = sup.http_port
+            _, r = poll(port, ["/twice"])
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(poll(port, ["/twice"], r["cursor"])))
+                       for _ in range(2)]
+            for t in threads:
+                t.start()
+            wait_for(lambda: sup.status()["workers"][0]["held_polls"] == 2, 5, what="both polls held")
+            publish(port, "/twice", "x")
+            for t in threads:
+                t.join(5)
+            self.assertEqual([[m["data"] for m in b["messages"]] for _, b in results], [["x"], ["x"]])
+        finally:
+            sup.cleanup()
+
     def test_several_channels_and_every_pending_message(self):
         port = self.sup.http_port
         _, r = poll(port, ["/m1", "/m2"], close=False)
