@@ -32,7 +32,7 @@ def rss_kb(pid):
     return 0
 
 
-def dingo_pubsub(env, workers, plain_port, tls_port, extra=""):
+def dingo_pubsub(env, workers, plain_port, tls_port, gateway_extra=""):
     d = tempfile.mkdtemp(dir=env.WORK, prefix="dingo-ps-")
     conf = f"""
 [supervisor]
@@ -53,11 +53,12 @@ ping_interval = "10m"
 client_publish = true
 commands_per_second = 100000
 max_connections = 20000
+poll_timeout = "60s"
+{gateway_extra}
 [admin]
 address = ""
 [log]
 level = "warn"
-{extra}
 """
     path = os.path.join(d, "dingo.toml")
     with open(path, "w") as f:

@@ -16,6 +16,9 @@ Foundation (peer: nginx):
 
 Pub/sub (see bench/pubsub_bench.py): (idle) idle WebSocket connections, KB each;
 (fanout) fan-out to 10,000 subscribers against Node.js with npm's ws.
+Long-polling and SSE (see bench/polling_bench.py): (held) KB per held poll; (pollcache)
+CPU per poll with and without the session cache; (roundtrip) publish-to-delivery for
+long-poll, SSE and WebSocket.
 
 Servers get the same number of workers (2) and the same certificate. Beside req/s it
 reports the servers' CPU time per request (utime + stime of every server process from
@@ -301,12 +304,13 @@ def bench_handoff(rows, seconds):
 
 def main():
     global BUILD, WORK, CERTS, ROUNDS
+    import polling_bench
     import pubsub_bench
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
-    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout")
+    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip")
     ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
     ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
     args = ap.parse_args()
@@ -316,6 +320,7 @@ def main():
     CERTS = os.path.join(WORK, "certs")
     subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)
     rows, idle_rows, fanout_rows = [], [], []
+    held_rows, pollcache_rows, roundtrip_rows = [], [], []
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -323,6 +328,12 @@ def main():
                 idle_rows = pubsub_bench.bench_idle(env, args.idle_connections)
             elif part == "fanout":
                 fanout_rows = pubsub_bench.bench_fanout(env, args.seconds, args.subscribers)
+            elif part == "held":
+                held_rows = polling_bench.bench_held(env)
+            elif part == "pollcache":
+                pollcache_rows = polling_bench.bench_pollcache(env, args.seconds)
+            elif part == "roundtrip":
+                roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
                 {"tls": bench_tls, "plain": bench_plain, "handoff": bench_handoff}[part](rows, args.seconds)
     finally:
@@ -332,6 +343,7 @@ def main():
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.2f}× | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.2f}× | {r[9]} | {r[10]} |")
     pubsub_bench.print_tables(idle_rows, fanout_rows)
+    polling_bench.print_tables(held_rows, pollcache_rows, roundtrip_rows)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@
 //                 [--sources ...] [--size 100]
 //       N subscribers on one channel, then one publisher publishing R messages a second
 //       over WebSocket ({"op":"publish"}), each carrying its send time. Prints
-//       {"sent":..,"deliveries":..,"expected":..,"seconds":..,"p50_ms":..,"p99_ms":..,
-//        "max_ms":..} measured from publish to delivery at each subscriber.
+//       {"sent":..,"deliveries":..,"polls":..,"expected":..,"seconds":..,"p50_ms":..,
+//        "p99_ms":..,"max_ms":..} measured from publish to delivery at each subscriber.
+//       --transport poll|sse makes the subscribers long-pollers (each answer's cursor
+//       goes into the next poll at once) or SSE streams instead of WebSockets.
 //   wsload sendfloor [--count 4000] [--rounds 50] [--size 130]
 //       The kernel's floor for a fan-out: --count loopback TCP pairs, one send(2) of
 //       --size bytes on each, --rounds times; prints the sender's CPU time per send
@@ -63,13 +65,17 @@ struct Options {
   double rate = 10;
   double seconds = 10;
   std::string channel = "/bench";
+  std::string transport = "ws";  // fanout subscribers: ws | poll | sse
   size_t size = 100;
   int rounds = 50;
 };
 
 enum class State { Connecting, Handshaking, Upgrading, Open, Dead };
 
+enum class Kind { WebSocket, Poll, Sse };
+
 struct Conn {
+  Kind kind = Kind::WebSocket;
   int fd = -1;
   SSL* ssl = nullptr;
   State state = State::Connecting;
@@ -135,6 +141,7 @@ class Load {
   size_t size() const { return conns_.size(); }
   int subscribedCount() const { return subscribed_; }
   uint64_t deliveries() const { return deliveries_; }
+  uint64_t polls() const { return polls_; }
   std::vector<int64_t>& latencies() { return latencies_; }
   int failed() const { return failed_; }
 
@@ -142,6 +149,8 @@ class Load {
   void start(int index, bool subscribe) {
     auto c = std::make_unique<Conn>();
     c->subscriber = subscribe;
+    if (subscribe && o_.transport == "poll") c->kind = Kind::Poll;
+    if (subscribe && o_.transport == "sse") c->kind = Kind::Sse;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       perror("socket");
@@ -218,6 +227,14 @@ class Load {
 
   void beginUpgrade(Conn& c) {
     c.state = State::Upgrading;
+    if (c.kind == Kind::Poll) {
+      c.out += "GET /v1/poll?channel=" + o_.channel + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+      return;
+    }
+    if (c.kind == Kind::Sse) {
+      c.out += "GET /v1/sse?channel=" + o_.channel + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+      return;
+    }
     c.out += "GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
   }
@@ -289,7 +306,67 @@ class Load {
     flush(c);
   }
 
+  // Records the latency of every message in `text` (each carries "t":SEND_NS).
+  void deliveries(std::string_view text) {
+    for (size_t t = text.find(R"("t":)"); t != std::string_view::npos; t = text.find(R"("t":)", t + 4)) {
+      ++deliveries_;
+      latencies_.push_back(nowNs() - strtoll(text.data() + t + 4, nullptr, 10));
+    }
+  }
+
+  // Long-poll: one response at a time on a keep-alive connection; each answer's cursor
+  // goes into the next request at once.
+  void processPoll(Conn& c) {
+    for (;;) {
+      size_t end = c.in.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      size_t cl = c.in.find("Content-Length: ");
+      if (cl == std::string::npos || cl > end) return fail(c);
+      size_t len = static_cast<size_t>(atoll(c.in.c_str() + cl + 16));
+      if (c.in.size() < end + 4 + len) return;
+      if (c.in.compare(0, 12, "HTTP/1.1 200") != 0) return fail(c);
+      std::string_view body(c.in.data() + end + 4, len);
+      if (c.state == State::Upgrading) {
+        c.state = State::Open;
+        ++opened_;
+        c.subscribed = true;
+        ++subscribed_;
+      }
+      deliveries(body);
+      size_t k = body.find(R"("cursor":")");
+      if (k == std::string_view::npos) return fail(c);
+      std::string_view cursor = body.substr(k + 10, body.find('"', k + 10) - (k + 10));
+      c.out += "GET /v1/poll?channel=" + o_.channel + "&cursor=" + std::string(cursor) +
+               " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+      ++polls_;
+      c.in.erase(0, end + 4 + len);
+    }
+  }
+
+  // SSE: events are whole chunks; everything up to the last blank line is complete.
+  void processSse(Conn& c) {
+    if (c.state == State::Upgrading) {
+      size_t end = c.in.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      if (c.in.compare(0, 12, "HTTP/1.1 200") != 0) return fail(c);
+      c.in.erase(0, end + 4);
+      c.state = State::Open;
+      ++opened_;
+    }
+    size_t last = c.in.rfind("\n\n");
+    if (last == std::string::npos) return;
+    std::string_view done(c.in.data(), last + 2);
+    if (!c.subscribed && done.find("event: state") != std::string_view::npos) {
+      c.subscribed = true;
+      ++subscribed_;
+    }
+    deliveries(done);
+    c.in.erase(0, last + 2);
+  }
+
   void process(Conn& c) {
+    if (c.kind == Kind::Poll) return processPoll(c);
+    if (c.kind == Kind::Sse) return processSse(c);
     if (c.state == State::Upgrading) {
       size_t end = c.in.find("\r\n\r\n");
       if (end == std::string::npos) return;
@@ -342,14 +419,7 @@ class Load {
       ++subscribed_;
       return;
     }
-    if (payload.starts_with(R"({"event":"message")")) {
-      ++deliveries_;
-      size_t t = payload.find(R"("t":)");
-      if (t != std::string_view::npos) {
-        long long sent = strtoll(payload.data() + t + 4, nullptr, 10);
-        latencies_.push_back(nowNs() - sent);
-      }
-    }
+    if (payload.starts_with(R"({"event":"message")")) deliveries(payload);
   }
 
   Options o_;
@@ -361,6 +431,7 @@ class Load {
   int dropped_ = 0;
   int subscribed_ = 0;
   uint64_t deliveries_ = 0;
+  uint64_t polls_ = 0;
   std::vector<int64_t> latencies_;
 };
 
@@ -456,6 +527,7 @@ int main(int argc, char** argv) {
     else if (a == "--rate") o.rate = atof(next().c_str());
     else if (a == "--seconds") o.seconds = atof(next().c_str());
     else if (a == "--channel") o.channel = next();
+    else if (a == "--transport") o.transport = next();
     else if (a == "--size") o.size = static_cast<size_t>(atoi(next().c_str()));
     else if (a == "--rounds") o.rounds = atoi(next().c_str());
     else return usage();
@@ -479,7 +551,8 @@ int main(int argc, char** argv) {
   Load load(o);
   int64_t t0 = nowNs();
   if (o.mode == "idle") {
-    int ok = load.openAll(o.count, false);
+    // With --transport poll each connection's second poll is held; with sse, a stream.
+    int ok = load.openAll(o.count, o.transport != "ws");
     printf("{\"connected\":%d,\"failed\":%d,\"seconds\":%.2f}\n", ok, load.failed(),
            static_cast<double>(nowNs() - t0) / 1e9);
     fflush(stdout);
@@ -520,9 +593,10 @@ int main(int argc, char** argv) {
   while (load.deliveries() < expected && nowNs() < drain_until) load.poll(50);
   double secs = static_cast<double>(stop_at - start) / 1e9;
   auto& lat = load.latencies();
-  printf("{\"sent\":%llu,\"deliveries\":%llu,\"expected\":%llu,\"seconds\":%.2f,"
+  printf("{\"sent\":%llu,\"deliveries\":%llu,\"polls\":%llu,\"expected\":%llu,\"seconds\":%.2f,"
          "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
          static_cast<unsigned long long>(sent), static_cast<unsigned long long>(load.deliveries()),
+         static_cast<unsigned long long>(load.polls()),
          static_cast<unsigned long long>(expected), secs, percentile(lat, 0.50), percentile(lat, 0.99),
          percentile(lat, 1.0));
   return 0;
