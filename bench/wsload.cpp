@@ -186,7 +186,10 @@ class Load {
     conns_.push_back(std::move(c));
   }
 
-  void fail(Conn& c) {
+  void fail(Conn& c, const char* why = "closed") {
+    if (c.state != State::Open && failed_ < 3) {
+      fprintf(stderr, "connection failed (%s): %.80s\n", why, c.in.c_str());
+    }
     if (c.state != State::Open) ++failed_;
     else ++dropped_;
     c.state = State::Dead;
@@ -321,10 +324,10 @@ class Load {
       size_t end = c.in.find("\r\n\r\n");
       if (end == std::string::npos) return;
       size_t cl = c.in.find("Content-Length: ");
-      if (cl == std::string::npos || cl > end) return fail(c);
+      if (cl == std::string::npos || cl > end) return fail(c, "no Content-Length");
       size_t len = static_cast<size_t>(atoll(c.in.c_str() + cl + 16));
       if (c.in.size() < end + 4 + len) return;
-      if (c.in.compare(0, 12, "HTTP/1.1 200") != 0) return fail(c);
+      if (c.in.compare(0, 12, "HTTP/1.1 200") != 0) return fail(c, "status");
       std::string_view body(c.in.data() + end + 4, len);
       if (c.state == State::Upgrading) {
         c.state = State::Open;

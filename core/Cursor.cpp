@@ -1,8 +1,12 @@
 #include "core/Cursor.h"
 
+#include <cstring>
+#include <stdexcept>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 namespace dingo {
 
@@ -68,7 +72,26 @@ const Position* Cursor::find(std::string_view channel) const {
   return nullptr;
 }
 
-CursorCodec::CursorCodec(std::string_view secret) : key_(secret.empty() ? kBuiltinKey : secret) {}
+CursorCodec::CursorCodec(std::string_view secret) : key_(secret.empty() ? kBuiltinKey : secret) {
+  EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  keyed_ = hmac ? EVP_MAC_CTX_new(hmac) : nullptr;
+  EVP_MAC_free(hmac);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  if (!keyed_ || EVP_MAC_init(keyed_, reinterpret_cast<const unsigned char*>(key_.data()), key_.size(), params) != 1)
+    throw std::runtime_error("cannot set up HMAC-SHA256 for cursors");
+}
+
+CursorCodec::~CursorCodec() { EVP_MAC_CTX_free(keyed_); }
+
+void CursorCodec::mac(std::string_view data, unsigned char out[32]) const {
+  EVP_MAC_CTX* c = EVP_MAC_CTX_dup(keyed_);
+  size_t len = 0;
+  bool ok = c && EVP_MAC_update(c, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1 &&
+            EVP_MAC_final(c, out, &len, 32) == 1;
+  EVP_MAC_CTX_free(c);
+  if (!ok) std::memset(out, 0, 32);  // never matches a real MAC... and never happens
+}
 
 std::string CursorCodec::encode(const Cursor& c) const {
   std::string raw;
@@ -84,11 +107,9 @@ std::string CursorCodec::encode(const Cursor& c) const {
     raw.append(pos.epoch, 0, 255);
     putU64(raw, pos.seq);
   }
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(raw.data()),
-       raw.size(), mac, &len);
-  raw.append(reinterpret_cast<const char*>(mac), kMacBytes);
+  unsigned char tag[32];
+  mac(raw, tag);
+  raw.append(reinterpret_cast<const char*>(tag), kMacBytes);
   return base64url(raw);
 }
 
@@ -99,11 +120,9 @@ std::optional<Cursor> CursorCodec::decode(std::string_view text) const {
   // Only the canonical spelling: the unused low bits of the last character are zero.
   if (base64url(*raw) != text) return std::nullopt;
   std::string_view body(raw->data(), raw->size() - kMacBytes);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(body.data()),
-       body.size(), mac, &len);
-  if (CRYPTO_memcmp(mac, raw->data() + body.size(), kMacBytes) != 0) return std::nullopt;
+  unsigned char tag[32];
+  mac(body, tag);
+  if (CRYPTO_memcmp(tag, raw->data() + body.size(), kMacBytes) != 0) return std::nullopt;
 
   size_t at = 0;
   auto u8 = [&](uint8_t& v) {

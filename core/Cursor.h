@@ -17,6 +17,8 @@
 
 #include "core/Hub.h"
 
+struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX
+
 namespace dingo {
 
 struct Cursor {
@@ -30,13 +32,20 @@ class CursorCodec {
  public:
   static constexpr size_t kMaxChannels = 255;
   explicit CursorCodec(std::string_view secret);
+  ~CursorCodec();
+  CursorCodec(const CursorCodec&) = delete;
+  CursorCodec& operator=(const CursorCodec&) = delete;
 
   std::string encode(const Cursor& c) const;
   // nullopt when malformed, or when the MAC does not match.
   std::optional<Cursor> decode(std::string_view text) const;
 
  private:
+  // HMAC-SHA256 keyed once; each use works on a copy (OpenSSL 3's one-shot HMAC()
+  // fetches the algorithm on every call, which costs more than the MAC itself).
+  void mac(std::string_view data, unsigned char out[32]) const;
   std::string key_;
+  ::evp_mac_ctx_st* keyed_ = nullptr;
 };
 
 }  // namespace dingo

@@ -70,6 +70,9 @@ std::string renderMetrics(const json& status) {
   m.family("handoff_retries_total", "counter",
            "Hand-offs a worker refused (queue full or gone), retried on the next worker.");
   m.sample("handoff_retries_total", "", num(h, "retries"));
+  m.family("handoff_waited_total", "counter",
+           "Accepted sockets that waited in the supervisor because every worker's queue was full.");
+  m.sample("handoff_waited_total", "", num(h, "waited"));
   m.family("handoff_dropped_total", "counter",
            "Accepted sockets closed because no worker could take them.");
   m.sample("handoff_dropped_total", "", num(h, "dropped"));

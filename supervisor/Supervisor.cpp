@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <list>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -87,6 +88,15 @@ struct Listener {
   std::unique_ptr<stream_descriptor> socket;
   uint64_t accepted = 0;
   std::unique_ptr<asio::steady_timer> pause_timer;
+  bool armed = false;  // an accept wait is pending
+};
+
+// An accepted socket that no worker could take yet (their queues were full).
+struct Parked {
+  UniqueFd fd;
+  SockAddr peer;
+  uint16_t listener = 0;
+  bool tls = false;
 };
 
 class Supervisor {
@@ -166,8 +176,10 @@ class Supervisor {
   }
 
   void armAccept(Listener& l) {
-    if (stopping_ || !l.socket) return;
+    if (stopping_ || !l.socket || l.armed) return;
+    l.armed = true;
     l.socket->async_wait(stream_descriptor::wait_read, [this, &l](boost::system::error_code ec) {
+      l.armed = false;
       if (ec || stopping_) return;
       acceptBurst(l);
     });
@@ -177,6 +189,9 @@ class Supervisor {
     uint16_t index = static_cast<uint16_t>(&l - listeners_.data());
     // A bounded burst, then back to the event loop so other work is not starved.
     for (int i = 0; i < 512; ++i) {
+      // Workers are full: leave connections in the kernel's backlog (they wait there
+      // instead of being refused); retryParked() re-arms the listeners.
+      if (!parked_.empty()) return;
       SockAddr peer;
       peer.len = sizeof peer.storage;
       int fd = ::accept4(l.socket->native_handle(), peer.addr(), &peer.len,
@@ -202,7 +217,7 @@ class Supervisor {
   }
 
   // Sends the socket to the best worker that takes it, and closes our copy either way.
-  void handOff(UniqueFd client, const SockAddr& peer, uint16_t listener, bool tls) {
+  void prepareCandidates(const SockAddr& peer) {
     for (size_t i = 0; i < workers_.size(); ++i) {
       const Worker& w = *workers_[i];
       views_[i].eligible = w.state == WorkerState::Ready && w.ipc;
@@ -210,7 +225,9 @@ class Supervisor {
     }
     candidates_.clear();
     dispatcher_->order(peer.ipBytes(), views_, 3, candidates_);
+  }
 
+  static ipc::HandoffInfo handoffInfo(const SockAddr& peer, uint16_t listener, bool tls) {
     ipc::HandoffInfo info;
     info.listener = listener;
     info.tls = tls ? 1 : 0;
@@ -219,22 +236,74 @@ class Supervisor {
     info.accepted_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count();
+    return info;
+  }
+
+  void handOff(UniqueFd client, const SockAddr& peer, uint16_t listener, bool tls) {
+    prepareCandidates(peer);
+    ipc::HandoffInfo info = handoffInfo(peer, listener, tls);
+    HandoffResult r = tryHandOff(client.get(), info);
+    if (r == HandoffResult::Sent) return;
+    if (r == HandoffResult::Busy && parked_.size() < kMaxParked) {
+      if (parked_.empty()) scheduleRetryParked();
+      parked_.push_back({std::move(client), peer, listener, tls});
+      ++parked_total_;
+      return;
+    }
+    drop(peer);
+  }
+
+  enum class HandoffResult { Sent, Busy, NoWorker };
+
+  // Offers the socket to the dispatcher's candidates in order.
+  HandoffResult tryHandOff(int fd, const ipc::HandoffInfo& info) {
+    bool busy = false;
     for (int slot : candidates_) {
       Worker& w = *workers_[static_cast<size_t>(slot)];
-      int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::Handoff, ipc::asBytes(info),
-                          client.get());
+      int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::Handoff, ipc::asBytes(info), fd);
       if (err == 0) {
         ++w.handed;
         ++handed_;
-        return;
+        return HandoffResult::Sent;
       }
       ++retries_;
-      if (err != EAGAIN) logWarn(kLog, "hand-off to worker {}: {}", w.slot, errnoText(err));
+      if (err == EAGAIN) busy = true;
+      else logWarn(kLog, "hand-off to worker {}: {}", w.slot, errnoText(err));
     }
+    return busy ? HandoffResult::Busy : HandoffResult::NoWorker;
+  }
+
+  void drop(const SockAddr& peer) {
     ++dropped_;
     if (dropped_ == 1 || dropped_ % 1000 == 0)
       logError(kLog, "no worker could take a connection from {}; closed it ({} so far)",
                peer.toString(), dropped_);
+  }
+
+  // Parked sockets go out in order as soon as a worker's queue has room; accepting
+  // resumes when none is left.
+  void scheduleRetryParked() {
+    park_timer_.expires_after(std::chrono::milliseconds(2));
+    park_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      retryParked();
+    });
+  }
+
+  void retryParked() {
+    while (!parked_.empty()) {
+      Parked& p = parked_.front();
+      prepareCandidates(p.peer);
+      ipc::HandoffInfo info = handoffInfo(p.peer, p.listener, p.tls);
+      HandoffResult r = tryHandOff(p.fd.get(), info);
+      if (r == HandoffResult::Busy && !stopping_) {
+        scheduleRetryParked();
+        return;
+      }
+      if (r != HandoffResult::Sent) drop(p.peer);
+      parked_.pop_front();
+    }
+    for (auto& l : listeners_) armAccept(l);
   }
 
   // ---- workers ----------------------------------------------------------------------
@@ -464,7 +533,8 @@ class Supervisor {
     for (const auto& l : listeners_)
       ls.push_back({{"address", l.config.address}, {"tls", l.config.tls}, {"accepted", l.accepted}});
     st["listeners"] = ls;
-    st["handoff"] = {{"handed", handed_}, {"retries", retries_}, {"dropped", dropped_}};
+    st["handoff"] = {{"handed", handed_}, {"retries", retries_}, {"dropped", dropped_},
+                     {"waited", parked_total_}, {"waiting", parked_.size()}};
     json ws = json::array();
     for (const auto& wp : workers_) {
       const Worker& w = *wp;
@@ -723,6 +793,12 @@ class Supervisor {
   TicketKeyRing ticket_keys_;
 
   uint64_t handed_ = 0, retries_ = 0, dropped_ = 0;
+  // Sockets accepted while every worker's queue was full, in order; accepting pauses
+  // until they are all handed over. Bounded: beyond it a socket is dropped.
+  static constexpr size_t kMaxParked = 1024;
+  std::deque<Parked> parked_;
+  uint64_t parked_total_ = 0;
+  asio::steady_timer park_timer_{io_};
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
   bool stopping_ = false;
