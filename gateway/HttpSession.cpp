@@ -305,7 +305,10 @@ enum class Upgrade { None, WebSocket, Sse };
 template <typename Stream>
 class HttpSession final : public SessionEntry {
  public:
-  HttpSession(GatewayContext& ctx, Stream& stream) : ctx_(ctx), stream_(stream) { ctx_.link(this); }
+  HttpSession(GatewayContext& ctx, Stream& stream)
+      : ctx_(ctx), stream_(stream), buffer_(ctx.config.gateway.max_header_bytes + ctx.config.gateway.max_body_bytes) {
+    ctx_.link(this);
+  }
   ~HttpSession() override { detach(); }
   // Leaves the process's session list (the WebSocket session that follows joins it).
   void detach() {
@@ -332,7 +335,7 @@ class HttpSession final : public SessionEntry {
   // stream (sseRequest() says what it asked for).
   asio::awaitable<Upgrade> serve(std::string& leftover) {
     const GatewayConfig& g = ctx_.config.gateway;
-    beast::flat_buffer buffer(g.max_header_bytes + g.max_body_bytes);
+    beast::flat_buffer& buffer = buffer_;
     std::string out;
     boost::system::error_code ec;
     for (bool first = true;; first = false) {
@@ -406,6 +409,10 @@ class HttpSession final : public SessionEntry {
   }
 
   SseRequest& sseRequest() { return sse_; }
+  void releaseBuffer() {
+    buffer_.consume(buffer_.size());
+    buffer_.shrink_to_fit();
+  }
 
  private:
   void cancel() {
@@ -595,6 +602,8 @@ class HttpSession final : public SessionEntry {
     // Nothing to say yet: hold, unless this is a first poll (it gets the cursor at once)
     // or a resume that failed (the client must hear it now), or the worker is draining.
     if (e->log().empty() && sr.resuming && e->recovered() && !ctx_.draining) {
+      // A held poll keeps no read buffer (a pipelined request behind it keeps it).
+      if (buffer_.size() == 0) buffer_.shrink_to_fit();
       ++ctx_.counters.held_polls;
       deadline_ms = kNoDeadline;
       e->last_used_ms = steadyNowMs();
@@ -717,6 +726,7 @@ class HttpSession final : public SessionEntry {
 
   GatewayContext& ctx_;
   Stream& stream_;
+  beast::flat_buffer buffer_;  // request bytes; empty between requests
   bool linked_ = true;
   bool idle_ = false;
   asio::steady_timer* hold_timer_ = nullptr;  // a held poll's timer
@@ -724,37 +734,33 @@ class HttpSession final : public SessionEntry {
   bool timed_out_ = false;
 };
 
+// One connection, from the first byte to the close: TLS handshake (TLS streams), HTTP
+// requests, then a WebSocket or an event stream if a request asked for one. One
+// coroutine frame for all of it: it stays for the connection's whole life.
 template <typename Stream>
-asio::awaitable<void> serveAndUpgrade(GatewayContext& ctx, Stream& stream, HttpSession<Stream>& session) {
+asio::awaitable<void> serveConnection(GatewayContext& ctx, tcp::socket socket) {
+  Stream stream(std::move(socket), ctx.tls);
+  HttpSession<Stream> session(ctx, stream);
+  if constexpr (std::is_same_v<Stream, TlsSocket>) {
+    boost::system::error_code ec;
+    session.expiresAfter(ctx.config.gateway.handshake_timeout);
+    co_await stream.handshake(ec);
+    if (ec) {
+      ++ctx.counters.tls_failures;
+      if (session.timedOut()) ++ctx.counters.timeouts;
+      co_return;
+    }
+    ++ctx.counters.tls_handshakes;
+    if (SSL_session_reused(stream.ssl())) ++ctx.counters.tls_resumed;
+  }
   std::string leftover;
   Upgrade upgrade = co_await session.serve(leftover);
+  session.releaseBuffer();  // what came after the upgrade request is in `leftover`
   if (upgrade == Upgrade::None) co_return;
   SseRequest sse = std::move(session.sseRequest());
   session.detach();  // the session that takes over joins the list itself
   if (upgrade == Upgrade::WebSocket) co_await serveWebSocket(ctx, stream, std::move(leftover));
   else co_await serveSse(ctx, stream, std::move(sse));
-}
-
-asio::awaitable<void> servePlain(GatewayContext& ctx, tcp::socket socket) {
-  PlainSocket stream(std::move(socket));
-  HttpSession<PlainSocket> session(ctx, stream);
-  co_await serveAndUpgrade(ctx, stream, session);
-}
-
-asio::awaitable<void> serveTls(GatewayContext& ctx, tcp::socket socket) {
-  TlsSocket stream(std::move(socket), ctx.tls);
-  HttpSession<TlsSocket> session(ctx, stream);
-  boost::system::error_code ec;
-  session.expiresAfter(ctx.config.gateway.handshake_timeout);
-  co_await stream.handshake(ec);
-  if (ec) {
-    ++ctx.counters.tls_failures;
-    if (session.timedOut()) ++ctx.counters.timeouts;
-    co_return;
-  }
-  ++ctx.counters.tls_handshakes;
-  if (SSL_session_reused(stream.ssl())) ++ctx.counters.tls_resumed;
-  co_await serveAndUpgrade(ctx, stream, session);
 }
 
 }  // namespace
@@ -769,8 +775,8 @@ void startSession(GatewayContext& ctx, tcp::socket socket, bool tls) {
       logError("gateway", "session ended by exception: {}", ex.what());
     }
   };
-  if (tls) asio::co_spawn(socket.get_executor(), serveTls(ctx, std::move(socket)), on_done);
-  else asio::co_spawn(socket.get_executor(), servePlain(ctx, std::move(socket)), on_done);
+  if (tls) asio::co_spawn(socket.get_executor(), serveConnection<TlsSocket>(ctx, std::move(socket)), on_done);
+  else asio::co_spawn(socket.get_executor(), serveConnection<PlainSocket>(ctx, std::move(socket)), on_done);
 }
 
 void sweepDeadlines(GatewayContext& ctx) {

@@ -26,6 +26,8 @@ namespace dingo {
 class PlainSocket {
  public:
   explicit PlainSocket(asio::ip::tcp::socket s) : socket_(std::move(s)) {}
+  // The same signature as TlsSocket's, so that one template builds either.
+  PlainSocket(asio::ip::tcp::socket s, SSL_CTX*) : socket_(std::move(s)) {}
 
   asio::awaitable<size_t> readSome(asio::mutable_buffer buf, boost::system::error_code& ec);
   // `flush` is for TlsSocket's sake; plain writes always go out at once.

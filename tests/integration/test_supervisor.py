@@ -368,6 +368,40 @@ class WorkerDeathTest(unittest.TestCase):
         self.assertEqual(self.sup.status()["handoff"]["dropped"], 0)
 
 
+class BurstTest(unittest.TestCase):
+    def test_a_burst_bigger_than_the_workers_queues_waits_instead_of_being_dropped(self):
+        # One worker: a burst of connections fills its hand-off queue (a few hundred
+        # sockets); the rest must wait in the supervisor and the backlog, not be closed.
+        sup = Supervisor(workers=1, tls=False).start()
+        try:
+            socks = []
+            for _ in range(3000):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", sup.http_port))
+                socks.append(s)
+            answered = 0
+            for s in socks:
+                s.setblocking(True)
+                s.settimeout(20)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            for s in socks:
+                data = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                answered += data.startswith(b"HTTP/1.1 200")
+                s.close()
+            self.assertEqual(answered, 3000)
+            handoff = sup.status()["handoff"]
+            self.assertEqual(handoff["dropped"], 0, handoff)
+            print(f"\nburst of 3000 on one worker: {handoff['waited']} waited in the supervisor")
+        finally:
+            sup.cleanup()
+
+
 class IpHashTest(unittest.TestCase):
     def setUp(self):
         self.sup = Supervisor(workers=4, dispatch="ip-hash", tls=False).start()
