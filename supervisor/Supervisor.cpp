@@ -56,6 +56,11 @@ struct Worker {
   WorkerState state = WorkerState::Exited;
   std::unique_ptr<stream_descriptor> ipc;  // our end of the socketpair
   uint32_t hub_link = 0;                   // its link to the hub (0: none)
+  // A reload or drain-worker starts the slot's next worker here; it takes the slot when
+  // it is ready, and this one drains.
+  std::unique_ptr<Worker> successor;
+  bool is_successor = false;
+  bool retired = false;  // replaced: draining out, never respawned
   Clock::time_point started_at{};
   int restarts = 0;
   Duration backoff{0};
@@ -306,6 +311,161 @@ class Supervisor {
     for (auto& l : listeners_) armAccept(l);
   }
 
+  // ---- reload and drain-worker -------------------------------------------------------
+
+  // Every worker object: current ones, their successors, replaced ones draining out.
+  template <typename Fn>
+  void forEachWorker(Fn fn) {
+    for (auto& w : workers_) {
+      fn(*w);
+      if (w->successor) fn(*w->successor);
+    }
+    for (auto& w : retired_) fn(*w);
+  }
+
+  // Reads the config file again and, if it is valid and can be applied, replaces the
+  // workers one slot at a time: each slot's new worker takes over when it is ready, the
+  // old one drains (so capacity never drops and nothing is refused). Returns false with
+  // `error` set, and changes nothing, when the file is bad or asks for what only a
+  // restart can do.
+  bool reload(std::string& error) {
+    if (stopping_) {
+      error = "the supervisor is stopping";
+      return false;
+    }
+    if (reloading_) {
+      error = "a reload is already under way";
+      return false;
+    }
+    if (options_.config_path.empty()) {
+      error = "started without a configuration file: nothing to reload";
+      return false;
+    }
+    Config next;
+    try {
+      next = loadConfig(options_.config_path);
+    } catch (const std::exception& e) {
+      error = e.what();
+      return false;
+    }
+    std::string why = restartOnlyChange(next);
+    if (!why.empty()) {
+      error = why + " changes only with a restart (or an upgrade); nothing was reloaded";
+      return false;
+    }
+    config_ = std::move(next);
+    dispatcher_ = makeDispatcher(config_.supervisor.dispatch, static_cast<size_t>(worker_count_));
+    ++generation_;
+    reloading_ = true;
+    reload_failed_ = false;
+    logInfo(kLog, "reloading {}: generation {}, replacing {} workers one by one", options_.config_path,
+            generation_, worker_count_);
+    replaceNext(0);
+    return true;
+  }
+
+  std::string restartOnlyChange(const Config& next) const {
+    const auto& a = config_;
+    const auto& b = next;
+    if (b.listen.size() != a.listen.size()) return "[[listen]]";
+    for (size_t i = 0; i < a.listen.size(); ++i)
+      if (a.listen[i].address != b.listen[i].address || a.listen[i].tls != b.listen[i].tls ||
+          a.listen[i].backlog != b.listen[i].backlog)
+        return "[[listen]]";
+    if (a.supervisor.workers != b.supervisor.workers) return "[supervisor] workers";
+    if (a.supervisor.control_socket != b.supervisor.control_socket) return "[supervisor] control_socket";
+    if (a.supervisor.pid_file != b.supervisor.pid_file) return "[supervisor] pid_file";
+    if (a.supervisor.user != b.supervisor.user) return "[supervisor] user";
+    if (a.admin.address != b.admin.address) return "[admin] address";
+    if (a.bus.engine != b.bus.engine) return "[bus] engine";
+    return {};
+  }
+
+  // Starts the successor of slot `slot` (or finishes the reload past the last slot).
+  void replaceNext(int slot) {
+    if (!reloading_) return;
+    if (stopping_ || slot >= worker_count_) {
+      reloading_ = false;
+      logAt(reload_failed_ ? LogLevel::Error : LogLevel::Info, kLog, "reload to generation {} {}", generation_,
+            reload_failed_ ? "finished with errors: some slots kept their old worker" : "done");
+      return;
+    }
+    startSuccessor(slot);
+  }
+
+  void startSuccessor(int slot) {
+    Worker& cur = *workers_[static_cast<size_t>(slot)];
+    cur.successor = std::make_unique<Worker>(io_, slot);
+    cur.successor->is_successor = true;
+    spawn(*cur.successor);
+    // A successor that never says hello is given up, and the old worker kept.
+    Worker* succ = cur.successor.get();
+    succ->respawn_timer.expires_after(std::chrono::seconds(10));
+    succ->respawn_timer.async_wait([this, slot, succ](boost::system::error_code ec) {
+      Worker& c = *workers_[static_cast<size_t>(slot)];
+      if (ec || c.successor.get() != succ || succ->state != WorkerState::Starting) return;
+      logError(kLog, "new worker {} was not ready within 10s; keeping the old one", slot);
+      if (succ->alive()) ::kill(succ->pid, SIGKILL);
+    });
+  }
+
+  // The slot's successor is ready: it takes the slot, the old worker drains.
+  void promote(int slot) {
+    auto& place = workers_[static_cast<size_t>(slot)];
+    if (!place->successor || place->successor->state != WorkerState::Ready) return;
+    std::unique_ptr<Worker> old = std::move(place);
+    place = std::move(old->successor);
+    place->is_successor = false;
+    place->respawn_timer.cancel();
+    place->restarts = old->restarts;
+    retire(std::move(old));
+    if (draining_slot_ == slot) draining_slot_ = -1;
+    else replaceNext(slot + 1);
+  }
+
+  void retire(std::unique_ptr<Worker> w) {
+    w->retired = true;
+    w->respawn_timer.cancel();
+    if (w->alive()) {
+      w->state = WorkerState::Draining;
+      ipc::DrainInfo info{config_.supervisor.drain_timeout.count()};
+      if (!w->ipc || ipc::send(w->ipc->native_handle(), ipc::MsgType::Drain, ipc::asBytes(info)) != 0)
+        ::kill(w->pid, SIGTERM);
+      // The backstop, should it miss its own deadline.
+      Worker* ptr = w.get();
+      w->respawn_timer.expires_after(config_.supervisor.drain_timeout + std::chrono::seconds(2));
+      w->respawn_timer.async_wait([this, ptr](boost::system::error_code ec) {
+        if (ec || !ptr->alive()) return;
+        logWarn(kLog, "replaced worker {} (pid {}) missed its drain deadline; killing it", ptr->slot, ptr->pid);
+        ::kill(ptr->pid, SIGKILL);
+      });
+      logInfo(kLog, "worker {} (pid {}, generation {}) replaced; draining", w->slot, w->pid, w->generation);
+    }
+    // At most kLingeringGenerations older generations: the oldest go now.
+    for (auto& r : retired_)
+      if (r->alive() && r->generation + kLingeringGenerations < generation_) {
+        logWarn(kLog, "worker {} (pid {}) of generation {} is too old to linger; killing it", r->slot, r->pid,
+                r->generation);
+        ::kill(r->pid, SIGKILL);
+      }
+    retired_.push_back(std::move(w));
+  }
+
+  bool drainWorker(int slot, std::string& error) {
+    if (slot < 0 || slot >= worker_count_) {
+      error = fmt::format("no worker {} (0 to {})", slot, worker_count_ - 1);
+      return false;
+    }
+    if (stopping_ || reloading_ || draining_slot_ >= 0 || workers_[static_cast<size_t>(slot)]->successor) {
+      error = "a reload or another drain is under way";
+      return false;
+    }
+    logInfo(kLog, "draining worker {} on request; a new worker takes its place", slot);
+    draining_slot_ = slot;
+    startSuccessor(slot);
+    return true;
+  }
+
   // ---- workers ----------------------------------------------------------------------
 
   void spawn(Worker& w) {
@@ -372,7 +532,9 @@ class Supervisor {
           if (w.state != WorkerState::Draining)
             logWarn(kLog, "worker {} (pid {}) closed its control channel", w.slot, w.pid);
           w.ipc.reset();
-          if (w.state != WorkerState::Exited && w.pid > 0 && !stopping_) ::kill(w.pid, SIGKILL);
+          // A draining worker closes it on its way out; any other is broken.
+          if (w.state != WorkerState::Exited && w.state != WorkerState::Draining && w.pid > 0 && !stopping_)
+            ::kill(w.pid, SIGKILL);
           return;
         }
         onWorkerMessage(w, msg);
@@ -387,9 +549,10 @@ class Supervisor {
         if (w.state == WorkerState::Starting) {
           sendTicketKeys(w);
           w.state = stopping_ ? WorkerState::Draining : WorkerState::Ready;
-          logInfo(kLog, "worker {} ready (pid {}) after {}ms", w.slot, w.pid,
+          logInfo(kLog, "worker {} ready (pid {}, generation {}) after {}ms", w.slot, w.pid, w.generation,
                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - w.started_at)
                       .count());
+          if (w.is_successor && !stopping_) asio::post(io_, [this, slot = w.slot] { promote(slot); });
         }
         break;
       }
@@ -418,14 +581,37 @@ class Supervisor {
       int status = 0;
       pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid <= 0) break;
-      for (auto& w : workers_)
-        if (w->pid == pid) onWorkerExit(*w, status);
+      forEachWorker([&](Worker& w) {
+        if (w.pid == pid) onWorkerExit(w, status);
+      });
     }
   }
 
   void onWorkerExit(Worker& w, int status) {
     std::string how = WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
                                           : fmt::format("exited with code {}", WEXITSTATUS(status));
+    if (w.retired || w.is_successor) {
+      w.pid = -1;
+      w.ipc.reset();
+      if (w.hub_link) hub_->detach(w.hub_link);
+      w.hub_link = 0;
+      w.state = WorkerState::Exited;
+      if (w.retired) {
+        logInfo(kLog, "worker {} of generation {} {} (replaced)", w.slot, w.generation, how);
+        asio::post(io_, [this, ptr = &w] { retired_.remove_if([ptr](const auto& r) { return r.get() == ptr; }); });
+      } else {
+        // The new worker died before it was ready: the old one keeps the slot.
+        logError(kLog, "new worker {} of generation {} {} before it was ready; keeping the old one", w.slot,
+                 w.generation, how);
+        reload_failed_ = true;
+        asio::post(io_, [this, slot = w.slot] {
+          workers_[static_cast<size_t>(slot)]->successor.reset();
+          replaceNext(slot + 1);
+        });
+      }
+      if (stopping_) asio::post(io_, [this] { maybeFinishStop(); });
+      return;
+    }
     auto uptime = Clock::now() - w.started_at;
     w.pid = -1;
     w.ipc.reset();
@@ -439,6 +625,10 @@ class Supervisor {
       return;
     }
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0 && was == WorkerState::Draining;
+    if (w.successor) {
+      logWarn(kLog, "worker {} {} while its successor starts; the successor takes the slot", w.slot, how);
+      return;
+    }
     if (uptime >= config_.supervisor.stable_after) {
       w.backoff = config_.supervisor.restart_backoff;
     } else {
@@ -536,8 +726,11 @@ class Supervisor {
     st["handoff"] = {{"handed", handed_}, {"retries", retries_}, {"dropped", dropped_},
                      {"waited", parked_total_}, {"waiting", parked_.size()}};
     json ws = json::array();
-    for (const auto& wp : workers_) {
-      const Worker& w = *wp;
+    std::vector<const Worker*> all;
+    for (const auto& wp : workers_) all.push_back(wp.get());
+    for (const auto& wp : retired_) all.push_back(wp.get());
+    for (const Worker* wptr : all) {
+      const Worker& w = *wptr;
       json j = {{"id", w.slot},
                 {"pid", w.pid > 0 ? w.pid : 0},
                 {"generation", w.generation},
@@ -653,6 +846,20 @@ class Supervisor {
       asio::post(io_, [this, drain] { beginStop(drain); });
       return json{{"ok", true}}.dump();
     }
+    if (cmd == "reload") {
+      std::string error;
+      if (!reload(error)) {
+        logError(kLog, "reload refused, the running configuration stays: {}", error);
+        return json{{"ok", false}, {"error", error}, {"kind", "config"}}.dump();
+      }
+      return json{{"ok", true}, {"generation", generation_}}.dump();
+    }
+    if (cmd == "drain-worker") {
+      std::string error;
+      int id = req.contains("id") && req["id"].is_number_integer() ? req["id"].get<int>() : -1;
+      if (!drainWorker(id, error)) return json{{"ok", false}, {"error", error}}.dump();
+      return json{{"ok", true}}.dump();
+    }
     return json{{"ok", false}, {"error", "unknown command '" + cmd + "'"}}.dump();
   }
 
@@ -678,9 +885,11 @@ class Supervisor {
           logInfo(kLog, "SIGQUIT: stopping now");
           stopNow();
           break;
-        case SIGHUP:
-          logWarn(kLog, "SIGHUP: configuration reload is not available in this version; ignored");
+        case SIGHUP: {
+          std::string error;
+          if (!reload(error)) logError(kLog, "SIGHUP: reload refused, the running configuration stays: {}", error);
           break;
+        }
         case SIGUSR2:
           logWarn(kLog, "SIGUSR2: binary upgrade is not available in this version; ignored");
           break;
@@ -707,22 +916,23 @@ class Supervisor {
     closeListeners();
     ticket_timer_.cancel();
     ipc::DrainInfo info{drain.count()};
-    for (auto& w : workers_) {
-      w->respawn_timer.cancel();
-      if (!w->alive()) continue;
-      w->state = WorkerState::Draining;
-      if (!w->ipc || ipc::send(w->ipc->native_handle(), ipc::MsgType::Drain, ipc::asBytes(info)) != 0)
-        ::kill(w->pid, SIGTERM);  // the worker drains on SIGTERM too
-    }
+    forEachWorker([&](Worker& w) {
+      w.respawn_timer.cancel();
+      if (!w.alive()) return;
+      w.state = WorkerState::Draining;
+      if (!w.ipc || ipc::send(w.ipc->native_handle(), ipc::MsgType::Drain, ipc::asBytes(info)) != 0)
+        ::kill(w.pid, SIGTERM);  // the worker drains on SIGTERM too
+    });
     // Workers stop by the deadline themselves; this is the backstop.
     stop_timer_.expires_after(drain + std::chrono::seconds(1));
     stop_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      for (auto& w : workers_)
-        if (w->alive()) {
-          logWarn(kLog, "worker {} (pid {}) missed the drain deadline; killing it", w->slot, w->pid);
-          ::kill(w->pid, SIGKILL);
+      forEachWorker([&](Worker& w) {
+        if (w.alive()) {
+          logWarn(kLog, "worker {} (pid {}) missed the drain deadline; killing it", w.slot, w.pid);
+          ::kill(w.pid, SIGKILL);
         }
+      });
     });
     maybeFinishStop();
   }
@@ -730,22 +940,24 @@ class Supervisor {
   void stopNow() {
     stopping_ = true;
     closeListeners();
-    for (auto& w : workers_) {
-      w->respawn_timer.cancel();
-      if (w->alive()) ::kill(w->pid, SIGQUIT);
-    }
+    forEachWorker([&](Worker& w) {
+      w.respawn_timer.cancel();
+      if (w.alive()) ::kill(w.pid, SIGQUIT);
+    });
     stop_timer_.expires_after(std::chrono::seconds(1));
     stop_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      for (auto& w : workers_)
-        if (w->alive()) ::kill(w->pid, SIGKILL);
+      forEachWorker([&](Worker& w) {
+        if (w.alive()) ::kill(w.pid, SIGKILL);
+      });
     });
     maybeFinishStop();
   }
 
   void maybeFinishStop() {
-    for (auto& w : workers_)
-      if (w->alive()) return;
+    bool any = false;
+    forEachWorker([&](Worker& w) { any = any || w.alive(); });
+    if (any) return;
     logInfo(kLog, "all workers stopped; exiting");
     io_.stop();
   }
@@ -771,7 +983,7 @@ class Supervisor {
     logInfo(kLog, "running as user {} (uid {})", user, pw->pw_uid);
   }
 
-  const Config& config_;
+  Config config_;  // replaced by a successful reload
   SupervisorOptions options_;
   asio::io_context io_;
   asio::signal_set signals_;
@@ -781,6 +993,11 @@ class Supervisor {
   std::unique_ptr<asio::local::stream_protocol::acceptor> control_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<HubServer> hub_;
+  std::list<std::unique_ptr<Worker>> retired_;  // replaced workers, draining out
+  static constexpr int kLingeringGenerations = 2;
+  bool reloading_ = false;
+  bool reload_failed_ = false;
+  int draining_slot_ = -1;  // drain-worker under way
 
   int worker_count_ = 0;
   std::string gateway_path_;

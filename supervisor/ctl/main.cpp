@@ -26,7 +26,7 @@ struct Unreachable : std::runtime_error {
 };
 
 // One request, one reply line, with a deadline on every step.
-json call(const std::string& socket_path, const json& request, int timeout_ms = 5000) {
+json callRaw(const std::string& socket_path, const json& request, int timeout_ms = 5000) {
   dingo::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -64,6 +64,12 @@ json call(const std::string& socket_path, const json& request, int timeout_ms = 
   }
   json reply = json::parse(in, nullptr, false);
   if (reply.is_discarded()) throw std::runtime_error("the supervisor sent a malformed reply");
+  return reply;
+}
+
+// A request whose refusal is an error (exit 1).
+json call(const std::string& path, const json& request) {
+  json reply = callRaw(path, request);
   if (!reply.value("ok", false))
     throw std::runtime_error("the supervisor refused: " + reply.value("error", std::string("?")));
   return reply;
@@ -90,6 +96,11 @@ int main(int argc, char** argv) {
   auto* stop = app.add_subcommand("stop", "Drain the workers and stop the supervisor");
   std::string drain_text;
   stop->add_option("--drain", drain_text, "Drain deadline (e.g. 10s); default [supervisor] drain_timeout");
+  auto* reload = app.add_subcommand(
+      "reload", "Re-read the configuration and replace the workers one by one (nothing dropped)");
+  auto* drain_worker = app.add_subcommand("drain-worker", "Drain one worker; a new one takes its slot");
+  int drain_id = -1;
+  drain_worker->add_option("ID", drain_id, "The worker's id (slot)")->required();
   auto* top = app.add_subcommand("top", "Live view of the status, refreshed every second");
   double top_interval = 1.0;
   int top_count = 0;
@@ -141,6 +152,17 @@ int main(int argc, char** argv) {
       }
       call(socket_path, req);
       std::cout << "stopping\n";
+    } else if (*reload) {
+      json reply = callRaw(socket_path, {{"cmd", "reload"}});
+      if (!reply.value("ok", false)) {
+        // The supervisor keeps its running configuration; the message names file, line, key.
+        std::cerr << "dingoctl: reload refused: " << reply.value("error", std::string("?")) << "\n";
+        return reply.value("kind", std::string()) == "config" ? 2 : 1;
+      }
+      std::cout << "reloading: generation " << reply.value("generation", 0) << "\n";
+    } else if (*drain_worker) {
+      call(socket_path, {{"cmd", "drain-worker"}, {"id", drain_id}});
+      std::cout << "draining worker " << drain_id << "\n";
     } else if (*top) {
       for (int i = 0; top_count == 0 || i < top_count; ++i) {
         if (i > 0) std::this_thread::sleep_for(std::chrono::duration<double>(top_interval));
