@@ -310,6 +310,11 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.duration("interval", cfg.watchdog.interval);
     r.duration("timeout", cfg.watchdog.timeout);
     r.integer("failures", cfg.watchdog.failures, 1, 1000);
+    if (const auto* v = r.find("max_kill_fraction")) {
+      auto d = v->value<double>();  // integers convert too
+      if (!d || *d <= 0 || *d > 1) r.fail("max_kill_fraction", v, "expected a number greater than 0 and at most 1");
+      cfg.watchdog.max_kill_fraction = *d;
+    }
     r.rejectUnknown();
   }
 

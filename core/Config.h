@@ -74,6 +74,7 @@ struct WatchdogConfig {
   Duration interval = std::chrono::seconds(2);
   Duration timeout = std::chrono::seconds(2);
   uint32_t failures = 3;
+  double max_kill_fraction = 0.5;  // of the workers, killed at once by the watchdog (at least one)
 };
 
 struct BusConfig {

@@ -35,8 +35,11 @@ struct Header {
 };
 
 // Sent with each handed-off client socket.
+// HandoffInfo::listener of the supervisor's watchdog probes (a socketpair, not a client).
+constexpr uint16_t kProbeListener = 0xFFFF;
+
 struct HandoffInfo {
-  uint16_t listener = 0;  // index into [[listen]]
+  uint16_t listener = 0;  // index into [[listen]], or kProbeListener
   uint8_t tls = 0;
   uint8_t reserved = 0;
   uint32_t peer_len = 0;

@@ -21,6 +21,7 @@ struct GatewayCounters {
   uint64_t connections = 0;  // open now
   uint64_t accepted = 0;     // adopted (worker) or accepted (standalone), total
   uint64_t rejected = 0;     // closed at once: over max_connections or draining
+  uint64_t probes = 0;       // the supervisor's watchdog probes served
   uint64_t requests = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;

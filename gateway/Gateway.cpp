@@ -126,7 +126,8 @@ class Gateway {
           logWarn(kLog, "hand-off without a socket or with a bad header; ignored");
           return;
         }
-        adopt(std::move(msg.fd), info.peer.ss_family == AF_INET6, info.tls != 0);
+        adopt(std::move(msg.fd), info.peer.ss_family == AF_INET6, info.tls != 0,
+              info.listener == ipc::kProbeListener);
         break;
       }
       case ipc::MsgType::TicketKeys: {
@@ -150,9 +151,12 @@ class Gateway {
     }
   }
 
-  void adopt(UniqueFd fd, bool ipv6, bool tls) {
-    ++ctx_.counters.accepted;
-    if (ctx_.draining || ctx_.counters.connections >= ctx_.config.gateway.max_connections ||
+  // A probe (the supervisor's watchdog, over a socketpair) is served like a client but
+  // not counted as one, and is served even at max_connections.
+  void adopt(UniqueFd fd, bool ipv6, bool tls, bool probe = false) {
+    if (probe) ++ctx_.counters.probes;
+    else ++ctx_.counters.accepted;
+    if (ctx_.draining || (!probe && ctx_.counters.connections >= ctx_.config.gateway.max_connections) ||
         (tls && !ctx_.tls)) {
       ++ctx_.counters.rejected;
       return;  // fd closes here
@@ -267,7 +271,7 @@ class Gateway {
                         {"tls_handshakes", c.tls_handshakes}, {"tls_resumed", c.tls_resumed},
                         {"tls_failures", c.tls_failures},     {"timeouts", c.timeouts},
                         {"bad_requests", c.bad_requests},     {"loop_lag_ms", lag_ms},
-                        {"draining", ctx_.draining},
+                        {"draining", ctx_.draining},          {"probes", c.probes},
                         {"ws_connections", c.ws_connections}, {"ws_upgrades", c.ws_upgrades},
                         {"ws_commands", c.ws_commands},       {"ws_protocol_errors", c.ws_protocol_errors},
                         {"published", c.published},           {"delivered", c.delivered},

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -35,12 +36,13 @@ using Clock = std::chrono::steady_clock;
 using asio::posix::stream_descriptor;
 constexpr const char* kLog = "supervisor";
 
-enum class WorkerState { Starting, Ready, Draining, Exited };
+enum class WorkerState { Starting, Ready, Suspect, Draining, Exited };
 
 const char* stateName(WorkerState s) {
   switch (s) {
     case WorkerState::Starting: return "starting";
     case WorkerState::Ready: return "ready";
+    case WorkerState::Suspect: return "suspect";
     case WorkerState::Draining: return "draining";
     case WorkerState::Exited: return "exited";
   }
@@ -48,7 +50,8 @@ const char* stateName(WorkerState s) {
 }
 
 struct Worker {
-  explicit Worker(asio::io_context& io, int slot_) : slot(slot_), respawn_timer(io) {}
+  explicit Worker(asio::io_context& io, int slot_)
+      : slot(slot_), probe_timer(io), kill_timer(io), respawn_timer(io) {}
 
   int slot;
   int generation = 0;
@@ -61,6 +64,22 @@ struct Worker {
   std::unique_ptr<Worker> successor;
   bool is_successor = false;
   bool retired = false;  // replaced: draining out, never respawned
+
+  // The internal watchdog (see Supervisor::startProbe).
+  std::shared_ptr<char> life = std::make_shared<char>(0);  // probe callbacks hold a weak_ptr
+  std::unique_ptr<asio::local::stream_protocol::socket> probe;  // our end, while a probe runs
+  asio::steady_timer probe_timer;
+  asio::steady_timer kill_timer;
+  Clock::time_point probe_started{};
+  std::string probe_reply;
+  int probe_failures = 0;      // consecutive real failures
+  double last_probe_ms = -1;   // latency of the last successful probe (-1: none yet)
+  uint64_t probes_ok = 0, probes_failed = 0, probes_inconclusive = 0;
+  bool killing = false;        // the watchdog sent SIGABRT
+  // Heartbeats: the worker's Stats, every second.
+  Clock::time_point last_stats_at{};
+  uint64_t progress = 0;       // sum of its progress counters at its last report
+  uint64_t progress_at_probe = 0;
   Clock::time_point started_at{};
   int restarts = 0;
   Duration backoff{0};
@@ -148,6 +167,7 @@ class Supervisor {
     for (auto& w : workers_) spawn(*w);
     for (auto& l : listeners_) armAccept(l);
     scheduleStats();
+    scheduleWatchdog();
     logInfo(kLog, "started: {} workers, dispatch {}, {} listener(s), control socket {}{}",
             worker_count_, dispatchName(config_.supervisor.dispatch), listeners_.size(),
             config_.supervisor.control_socket,
@@ -309,6 +329,142 @@ class Supervisor {
       parked_.pop_front();
     }
     for (auto& l : listeners_) armAccept(l);
+  }
+
+  // ---- internal watchdog ------------------------------------------------------------
+  //
+  // Each ready worker gets a synthetic GET /healthz every [watchdog] interval, over a
+  // socketpair handed to it like a client connection: no TCP connect that a connection
+  // storm could time out. A probe that fails or times out counts only if the worker's
+  // heartbeat (its Stats, every second) has not shown progress since the probe began:
+  // a busy worker that still reports and still moves is "inconclusive", never
+  // punished. `failures` real failures in a row make it suspect (no new connections);
+  // one more and it gets SIGABRT (for a core), then SIGKILL, and the usual respawn.
+  // Never more than max_kill_fraction of the workers are being killed at once.
+
+  void scheduleWatchdog() {
+    watchdog_timer_.expires_after(config_.watchdog.interval);
+    watchdog_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      for (auto& w : workers_)
+        if ((w->state == WorkerState::Ready || w->state == WorkerState::Suspect) && !w->probe && !w->killing)
+          startProbe(*w);
+      scheduleWatchdog();
+    });
+  }
+
+  enum class ProbeOutcome { Ok, Failed, Busy };
+
+  void startProbe(Worker& w) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+      logWarn(kLog, "watchdog: socketpair: {}", errnoText(errno));
+      return;
+    }
+    UniqueFd ours(sv[0]), theirs(sv[1]);
+    static constexpr std::string_view kRequest =
+        "GET /healthz HTTP/1.1\r\nHost: dingo-watchdog-probe\r\nConnection: close\r\n\r\n";
+    if (::send(ours.get(), kRequest.data(), kRequest.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(kRequest.size()))
+      return;
+    w.probe_started = Clock::now();
+    w.progress_at_probe = w.progress;
+    ipc::HandoffInfo info;
+    info.listener = ipc::kProbeListener;
+    info.peer.ss_family = AF_UNIX;
+    int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::Handoff, ipc::asBytes(info), theirs.get());
+    if (err) {
+      // A full queue is a busy worker; a broken channel shows up as its exit.
+      finishProbe(w, err == EAGAIN ? ProbeOutcome::Busy : ProbeOutcome::Failed);
+      return;
+    }
+    w.probe = std::make_unique<asio::local::stream_protocol::socket>(io_);
+    boost::system::error_code ec;
+    w.probe->assign(asio::local::stream_protocol(), ours.release(), ec);
+    w.probe_reply.clear();
+    std::weak_ptr<char> life = w.life;
+    w.probe_timer.expires_after(config_.watchdog.timeout);
+    w.probe_timer.async_wait([this, &w, life](boost::system::error_code e) {
+      if (e || life.expired() || !w.probe) return;
+      finishProbe(w, ProbeOutcome::Failed);
+    });
+    readProbe(w);
+  }
+
+  void readProbe(Worker& w) {
+    std::weak_ptr<char> life = w.life;
+    auto buf = std::make_shared<std::array<char, 1024>>();
+    w.probe->async_read_some(asio::buffer(*buf), [this, &w, life, buf](boost::system::error_code ec, size_t n) {
+      if (life.expired() || !w.probe) return;
+      if (!ec && w.probe_reply.size() < 8192) {
+        w.probe_reply.append(buf->data(), n);
+        readProbe(w);
+        return;
+      }
+      // The worker closes after its answer (Connection: close).
+      bool ok = w.probe_reply.starts_with("HTTP/1.1 200") && w.probe_reply.find("\r\n\r\n") != std::string::npos;
+      finishProbe(w, ok ? ProbeOutcome::Ok : ProbeOutcome::Failed);
+    });
+  }
+
+  void endProbe(Worker& w) {
+    w.probe_timer.cancel();
+    if (w.probe) {
+      boost::system::error_code ec;
+      w.probe->close(ec);
+      w.probe.reset();
+    }
+  }
+
+  void finishProbe(Worker& w, ProbeOutcome outcome) {
+    endProbe(w);
+    if (outcome == ProbeOutcome::Ok) {
+      w.last_probe_ms = std::chrono::duration<double, std::milli>(Clock::now() - w.probe_started).count();
+      ++w.probes_ok;
+      w.probe_failures = 0;
+      if (w.state == WorkerState::Suspect) {
+        w.state = WorkerState::Ready;
+        logInfo(kLog, "watchdog: worker {} (pid {}) answers again; no longer suspect", w.slot, w.pid);
+      }
+      return;
+    }
+    bool heartbeat = w.last_stats_at > w.probe_started && w.progress != w.progress_at_probe;
+    if (outcome == ProbeOutcome::Busy || heartbeat) {
+      ++w.probes_inconclusive;  // busy, not dead: its own reports still come and still move
+      return;
+    }
+    ++w.probes_failed;
+    ++w.probe_failures;
+    uint32_t limit = config_.watchdog.failures;
+    logWarn(kLog, "watchdog: worker {} (pid {}) failed its probe ({} of {}) and shows no progress", w.slot, w.pid,
+            w.probe_failures, limit);
+    if (w.state == WorkerState::Ready && static_cast<uint32_t>(w.probe_failures) >= limit) {
+      w.state = WorkerState::Suspect;
+      logError(kLog, "watchdog: worker {} (pid {}) is suspect: no new connections for it", w.slot, w.pid);
+    } else if (w.state == WorkerState::Suspect && static_cast<uint32_t>(w.probe_failures) > limit) {
+      killStuck(w);
+    }
+  }
+
+  void killStuck(Worker& w) {
+    int killing = 0;
+    for (auto& o : workers_) killing += o->killing && o->alive();
+    int allowed = std::max(1, static_cast<int>(config_.watchdog.max_kill_fraction * worker_count_));
+    if (killing >= allowed) {
+      logWarn(kLog, "watchdog: not killing worker {} yet: {} of {} workers are being killed already", w.slot,
+              killing, worker_count_);
+      return;
+    }
+    w.killing = true;
+    logError(kLog, "watchdog: killing worker {} (pid {}): SIGABRT for a core, SIGKILL in 2s", w.slot, w.pid);
+    ::kill(w.pid, SIGCONT);  // a stopped process handles nothing else
+    ::kill(w.pid, SIGABRT);
+    std::weak_ptr<char> life = w.life;
+    pid_t pid = w.pid;
+    w.kill_timer.expires_after(std::chrono::seconds(2));
+    w.kill_timer.async_wait([&w, life, pid](boost::system::error_code ec) {
+      if (ec || life.expired() || w.pid != pid) return;
+      ::kill(pid, SIGKILL);
+    });
   }
 
   // ---- reload and drain-worker -------------------------------------------------------
@@ -509,6 +665,9 @@ class Supervisor {
     w.prev_requests = w.prev_cpu_ticks = 0;
     w.requests_per_s = w.cpu_percent = 0;
     w.prev_sample = {};
+    w.probe_failures = 0;
+    w.killing = false;
+    w.last_stats_at = {};
     w.ipc = std::make_unique<stream_descriptor>(io_, ours.release());
     w.hub_link = hub_->attach(hub_ours.release(), w.slot);
     logInfo(kLog, "worker {} started (pid {})", w.slot, pid);
@@ -560,6 +719,10 @@ class Supervisor {
         json j = json::parse(msg.payload, nullptr, false);
         if (j.is_discarded() || !j.is_object()) break;
         w.stats = std::move(j);
+        w.last_stats_at = Clock::now();
+        w.progress = 0;
+        for (const char* k : {"accepted", "requests", "bytes_in", "bytes_out", "delivered", "polls", "probes"})
+          w.progress += w.stats.value(k, uint64_t{0});
         w.reported_accepted = w.stats.value("accepted", uint64_t{0});
         w.reported_connections = w.stats.value("connections", uint64_t{0});
         break;
@@ -615,6 +778,8 @@ class Supervisor {
     auto uptime = Clock::now() - w.started_at;
     w.pid = -1;
     w.ipc.reset();
+    endProbe(w);
+    w.kill_timer.cancel();
     if (w.hub_link) hub_->detach(w.hub_link);
     w.hub_link = 0;
     WorkerState was = w.state;
@@ -742,7 +907,10 @@ class Supervisor {
                 {"cpu_percent", w.alive() ? w.cpu_percent : 0.0},
                 {"cpu_seconds", w.alive() ? w.cpu_seconds : 0.0},
                 {"restarts", w.restarts},
-                {"last_probe_ms", nullptr}};
+                {"last_probe_ms", w.last_probe_ms >= 0 ? json(w.last_probe_ms) : json(nullptr)},
+                {"probes_ok", w.probes_ok},
+                {"probes_failed", w.probes_failed},
+                {"probes_inconclusive", w.probes_inconclusive}};
       for (const char* key : {"connections", "accepted", "requests", "bytes_in", "bytes_out",
                               "tls_handshakes", "tls_resumed", "tls_failures", "timeouts",
                               "bad_requests", "loop_lag_ms", "ws_connections", "ws_upgrades",
@@ -1016,6 +1184,7 @@ class Supervisor {
   std::deque<Parked> parked_;
   uint64_t parked_total_ = 0;
   asio::steady_timer park_timer_{io_};
+  asio::steady_timer watchdog_timer_{io_};
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
   bool stopping_ = false;
