@@ -1,5 +1,6 @@
 #include "supervisor/Supervisor.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -20,6 +21,7 @@
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/Process.h"
+#include "core/Systemd.h"
 #include "core/Tls.h"
 #include "supervisor/AdminServer.h"
 #include "supervisor/Dispatcher.h"
@@ -121,6 +123,7 @@ struct Parked {
   SockAddr peer;
   uint16_t listener = 0;
   bool tls = false;
+  std::chrono::steady_clock::time_point since;
 };
 
 class Supervisor {
@@ -168,6 +171,7 @@ class Supervisor {
     for (auto& l : listeners_) armAccept(l);
     scheduleStats();
     scheduleWatchdog();
+    scheduleSystemdWatchdog();
     logInfo(kLog, "started: {} workers, dispatch {}, {} listener(s), control socket {}{}",
             worker_count_, dispatchName(config_.supervisor.dispatch), listeners_.size(),
             config_.supervisor.control_socket,
@@ -187,17 +191,55 @@ class Supervisor {
  private:
   // ---- listeners and hand-off -------------------------------------------------------
 
+  // Binds every [[listen]] address, or adopts the socket systemd (or dingo-watchdog
+  // --hold-listeners) passed for it with LISTEN_FDS, so that connections queue in
+  // that socket's backlog while the supervisor restarts.
   void bindListeners() {
+    std::vector<UniqueFd> inherited = systemd::takeListenFds();
     for (const auto& lc : config_.listen) {
       Listener l;
       l.config = lc;
       l.address = *parseSockAddr(lc.address);
-      UniqueFd fd = listenTcp(l.address, ListenOptions{lc.backlog, false});
+      UniqueFd fd;
+      for (auto& in : inherited) {
+        if (in && localAddress(in.get()).toString() == l.address.toString()) {
+          fd = std::move(in);
+          ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+          break;
+        }
+      }
+      bool adopted = static_cast<bool>(fd);
+      if (!adopted) fd = listenTcp(l.address, ListenOptions{lc.backlog, false});
       l.socket = std::make_unique<stream_descriptor>(io_, fd.release());
       l.pause_timer = std::make_unique<asio::steady_timer>(io_);
-      logInfo(kLog, "listening on {} ({})", lc.address, lc.tls ? "tls" : "plain");
+      logInfo(kLog, "listening on {} ({}{})", lc.address, lc.tls ? "tls" : "plain",
+              adopted ? ", socket passed with LISTEN_FDS" : "");
       listeners_.push_back(std::move(l));
     }
+    for (auto& in : inherited)
+      if (in) logWarn(kLog, "LISTEN_FDS passed a socket on {} that no [[listen]] names; closed it",
+                      localAddress(in.get()).toString());
+  }
+
+  // sd_notify: READY once every worker of the first generation is ready; WATCHDOG=1 at
+  // half of WatchdogSec from the event loop (so a stuck loop stops it); STOPPING=1.
+  void notifyReadyOnce() {
+    if (notified_ready_) return;
+    for (const auto& w : workers_)
+      if (w->state != WorkerState::Ready) return;
+    notified_ready_ = true;
+    systemd::notify(fmt::format("READY=1\nSTATUS=serving with {} workers\nMAINPID={}", worker_count_, ::getpid()));
+  }
+
+  void scheduleSystemdWatchdog() {
+    auto interval = systemd::watchdogInterval();
+    if (!interval) return;
+    sd_watchdog_timer_.expires_after(*interval);
+    sd_watchdog_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      systemd::notify("WATCHDOG=1");
+      scheduleSystemdWatchdog();
+    });
   }
 
   void armAccept(Listener& l) {
@@ -271,7 +313,7 @@ class Supervisor {
     if (r == HandoffResult::Sent) return;
     if (r == HandoffResult::Busy && parked_.size() < kMaxParked) {
       if (parked_.empty()) scheduleRetryParked();
-      parked_.push_back({std::move(client), peer, listener, tls});
+      parked_.push_back({std::move(client), peer, listener, tls, Clock::now()});
       ++parked_total_;
       return;
     }
@@ -282,7 +324,10 @@ class Supervisor {
 
   // Offers the socket to the dispatcher's candidates in order.
   HandoffResult tryHandOff(int fd, const ipc::HandoffInfo& info) {
-    bool busy = false;
+    // No worker ready yet, but some starting (start-up, respawn): wait for them.
+    bool busy = candidates_.empty() && std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
+                  return w->alive() && w->state == WorkerState::Starting;
+                });
     for (int slot : candidates_) {
       Worker& w = *workers_[static_cast<size_t>(slot)];
       int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::Handoff, ipc::asBytes(info), fd);
@@ -321,7 +366,9 @@ class Supervisor {
       prepareCandidates(p.peer);
       ipc::HandoffInfo info = handoffInfo(p.peer, p.listener, p.tls);
       HandoffResult r = tryHandOff(p.fd.get(), info);
-      if (r == HandoffResult::Busy && !stopping_) {
+      // Waiting is bounded: past the handshake deadline the client has given up anyway.
+      if (r == HandoffResult::Busy && !stopping_ &&
+          Clock::now() - p.since < config_.gateway.handshake_timeout) {
         scheduleRetryParked();
         return;
       }
@@ -514,6 +561,7 @@ class Supervisor {
     ++generation_;
     reloading_ = true;
     reload_failed_ = false;
+    systemd::notify("RELOADING=1");
     logInfo(kLog, "reloading {}: generation {}, replacing {} workers one by one", options_.config_path,
             generation_, worker_count_);
     replaceNext(0);
@@ -544,6 +592,7 @@ class Supervisor {
       reloading_ = false;
       logAt(reload_failed_ ? LogLevel::Error : LogLevel::Info, kLog, "reload to generation {} {}", generation_,
             reload_failed_ ? "finished with errors: some slots kept their old worker" : "done");
+      systemd::notify(fmt::format("READY=1\nSTATUS=serving generation {}", generation_));
       return;
     }
     startSuccessor(slot);
@@ -712,6 +761,7 @@ class Supervisor {
                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - w.started_at)
                       .count());
           if (w.is_successor && !stopping_) asio::post(io_, [this, slot = w.slot] { promote(slot); });
+          notifyReadyOnce();
         }
         break;
       }
@@ -1081,6 +1131,7 @@ class Supervisor {
   void beginStop(Duration drain) {
     if (stopping_) return;
     stopping_ = true;
+    systemd::notify("STOPPING=1");
     closeListeners();
     ticket_timer_.cancel();
     ipc::DrainInfo info{drain.count()};
@@ -1107,6 +1158,7 @@ class Supervisor {
 
   void stopNow() {
     stopping_ = true;
+    systemd::notify("STOPPING=1");
     closeListeners();
     forEachWorker([&](Worker& w) {
       w.respawn_timer.cancel();
@@ -1185,6 +1237,8 @@ class Supervisor {
   uint64_t parked_total_ = 0;
   asio::steady_timer park_timer_{io_};
   asio::steady_timer watchdog_timer_{io_};
+  asio::steady_timer sd_watchdog_timer_{io_};
+  bool notified_ready_ = false;
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
   bool stopping_ = false;
