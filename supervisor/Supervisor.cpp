@@ -933,6 +933,7 @@ class Supervisor {
     st["generation"] = generation_;
     st["dispatch"] = dispatchName(config_.supervisor.dispatch);
     st["state"] = stopping_ ? "stopping" : "running";
+    st["reloading"] = reloading_;
     st["config"] = options_.config_path;
     json ls = json::array();
     for (const auto& l : listeners_)
