@@ -6,7 +6,7 @@ import unittest
 
 from harness import binary
 
-BINARIES = ["dingo-supervisor", "dingo-gateway", "dingoctl"]
+BINARIES = ["dingo-supervisor", "dingo-gateway", "dingoctl", "dingo-watchdog"]
 
 
 class CliTest(unittest.TestCase):

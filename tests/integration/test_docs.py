@@ -8,6 +8,7 @@ from harness import SOURCE, binary
 
 MAN = os.path.join(SOURCE, "man")
 PAGES = {"dingo-supervisor": "dingo-supervisor.8", "dingo-gateway": "dingo-gateway.8",
+         "dingo-watchdog": "dingo-watchdog.8",
          "dingoctl": "dingoctl.1"}
 
 
