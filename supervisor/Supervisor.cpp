@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -153,12 +154,7 @@ class Supervisor {
 
     bindControlSocket();  // first: it tells whether another supervisor is running
     bindListeners();
-    if (!config_.admin.address.empty()) {
-      admin_ = std::make_unique<AdminServer>(
-          io_, *parseSockAddr(config_.admin.address),
-          [this] { return renderMetrics(status()); },
-          [this] { return healthz(); });
-    }
+    startAdmin();
     writePidFile(config_.supervisor.pid_file, ::getpid());
     pid_file_written_ = true;
     dropPrivileges();
@@ -182,8 +178,9 @@ class Supervisor {
   }
 
   void cleanup() {
-    if (pid_file_written_) ::unlink(config_.supervisor.pid_file.c_str());
-    if (control_) ::unlink(config_.supervisor.control_socket.c_str());
+    // After an upgrade the pid file and the control socket's path are the successor's.
+    if (pid_file_written_ && !handed_over_) ::unlink(config_.supervisor.pid_file.c_str());
+    if (control_ && !handed_over_) ::unlink(config_.supervisor.control_socket.c_str());
     pid_file_written_ = false;
     control_.reset();
   }
@@ -229,6 +226,11 @@ class Supervisor {
       if (w->state != WorkerState::Ready) return;
     notified_ready_ = true;
     systemd::notify(fmt::format("READY=1\nSTATUS=serving with {} workers\nMAINPID={}", worker_count_, ::getpid()));
+    if (options_.upgrade_from > 0) {
+      logInfo(kLog, "upgrade: every worker is ready; asking the old supervisor (pid {}) to drain",
+              options_.upgrade_from);
+      ::kill(options_.upgrade_from, SIGTERM);
+    }
   }
 
   void scheduleSystemdWatchdog() {
@@ -514,6 +516,64 @@ class Supervisor {
     });
   }
 
+  // ---- upgrade ------------------------------------------------------------------------
+  //
+  // USR2 or `dingoctl upgrade`: start the dingo-supervisor binary now on disk with our
+  // listening sockets (inherited, LISTEN_FDS) and --upgrade-from. It takes over the
+  // control socket and the pid file, starts its workers and, when they are all ready,
+  // sends us SIGTERM: we close our copies of the listeners and drain. Both accept from
+  // the same sockets in between, so no connection is refused. If the new binary fails,
+  // we never get the SIGTERM and go on as before.
+
+  bool upgrade(std::string& error) {
+    if (stopping_ || reloading_) {
+      error = "the supervisor is stopping or reloading";
+      return false;
+    }
+    if (upgrade_child_ > 0) {
+      error = "an upgrade is already under way";
+      return false;
+    }
+    std::string exe = selfExeDir() + "/dingo-supervisor";
+    if (::access(exe.c_str(), X_OK) != 0) {
+      error = exe + ": " + errnoText(errno);
+      return false;
+    }
+    std::vector<int> fds;
+    for (auto& l : listeners_)
+      if (l.socket) fds.push_back(l.socket->native_handle());
+    // The admin port is the new supervisor's to bind (a moment without /metrics).
+    admin_.reset();
+    pid_t me = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      error = "fork: " + errnoText(errno);
+      return false;
+    }
+    if (pid == 0) {
+      // The listeners go to fd 3, 4, ... (copies above 100 first: no dup2 overwrites a
+      // source). Everything else of ours is close-on-exec.
+      std::vector<int> high;
+      for (int fd : fds) high.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 100));
+      for (size_t i = 0; i < high.size(); ++i) ::dup2(high[i], 3 + static_cast<int>(i));
+      // Asio opens some sockets without SOCK_CLOEXEC (control, admin): nothing else goes.
+      ::close_range(3 + static_cast<unsigned>(high.size()), ~0U, CLOSE_RANGE_CLOEXEC);
+      ::setenv("LISTEN_FDS", std::to_string(high.size()).c_str(), 1);
+      ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+      std::string from = std::to_string(me);
+      if (options_.config_path.empty())
+        ::execl(exe.c_str(), exe.c_str(), "--upgrade-from", from.c_str(), static_cast<char*>(nullptr));
+      else
+        ::execl(exe.c_str(), exe.c_str(), "--config", options_.config_path.c_str(), "--upgrade-from", from.c_str(),
+                static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    upgrade_child_ = pid;
+    handed_over_ = true;  // from its start on, the pid file and the control socket path are its
+    logInfo(kLog, "upgrade: started {} (pid {}); it takes over when its workers are ready", exe, pid);
+    return true;
+  }
+
   // ---- reload and drain-worker -------------------------------------------------------
 
   // Every worker object: current ones, their successors, replaced ones draining out.
@@ -794,6 +854,18 @@ class Supervisor {
       int status = 0;
       pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid <= 0) break;
+      if (pid == upgrade_child_) {
+        upgrade_child_ = -1;
+        handed_over_ = false;
+        logError(kLog, "upgrade failed: the new supervisor {}; this one goes on",
+                 WIFSIGNALED(status) ? fmt::format("was killed by signal {}", WTERMSIG(status))
+                                     : fmt::format("exited with code {}", WEXITSTATUS(status)));
+        // Its pid file, control socket and admin port are gone with it: ours again.
+        writePidFile(config_.supervisor.pid_file, ::getpid());
+        rebindControlSocket();
+        startAdmin();
+        continue;
+      }
       forEachWorker([&](Worker& w) {
         if (w.pid == pid) onWorkerExit(w, status);
       });
@@ -933,7 +1005,7 @@ class Supervisor {
     st["generation"] = generation_;
     st["dispatch"] = dispatchName(config_.supervisor.dispatch);
     st["state"] = stopping_ ? "stopping" : "running";
-    st["reloading"] = reloading_;
+    st["reloading"] = reloading_ || upgrade_child_ > 0;
     st["config"] = options_.config_path;
     json ls = json::array();
     for (const auto& l : listeners_)
@@ -990,6 +1062,37 @@ class Supervisor {
 
   // ---- control socket ---------------------------------------------------------------
 
+  void startAdmin() {
+    if (config_.admin.address.empty()) return;
+    try {
+      admin_ = std::make_unique<AdminServer>(
+          io_, *parseSockAddr(config_.admin.address), [this] { return renderMetrics(status()); },
+          [this] { return healthz(); });
+    } catch (const std::exception& e) {
+      if (options_.upgrade_from == 0) throw;
+      // Upgrading: the old supervisor may still hold the port for a moment.
+      logWarn(kLog, "admin listener {}: {}; retrying in 1s", config_.admin.address, e.what());
+      admin_retry_.expires_after(std::chrono::seconds(1));
+      admin_retry_.async_wait([this](boost::system::error_code ec) {
+        if (!ec && !admin_) startAdmin();
+      });
+    }
+  }
+
+  void rebindControlSocket() {
+    boost::system::error_code ec;
+    if (control_) control_->close(ec);
+    control_.reset();
+    try {
+      ::unlink(config_.supervisor.control_socket.c_str());
+      control_ = std::make_unique<asio::local::stream_protocol::acceptor>(
+          io_, asio::local::stream_protocol::endpoint(config_.supervisor.control_socket));
+      acceptControl();
+    } catch (const std::exception& e) {
+      logError(kLog, "control socket {}: {}", config_.supervisor.control_socket, e.what());
+    }
+  }
+
   void bindControlSocket() {
     const std::string& path = config_.supervisor.control_socket;
     ensureParentDir(path);
@@ -999,8 +1102,9 @@ class Supervisor {
       stream_protocol::socket probe(io_);
       boost::system::error_code ec;
       probe.connect(stream_protocol::endpoint(path), ec);
-      if (!ec)
+      if (!ec && options_.upgrade_from == 0)
         throw std::runtime_error("another supervisor is running on control socket " + path);
+      // Upgrading: the old supervisor keeps its socket open, but the path is ours now.
       ::unlink(path.c_str());
     }
     control_ = std::make_unique<stream_protocol::acceptor>(io_, stream_protocol::endpoint(path));
@@ -1073,6 +1177,11 @@ class Supervisor {
       }
       return json{{"ok", true}, {"generation", generation_}}.dump();
     }
+    if (cmd == "upgrade") {
+      std::string error;
+      if (!upgrade(error)) return json{{"ok", false}, {"error", error}}.dump();
+      return json{{"ok", true}, {"pid", upgrade_child_}}.dump();
+    }
     if (cmd == "drain-worker") {
       std::string error;
       int id = req.contains("id") && req["id"].is_number_integer() ? req["id"].get<int>() : -1;
@@ -1109,9 +1218,11 @@ class Supervisor {
           if (!reload(error)) logError(kLog, "SIGHUP: reload refused, the running configuration stays: {}", error);
           break;
         }
-        case SIGUSR2:
-          logWarn(kLog, "SIGUSR2: binary upgrade is not available in this version; ignored");
+        case SIGUSR2: {
+          std::string error;
+          if (!upgrade(error)) logError(kLog, "SIGUSR2: upgrade refused: {}", error);
           break;
+        }
         case SIGUSR1:
           logInfo(kLog, "SIGUSR1: logs go to stderr; nothing to reopen");
           break;
@@ -1240,6 +1351,9 @@ class Supervisor {
   asio::steady_timer watchdog_timer_{io_};
   asio::steady_timer sd_watchdog_timer_{io_};
   bool notified_ready_ = false;
+  pid_t upgrade_child_ = -1;  // the new supervisor of an upgrade under way
+  asio::steady_timer admin_retry_{io_};
+  bool handed_over_ = false;  // the pid file and control socket path belong to it
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
   bool stopping_ = false;

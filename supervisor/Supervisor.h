@@ -7,6 +7,10 @@ namespace dingo {
 
 struct SupervisorOptions {
   std::string config_path;  // absolute; handed to the workers
+  // Set by a running supervisor that starts this one to upgrade itself: take over its
+  // control socket and pid file (its listeners come with LISTEN_FDS), and once every
+  // worker is ready send it SIGTERM, so that it drains and exits.
+  int upgrade_from = 0;
 };
 
 // Binds, spawns workers and serves until stopped by a signal or `dingoctl stop`.

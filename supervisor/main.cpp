@@ -31,9 +31,13 @@ int main(int argc, char** argv) {
   CLI::App app{"dingo-supervisor: accepts TCP connections and hands them to dingo-gateway workers"};
   std::string config_opt, check_path;
   bool version = false;
+  dingo::SupervisorOptions options;
   app.add_option("-c,--config", config_opt,
                  "Config file (default: $DINGO_CONFIG, else /etc/dingo/dingo.toml)");
   app.add_option("--check-config", check_path, "Validate FILE and exit (0 valid, 2 invalid)");
+  app.add_option("--upgrade-from", options.upgrade_from,
+                 "Internal: take over from the supervisor with this pid (set by `dingoctl upgrade` and USR2)")
+      ->group("Internal");
   app.add_flag("-V,--version", version, "Print the version and exit");
   try {
     app.parse(argc, argv);
@@ -67,7 +71,6 @@ int main(int argc, char** argv) {
   dingo::logSetup(cfg.log.format, cfg.log.level);
   dingo::raiseFdLimit("supervisor");
   try {
-    dingo::SupervisorOptions options;
     options.config_path = std::filesystem::absolute(path).string();
     return dingo::runSupervisor(cfg, options);
   } catch (const std::exception& e) {

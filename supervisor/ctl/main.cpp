@@ -98,6 +98,8 @@ int main(int argc, char** argv) {
   stop->add_option("--drain", drain_text, "Drain deadline (e.g. 10s); default [supervisor] drain_timeout");
   auto* reload = app.add_subcommand(
       "reload", "Re-read the configuration and replace the workers one by one (nothing dropped)");
+  auto* upgrade = app.add_subcommand(
+      "upgrade", "Start the dingo-supervisor binary now on disk; it takes the listeners over, this one drains");
   auto* drain_worker = app.add_subcommand("drain-worker", "Drain one worker; a new one takes its slot");
   int drain_id = -1;
   drain_worker->add_option("ID", drain_id, "The worker's id (slot)")->required();
@@ -160,6 +162,9 @@ int main(int argc, char** argv) {
         return reply.value("kind", std::string()) == "config" ? 2 : 1;
       }
       std::cout << "reloading: generation " << reply.value("generation", 0) << "\n";
+    } else if (*upgrade) {
+      json reply = call(socket_path, {{"cmd", "upgrade"}});
+      std::cout << "upgrading: new supervisor pid " << reply.value("pid", 0) << "\n";
     } else if (*drain_worker) {
       call(socket_path, {{"cmd", "drain-worker"}, {"id", drain_id}});
       std::cout << "draining worker " << drain_id << "\n";

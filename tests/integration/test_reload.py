@@ -136,3 +136,70 @@ class ReloadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UpgradeTest(unittest.TestCase):
+    def test_upgrade_under_load_refuses_nothing(self):
+        import os
+        import socket as sk
+        sup = Supervisor(workers=2, tls=False).start()
+        new_pid = None
+        try:
+            old = sup.status()["pid"]
+            stop = threading.Event()
+            refused, served, other = [], [0], []
+
+            def client():
+                while not stop.is_set():
+                    try:
+                        s = sk.create_connection(("127.0.0.1", sup.http_port), timeout=10)
+                    except ConnectionRefusedError:
+                        refused.append(1)
+                        continue
+                    try:
+                        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        if s.recv(4096).startswith(b"HTTP/1.1 200"):
+                            served[0] += 1
+                        else:
+                            other.append("bad answer")
+                    except OSError as e:
+                        other.append(repr(e))
+                    finally:
+                        s.close()
+
+            threads = [threading.Thread(target=client) for _ in range(2)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
+            r = sup.ctl("upgrade")
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+            def taken_over():
+                try:
+                    st = sup.status()
+                except ValueError:
+                    return None
+                ready = sum(w["state"] == "ready" for w in st["workers"]) == 2
+                return st["pid"] if st["pid"] != old and ready else None
+            new_pid = wait_for(taken_over, 10, what="the new supervisor")
+            sup.proc.wait(timeout=10)  # the old one drains and exits
+            time.sleep(0.3)
+            stop.set()
+            for t in threads:
+                t.join()
+            print(f"\nupgrade under load: {served[0]} served, {len(refused)} refused, {len(other)} other {other[:3]}")
+            self.assertEqual(refused, [])
+            self.assertEqual(other, [])
+            self.assertGreater(served[0], 50)
+            with open(sup.pid_file) as f:
+                self.assertEqual(int(f.read()), new_pid)
+            self.assertEqual(http_get(sup.http_port)[0], 200)
+        finally:
+            if new_pid:
+                try:
+                    for w in sup.status()["workers"]:
+                        os.kill(w["pid"], signal.SIGKILL)
+                except Exception:
+                    pass
+                os.kill(new_pid, signal.SIGKILL)
+            sup.cleanup()
