@@ -73,6 +73,7 @@ level = "warn"
             st = json.loads(r.stdout)
             if sum(w["state"] == "ready" for w in st["workers"]) == workers:
                 srv.worker_pids = [w["pid"] for w in st["workers"]]
+                srv.control = control
                 return srv
         time.sleep(0.2)
     srv.stop()

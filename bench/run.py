@@ -16,6 +16,8 @@ Foundation (peer: nginx):
 
 Pub/sub (see bench/pubsub_bench.py): (idle) idle WebSocket connections, KB each;
 (fanout) fan-out to 10,000 subscribers against Node.js with npm's ws.
+Operations (see bench/ops_bench.py): (ops) worker and supervisor deaths, requests failed
+during reload and upgrade under wrk.
 Long-polling and SSE (see bench/polling_bench.py): (held) KB per held poll; (pollcache)
 CPU per poll with and without the session cache; (roundtrip) publish-to-delivery for
 long-poll, SSE and WebSocket.
@@ -304,13 +306,14 @@ def bench_handoff(rows, seconds):
 
 def main():
     global BUILD, WORK, CERTS, ROUNDS
+    import ops_bench
     import polling_bench
     import pubsub_bench
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
-    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip")
+    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops")
     ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
     ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
     args = ap.parse_args()
@@ -320,7 +323,7 @@ def main():
     CERTS = os.path.join(WORK, "certs")
     subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)
     rows, idle_rows, fanout_rows = [], [], []
-    held_rows, pollcache_rows, roundtrip_rows = [], [], []
+    held_rows, pollcache_rows, roundtrip_rows, ops_rows = [], [], [], {}
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -332,6 +335,8 @@ def main():
                 held_rows = polling_bench.bench_held(env)
             elif part == "pollcache":
                 pollcache_rows = polling_bench.bench_pollcache(env, args.seconds)
+            elif part == "ops":
+                ops_rows = ops_bench.bench_ops(env)
             elif part == "roundtrip":
                 roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
@@ -344,6 +349,7 @@ def main():
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.2f}× | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.2f}× | {r[9]} | {r[10]} |")
     pubsub_bench.print_tables(idle_rows, fanout_rows)
     polling_bench.print_tables(held_rows, pollcache_rows, roundtrip_rows)
+    ops_bench.print_table(ops_rows)
 
 
 if __name__ == "__main__":

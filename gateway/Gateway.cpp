@@ -156,8 +156,10 @@ class Gateway {
   void adopt(UniqueFd fd, bool ipv6, bool tls, bool probe = false) {
     if (probe) ++ctx_.counters.probes;
     else ++ctx_.counters.accepted;
-    if (ctx_.draining || (!probe && ctx_.counters.connections >= ctx_.config.gateway.max_connections) ||
-        (tls && !ctx_.tls)) {
+    // A socket handed just before or after a drain began is still served (one request,
+    // answered with Connection: close): closing it would fail a request that the
+    // client has already sent. The drain deadline bounds it like any other.
+    if ((!probe && ctx_.counters.connections >= ctx_.config.gateway.max_connections) || (tls && !ctx_.tls)) {
       ++ctx_.counters.rejected;
       return;  // fd closes here
     }

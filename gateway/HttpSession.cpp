@@ -316,8 +316,18 @@ class HttpSession final : public SessionEntry {
     linked_ = false;
   }
 
+  // An idle keep-alive connection is not closed at once: a client may be sending its
+  // next request right now, and closing under it fails that request (wrk counted a few
+  // dozen per reload). It gets a short grace: a request that comes is answered with
+  // Connection: close, which moves the client cleanly; one that does not come means
+  // the connection really is idle, and it closes.
+  static constexpr int64_t kDrainGraceMs = 1000;
+
   void onDrain() override {
-    if (idle_) cancel();
+    if (idle_) {
+      drain_closing_ = true;
+      deadline_ms = std::min(deadline_ms, steadyNowMs() + kDrainGraceMs);
+    }
     if (hold_timer_) hold_timer_->cancel();  // a held poll answers at once
   }
 
@@ -403,7 +413,7 @@ class HttpSession final : public SessionEntry {
       ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(out), ec, keep_alive);
       if (ec || !keep_alive) break;
     }
-    if (timed_out_) ++ctx_.counters.timeouts;
+    if (timed_out_ && !drain_closing_) ++ctx_.counters.timeouts;
     co_await close();
     co_return Upgrade::None;
   }
@@ -729,6 +739,7 @@ class HttpSession final : public SessionEntry {
   beast::flat_buffer buffer_;  // request bytes; empty between requests
   bool linked_ = true;
   bool idle_ = false;
+  bool drain_closing_ = false;  // closed idle at a drain, not timed out
   asio::steady_timer* hold_timer_ = nullptr;  // a held poll's timer
   SseRequest sse_;
   bool timed_out_ = false;

@@ -289,7 +289,9 @@ class Supervisor {
   void prepareCandidates(const SockAddr& peer) {
     for (size_t i = 0; i < workers_.size(); ++i) {
       const Worker& w = *workers_[i];
-      views_[i].eligible = w.state == WorkerState::Ready && w.ipc;
+      // Stopping: sockets already accepted still go to the (draining) workers, which
+      // answer them once and close, rather than being closed unanswered here.
+      views_[i].eligible = (w.state == WorkerState::Ready || (stopping_ && w.state == WorkerState::Draining)) && w.ipc;
       views_[i].load = w.loadEstimate();
     }
     candidates_.clear();

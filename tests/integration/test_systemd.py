@@ -66,17 +66,21 @@ class SocketActivationTest(unittest.TestCase):
 
         log = open(sup.log_path, "wb")
         cmd = f'LISTEN_PID=$$ LISTEN_FDS=1 exec "{binary("dingo-supervisor")}" --config "{sup.config}"'
+        # Popen closes every fd not in pass_fds after preexec_fn runs: keep 3 too.
         proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=put_on_fd3, pass_fds=(fd,))
+                                stdin=subprocess.DEVNULL, preexec_fn=put_on_fd3, pass_fds=tuple({fd, 3}))
         sup.proc, sup.log_file = proc, log
         try:
             listener.close()  # the supervisor holds it now
             data = b""
-            while True:
-                chunk = early.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            try:
+                while True:
+                    chunk = early.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError as e:
+                self.fail(f"early connection: {e!r}\n{sup.log()}")
             self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
             sup.wait_ready()
             self.assertIn("socket passed with LISTEN_FDS", sup.log())
