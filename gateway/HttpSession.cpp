@@ -351,9 +351,15 @@ class HttpSession final : public SessionEntry {
     for (bool first = true;; first = false) {
       if (!first && buffer.size() == 0) {
         // Between requests: wait for the first byte under the keep-alive idle deadline.
-        if (ctx_.draining) break;
+        // Draining, our last answer still said keep-alive, so the client may be sending
+        // its next request already: wait the drain grace for it (onDrain's comment).
         idle_ = true;
-        expiresAfter(g.idle_timeout);
+        if (ctx_.draining) {
+          drain_closing_ = true;
+          deadline_ms = steadyNowMs() + kDrainGraceMs;
+        } else {
+          expiresAfter(g.idle_timeout);
+        }
         size_t n = co_await stream_.readSome(buffer.prepare(1024), ec);
         idle_ = false;
         if (ec) break;
