@@ -5,6 +5,7 @@
 // armed only while the socket is full. Shared frames are sent as they are on plain
 // sockets and encrypted per connection on TLS ones. Include from .cpp files only.
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -195,6 +196,13 @@ class Output final : public Flushable {
   bool writer_armed_ = false;
   bool stopped_ = false;
 };
+
+// The after_ms of a reconnect event: random in 250 ms .. 5 s, so that the clients of a
+// draining worker do not all come back at once.
+inline uint32_t reconnectJitterMs() {
+  static std::minstd_rand rng{std::random_device{}()};
+  return 250 + static_cast<uint32_t>(rng() % 4750);
+}
 
 // Reads land here and are handled before the next suspension, so one buffer serves
 // every connection of the process (one thread) and an idle connection holds none.

@@ -28,10 +28,6 @@ uint64_t randomSession() {
   return rng();
 }
 
-uint32_t reconnectJitterMs() {
-  static std::minstd_rand rng{std::random_device{}()};
-  return 250 + static_cast<uint32_t>(rng() % 4750);
-}
 
 template <typename Stream>
 class SseSession final : public SessionEntry, public Subscriber, public OutputOwner {

@@ -45,10 +45,6 @@ const char* channelRule() {
   return "a channel is 1 to 255 characters of [A-Za-z0-9_.:/-] starting with /";
 }
 
-uint32_t reconnectJitterMs() {
-  static std::minstd_rand rng{std::random_device{}()};
-  return 250 + static_cast<uint32_t>(rng() % 4750);  // 250 ms .. 5 s: clients spread out
-}
 
 template <typename Stream>
 class WsSession final : public SessionEntry, public Subscriber, public OutputOwner {

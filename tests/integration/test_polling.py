@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 
 from harness import Supervisor, wait_for
-from test_pubsub import publish, seq
+from test_pubsub import publish, rss_kb, seq
 from wsclient import WsClient
 
 
@@ -379,14 +379,6 @@ class DrainTest(unittest.TestCase):
             sup.proc.wait(timeout=10)
         finally:
             sup.cleanup()
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 if __name__ == "__main__":
