@@ -1,6 +1,7 @@
 #include "core/Cursor.h"
 
 #include <cstring>
+#include <random>
 #include <stdexcept>
 
 #include <openssl/crypto.h>
@@ -65,6 +66,11 @@ void putU64(std::string& out, uint64_t v) {
 }
 
 }  // namespace
+
+uint64_t newCursorSession() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
 
 const Position* Cursor::find(std::string_view channel) const {
   for (const auto& [name, pos] : positions)

@@ -28,6 +28,9 @@ struct Cursor {
   const Position* find(std::string_view channel) const;
 };
 
+// A fresh random session id for a cursor.
+uint64_t newCursorSession();
+
 class CursorCodec {
  public:
   static constexpr size_t kMaxChannels = 255;

@@ -64,4 +64,12 @@ std::vector<UniqueFd> takeListenFds() {
   return out;
 }
 
+void passListenFds(const std::vector<int>& fds) {
+  std::vector<int> high;
+  for (int fd : fds) high.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 100));
+  for (size_t i = 0; i < high.size(); ++i) ::dup2(high[i], 3 + static_cast<int>(i));  // clears FD_CLOEXEC
+  ::setenv("LISTEN_FDS", std::to_string(high.size()).c_str(), 1);
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+}
+
 }  // namespace dingo::systemd

@@ -23,4 +23,9 @@ std::optional<Duration> watchdogInterval();
 // see them. Empty when there are none.
 std::vector<UniqueFd> takeListenFds();
 
+// The other side, in a child between fork and exec: puts `fds` on fd 3, 4, ... (through
+// copies above 100, so that no dup2 overwrites a source) and sets LISTEN_FDS and
+// LISTEN_PID for the program about to be executed.
+void passListenFds(const std::vector<int>& fds);
+
 }  // namespace dingo::systemd

@@ -7,7 +7,6 @@
 #include <openssl/crypto.h>
 
 #include <charconv>
-#include <random>
 #include <nlohmann/json.hpp>
 
 #include "core/Hub.h"
@@ -149,20 +148,27 @@ std::optional<std::string> percentDecode(std::string_view in, bool plus) {
   return out;
 }
 
-// The value of the first `key` in a query string ("a=1&b=2"); nullopt when absent,
-// or when malformed (then `bad` is set).
-std::optional<std::string> queryParam(std::string_view query, std::string_view key, bool& bad) {
+// Every value of `key` in a query string.
+std::vector<std::string_view> queryValues(std::string_view query, std::string_view key) {
+  std::vector<std::string_view> out;
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     size_t eq = pair.find('=');
-    if (pair.substr(0, eq) != key) continue;
-    auto v = percentDecode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), true);
-    if (!v) bad = true;
-    return v;
+    if (pair.substr(0, eq) == key) out.push_back(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
   }
-  return std::nullopt;
+  return out;
+}
+
+// The value of the first `key` in a query string ("a=1&b=2"), percent-decoded; nullopt
+// when absent, or when malformed (then `bad` is set).
+std::optional<std::string> queryParam(std::string_view query, std::string_view key, bool& bad) {
+  auto values = queryValues(query, key);
+  if (values.empty()) return std::nullopt;
+  auto v = percentDecode(values.front(), true);
+  if (!v) bad = true;
+  return v;
 }
 
 bool hasToken(std::string_view header, std::string_view token) {
@@ -223,19 +229,6 @@ struct StreamRequest {
   bool resuming = false;  // a cursor or a since was given
 };
 
-// Every value of `key` in a query string.
-std::vector<std::string_view> queryValues(std::string_view query, std::string_view key) {
-  std::vector<std::string_view> out;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == key) out.push_back(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
-  }
-  return out;
-}
-
 // channel=C (repeatable), cursor=K (or `last_event_id`), since=C@POS (repeatable, to
 // come from WebSocket positions). False with an error reply when anything is bad.
 bool parseStreamRequest(std::string_view query, std::string_view last_event_id, const GatewayContext& ctx,
@@ -284,10 +277,6 @@ bool parseStreamRequest(std::string_view query, std::string_view last_event_id, 
   return true;
 }
 
-uint64_t randomSession() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  return rng();
-}
 
 void catchupJson(std::string& out, std::string_view channel, const Catchup& c) {
   fmt::format_to(std::back_inserter(out), R"({{"channel":"{}","position":"{}","recovered":{},"messages":[)", channel,
@@ -603,7 +592,7 @@ class HttpSession final : public SessionEntry {
       e->acknowledge(sr.from);
     } else {
       if (sr.resuming) ++ctx_.counters.poll_cache_misses;
-      e = cache.create(sr.cursor ? sr.cursor->session : randomSession());
+      e = cache.create(sr.cursor ? sr.cursor->session : newCursorSession());
       for (size_t i = 0; i < sr.channels.size(); ++i)
         e->channels().push_back({sr.channels[i], sr.from[i].value_or(Position{}), nullptr});
       for (size_t i = 0; i < sr.channels.size(); ++i) e->startSubscribe(i, sr.from[i]);

@@ -1,6 +1,5 @@
 #include "gateway/SseSession.h"
 
-#include <random>
 
 #include "core/Cursor.h"
 #include "core/Log.h"
@@ -23,10 +22,6 @@ SharedFrame chunk(std::string_view text) {
   return f;
 }
 
-uint64_t randomSession() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  return rng();
-}
 
 
 template <typename Stream>
@@ -37,7 +32,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     ctx_.link(this);
     ++ctx_.counters.sse_streams;
     ++ctx_.counters.sse_total;
-    cursor_.session = randomSession();
+    cursor_.session = newCursorSession();
     for (size_t i = 0; i < req.channels.size(); ++i)
       cursor_.positions.emplace_back(req.channels[i], req.from[i].value_or(Position{}));
     from_ = std::move(req.from);

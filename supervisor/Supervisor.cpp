@@ -553,15 +553,9 @@ class Supervisor {
       return false;
     }
     if (pid == 0) {
-      // The listeners go to fd 3, 4, ... (copies above 100 first: no dup2 overwrites a
-      // source). Everything else of ours is close-on-exec.
-      std::vector<int> high;
-      for (int fd : fds) high.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 100));
-      for (size_t i = 0; i < high.size(); ++i) ::dup2(high[i], 3 + static_cast<int>(i));
+      systemd::passListenFds(fds);
       // Asio opens some sockets without SOCK_CLOEXEC (control, admin): nothing else goes.
-      ::close_range(3 + static_cast<unsigned>(high.size()), ~0U, CLOSE_RANGE_CLOEXEC);
-      ::setenv("LISTEN_FDS", std::to_string(high.size()).c_str(), 1);
-      ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+      ::close_range(3 + static_cast<unsigned>(fds.size()), ~0U, CLOSE_RANGE_CLOEXEC);
       std::string from = std::to_string(me);
       if (options_.config_path.empty())
         ::execl(exe.c_str(), exe.c_str(), "--upgrade-from", from.c_str(), static_cast<char*>(nullptr));

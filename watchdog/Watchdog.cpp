@@ -1,6 +1,5 @@
 #include "watchdog/Watchdog.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -17,6 +16,7 @@
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/Process.h"
+#include "core/Systemd.h"
 #include "core/UniqueFd.h"
 
 namespace dingo {
@@ -324,13 +324,10 @@ class Watchdog {
     }
     if (pid == 0) {
       if (!held_.empty()) {
-        // The held listeners go to fd 3, 4, ... (copies above 100 first, so that no
-        // dup2 overwrites a source), for the supervisor to adopt (LISTEN_FDS).
-        std::vector<int> high;
-        for (const auto& h : held_) high.push_back(::fcntl(h.get(), F_DUPFD_CLOEXEC, 100));
-        for (size_t i = 0; i < high.size(); ++i) ::dup2(high[i], 3 + static_cast<int>(i));
-        ::setenv("LISTEN_FDS", std::to_string(high.size()).c_str(), 1);
-        ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+        // The held listeners, for the supervisor to adopt.
+        std::vector<int> fds;
+        for (const auto& h : held_) fds.push_back(h.get());
+        systemd::passListenFds(fds);
       }
       std::string cmd = "exec " + o_.exec_cmd;
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
