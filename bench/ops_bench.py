@@ -88,7 +88,9 @@ level = "warn"
         deadline = time.time() + 10
         while time.time() < deadline and not (status(env, control) and serves(plain)):
             time.sleep(0.05)
-        first = status(env, control)["pid"]
+        first_status = status(env, control)
+        first = first_status["pid"]
+        old_workers = sorted(w["pid"] for w in first_status["workers"])
         refused, stop = [0], threading.Event()
 
         def prober():
@@ -112,10 +114,18 @@ level = "warn"
                 break
             time.sleep(0.005)
         elapsed = (time.monotonic() - t0) * 1000
+        # The new supervisor adopts the old workers (they re-attach over the control socket).
+        adopted_ms = None
+        while time.monotonic() - t0 < 20:
+            st = status(env, control)
+            if st and sorted(w["pid"] for w in st["workers"] if w.get("adopted") and w["state"] == "ready") == old_workers:
+                adopted_ms = (time.monotonic() - t0) * 1000
+                break
+            time.sleep(0.005)
         time.sleep(0.2)
         stop.set()
         t.join()
-        return {"ms": elapsed, "refused": refused[0]}
+        return {"ms": elapsed, "refused": refused[0], "adopted_ms": adopted_ms}
     finally:
         st = status(env, control)
         os.killpg(wd.pid, signal.SIGTERM)
@@ -185,6 +195,9 @@ def print_table(rows):
                        ("sup_hold", "… with --hold-listeners")):
         runs = rows[key]
         print(f"| {label} | " + ", ".join(f"{r['ms']:.0f} ms / {r['refused']} refused" for r in runs) + " |")
+    adopted = [r["adopted_ms"] for key in ("sup_plain", "sup_hold") for r in rows[key]]
+    print("| supervisor kill -9 → every old worker adopted by the new one | " +
+          ", ".join("not adopted" if a is None else f"{a:.0f} ms" for a in adopted) + " |")
     for key, label in (("reload", "requests failed during dingoctl reload (wrk -t2 -c32)"),
                        ("upgrade", "requests failed during dingoctl upgrade (wrk -t2 -c32)")):
         runs = rows[key]

@@ -177,6 +177,9 @@ Config parseConfig(const std::string& text, const std::string& path) {
   Config cfg;
   cfg.path = path;
   cfg.dir = path.empty() ? std::string() : fs::absolute(fs::path(path)).parent_path().string();
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001b3ULL;
+  cfg.digest = fmt::format("{:016x}", hash);
 
   toml::table root;
   try {

@@ -94,6 +94,7 @@ struct LogConfig {
 struct Config {
   std::string path;  // the file it was read from; empty for built-in defaults
   std::string dir;   // its folder: relative paths are relative to it
+  std::string digest;  // of the file's text (FNV-1a, hex): tells two processes read the same file
   SupervisorConfig supervisor;
   std::vector<ListenConfig> listen;
   TlsConfig tls;

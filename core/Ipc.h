@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/Net.h"
 #include "core/UniqueFd.h"
@@ -64,6 +65,16 @@ int send(int sock, MsgType type, std::string_view payload, int fd = -1);
 // Receives one message. Returns 0, an errno value, or -1 at end of stream.
 // Malformed datagrams (bad magic, truncated) return EBADMSG and close any fd they carried.
 int receive(int sock, Message& out);
+
+// Stream sockets (the control socket, where an orphaned worker asks a new supervisor to
+// adopt it): `bytes` and up to 4 fds in one non-blocking sendmsg. Returns 0 or an errno
+// value; a short write is EAGAIN (callers send small messages on fresh sockets).
+int sendWithFds(int sock, std::string_view bytes, const std::vector<int>& fds);
+
+// Reads what is there without blocking: appends at most `max_bytes` to `bytes` and takes
+// ownership of any fds that came with them. Returns 0, an errno value (EAGAIN: nothing
+// yet), or -1 at end of stream.
+int receiveWithFds(int sock, std::string& bytes, std::vector<UniqueFd>& fds, size_t max_bytes);
 
 template <typename T>
 std::string_view asBytes(const T& value) {

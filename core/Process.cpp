@@ -101,19 +101,19 @@ void ensureParentDir(const std::string& path) {
   if (ec) throw std::system_error(ec, "creating directory " + parent.string());
 }
 
-void writePidFile(const std::string& path, pid_t pid) {
+void writeFileAtomically(const std::string& path, std::string_view text) {
   ensureParentDir(path);
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "writing pid file " + tmp);
-  std::string text = std::to_string(pid) + "\n";
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "writing " + tmp);
   ssize_t n = ::write(fd, text.data(), text.size());
   int err = errno;
   ::close(fd);
-  if (n != static_cast<ssize_t>(text.size()))
-    throw std::system_error(err, std::generic_category(), "writing pid file " + tmp);
+  if (n != static_cast<ssize_t>(text.size())) throw std::system_error(err, std::generic_category(), "writing " + tmp);
   if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw std::system_error(errno, std::generic_category(), "renaming pid file to " + path);
+    throw std::system_error(errno, std::generic_category(), "renaming " + tmp + " to " + path);
 }
+
+void writePidFile(const std::string& path, pid_t pid) { writeFileAtomically(path, std::to_string(pid) + "\n"); }
 
 }  // namespace dingo

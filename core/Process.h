@@ -28,6 +28,9 @@ int countOpenFds(pid_t pid);
 // The directory holding the running executable.
 std::string selfExeDir();
 
+// Writes a file atomically (a temp file beside it, renamed). Throws std::system_error.
+void writeFileAtomically(const std::string& path, std::string_view text);
+
 // Writes the pid file atomically (write to a temp file, rename). Throws std::system_error.
 void writePidFile(const std::string& path, pid_t pid);
 

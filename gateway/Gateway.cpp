@@ -1,6 +1,9 @@
 #include "gateway/Gateway.h"
 
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -77,10 +80,7 @@ class Gateway {
     } else {
       ipc_ = std::make_unique<stream_descriptor>(io_, options_.ipc_fd);
       ipc_->non_blocking(true);
-      nlohmann::json hello = {{"pid", ::getpid()}, {"worker", options_.worker_id},
-                              {"generation", options_.generation}, {"version", DINGO_VERSION}};
-      int err = ipc::send(ipc_->native_handle(), ipc::MsgType::Hello, hello.dump());
-      if (err) throw std::runtime_error("saying hello to the supervisor: " + errnoText(err));
+      if (int err = sayHello()) throw std::runtime_error("saying hello to the supervisor: " + errnoText(err));
       watchIpc();
     }
     last_tick_ = Clock::now();
@@ -175,16 +175,131 @@ class Gateway {
   }
 
   // Unlike a drain, established connections, idle keep-alives included, go on being
-  // served: a supervisor's death must not drop them. The worker leaves when the last
-  // one closes, or at the drain deadline.
+  // served: a supervisor's death must not drop them. Meanwhile the worker knocks on the
+  // control socket until a new supervisor adopts it (see tryReattach); if none does, it
+  // leaves when the last connection closes, or at the drain deadline.
   void onSupervisorGone() {
     ipc_.reset();
     if (ctx_.draining) return;
     ctx_.orphaned = true;
     Duration deadline = ctx_.config.supervisor.drain_timeout;
-    logWarn(kLog, "the supervisor is gone: serving {} open connections for up to {}, then exiting",
-            ctx_.counters.connections, formatDuration(deadline));
+    logWarn(kLog,
+            "the supervisor is gone: serving {} open connections for up to {}, and asking {} "
+            "for a new supervisor to adopt this worker",
+            ctx_.counters.connections, formatDuration(deadline), ctx_.config.supervisor.control_socket);
     leaveBy(deadline);
+    scheduleReattach();
+  }
+
+  // ---- re-attaching to a new supervisor -------------------------------------------------
+  //
+  // An orphaned worker sends {"cmd":"adopt",...} on the control socket. A supervisor that
+  // takes it answers {"ok":true,...} with two fds: a new IPC socket and a new hub link.
+  // The worker says hello on the IPC socket as at start-up, so the supervisor sees it
+  // like a worker it spawned (ticket keys, dispatch, probes, status); the supervisor
+  // sends Drain if it would rather not keep it (another config file, slot taken).
+
+  static constexpr std::chrono::milliseconds kReattachEvery{100};
+  static constexpr std::chrono::seconds kReattachReplyTimeout{2};
+
+  void scheduleReattach() {
+    reattach_timer_.expires_after(kReattachEvery);
+    reattach_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || !ctx_.orphaned || ctx_.draining) return;
+      tryReattach();
+    });
+  }
+
+  void tryReattach() {
+    const std::string& path = ctx_.config.supervisor.control_socket;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) {
+      logError(kLog, "control socket path {} is too long; this worker cannot re-attach", path);
+      return;
+    }
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    // Non-blocking: a Unix connect completes at once or fails (no supervisor yet:
+    // ENOENT or ECONNREFUSED; a full backlog: EAGAIN). Never waits in the event loop.
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      scheduleReattach();
+      return;
+    }
+    nlohmann::json req = {{"cmd", "adopt"},
+                          {"pid", ::getpid()},
+                          {"worker", options_.worker_id},
+                          {"generation", options_.generation},
+                          {"version", DINGO_VERSION},
+                          {"config_digest", ctx_.config.digest},
+                          {"connections", ctx_.counters.connections}};
+    if (ipc::sendWithFds(fd.get(), req.dump() + "\n", {}) != 0) {
+      scheduleReattach();
+      return;
+    }
+    reattach_sock_ = std::make_unique<stream_descriptor>(io_, fd.release());
+    reattach_reply_.clear();
+    reattach_fds_.clear();
+    reattach_deadline_.expires_after(kReattachReplyTimeout);
+    reattach_deadline_.async_wait([this](boost::system::error_code ec) {
+      if (ec || !reattach_sock_) return;
+      logWarn(kLog, "no answer from the control socket within {}s; trying again",
+              kReattachReplyTimeout.count());
+      reattach_sock_.reset();
+      scheduleReattach();
+    });
+    readReattachReply();
+  }
+
+  void readReattachReply() {
+    reattach_sock_->async_wait(stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+      if (ec || !reattach_sock_) return;
+      int rc = ipc::receiveWithFds(reattach_sock_->native_handle(), reattach_reply_, reattach_fds_, 4096);
+      if (rc == EAGAIN) return readReattachReply();
+      size_t eol = reattach_reply_.find('\n');
+      if (rc == 0 && eol == std::string::npos && reattach_reply_.size() < 4096) return readReattachReply();
+      reattach_deadline_.cancel();
+      reattach_sock_.reset();
+      if (!ctx_.orphaned || ctx_.draining) return;
+      auto reply = nlohmann::json::parse(reattach_reply_.substr(0, eol), nullptr, false);
+      if (reply.is_discarded() || !reply.is_object()) {
+        scheduleReattach();  // a supervisor on its way down, or not one of ours
+        return;
+      }
+      if (!reply.value("ok", false)) {
+        logWarn(kLog, "the new supervisor will not adopt this worker: {}; draining out",
+                reply.value("error", std::string("no reason given")));
+        return;
+      }
+      if (reattach_fds_.size() != 2) {
+        logError(kLog, "the new supervisor's answer carried {} fds, not 2; trying again", reattach_fds_.size());
+        scheduleReattach();
+        return;
+      }
+      reattached(std::move(reattach_fds_[0]), std::move(reattach_fds_[1]));
+    });
+  }
+
+  void reattached(UniqueFd ipc_fd, UniqueFd hub_fd) {
+    ctx_.orphaned = false;
+    drain_timer_.cancel();
+    ipc_ = std::make_unique<stream_descriptor>(io_, ipc_fd.release());
+    ipc_->non_blocking(true);
+    // The old hub link is gone (its subscribers were told to reconnect): a new one.
+    broker_ = makeHubClient(io_, hub_fd.release());
+    broker_->setSink(channels_.get());
+    ctx_.broker = broker_.get();
+    if (int err = sayHello()) logError(kLog, "saying hello to the new supervisor: {}", errnoText(err));
+    watchIpc();
+    ++reattachments_;
+    logInfo(kLog, "adopted by the new supervisor: serving again with {} open connections",
+            ctx_.counters.connections);
+  }
+
+  int sayHello() {
+    nlohmann::json hello = {{"pid", ::getpid()}, {"worker", options_.worker_id},
+                            {"generation", options_.generation}, {"version", DINGO_VERSION}};
+    return ipc::send(ipc_->native_handle(), ipc::MsgType::Hello, hello.dump());
   }
 
   // ---- standalone mode --------------------------------------------------------------
@@ -274,6 +389,7 @@ class Gateway {
                         {"tls_failures", c.tls_failures},     {"timeouts", c.timeouts},
                         {"bad_requests", c.bad_requests},     {"loop_lag_ms", lag_ms},
                         {"draining", ctx_.draining},          {"probes", c.probes},
+                        {"reattached", reattachments_},
                         {"ws_connections", c.ws_connections}, {"ws_upgrades", c.ws_upgrades},
                         {"ws_commands", c.ws_commands},       {"ws_protocol_errors", c.ws_protocol_errors},
                         {"published", c.published},           {"delivered", c.delivered},
@@ -368,6 +484,13 @@ class Gateway {
   asio::steady_timer drain_timer_;
   asio::steady_timer sweep_timer_{io_};
   std::unique_ptr<stream_descriptor> ipc_;
+  // Re-attaching after the supervisor's death.
+  asio::steady_timer reattach_timer_{io_};
+  asio::steady_timer reattach_deadline_{io_};
+  std::unique_ptr<stream_descriptor> reattach_sock_;
+  std::string reattach_reply_;
+  std::vector<UniqueFd> reattach_fds_;
+  uint64_t reattachments_ = 0;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   Clock::time_point last_tick_;
 };

@@ -17,6 +17,8 @@ void appendMessageJson(std::string& out, std::string_view channel, const Positio
 ChannelTable::~ChannelTable() {
   for (auto& [name, ch] : channels_)
     for (Subscription* s : ch->subs) delete s;
+  for (auto& [ptr, ch] : detached_)
+    for (Subscription* s : ch->subs) delete s;
 }
 
 Subscription* ChannelTable::add(std::string_view channel, Subscriber* s) {
@@ -39,8 +41,12 @@ void ChannelTable::remove(Subscription* sub) {
   ch->subs[sub->index] = last;
   last->index = sub->index;
   ch->subs.pop_back();
-  if (ctx_.broker) ctx_.broker->unsubscribe(ch->name);
   delete sub;
+  if (ch->detached) {
+    if (ch->subs.empty()) detached_.erase(ch);
+    return;
+  }
+  if (ctx_.broker) ctx_.broker->unsubscribe(ch->name);
   if (ch->subs.empty()) channels_.erase(ch->name);
 }
 
@@ -67,6 +73,12 @@ void ChannelTable::onMessage(std::string_view channel, const Position& position,
 }
 
 void ChannelTable::onBrokerLost(std::string_view) {
+  for (auto& [name, ch] : channels_) {
+    ch->detached = true;
+    LocalChannel* ptr = ch.get();
+    detached_.emplace(ptr, std::move(ch));
+  }
+  channels_.clear();
   if (ctx_.polls) ctx_.polls->clear();  // held polls answer (unavailable on their next try)
   for (SessionEntry* e = ctx_.sessions; e;) {
     SessionEntry* next = e->next;

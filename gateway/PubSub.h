@@ -43,6 +43,7 @@ struct Subscription {
 struct LocalChannel {
   std::string name;
   std::vector<Subscription*> subs;
+  bool detached = false;  // subscribed through a broker that was lost
 };
 
 // {"channel":C,"position":P,"data":D} (D is compact JSON already).
@@ -61,6 +62,9 @@ class ChannelTable final : public BrokerSink {
   size_t channels() const { return channels_.size(); }
 
   void onMessage(std::string_view channel, const Position& position, std::string_view data) override;
+  // Every channel is detached: its subscribers (told to reconnect) leave it later
+  // without telling a broker, and take no messages from the next broker (a re-attached
+  // worker's new hub), whose subscriptions start afresh.
   void onBrokerLost(std::string_view why) override;
 
  private:
@@ -70,6 +74,7 @@ class ChannelTable final : public BrokerSink {
   };
   GatewayContext& ctx_;
   std::unordered_map<std::string, std::unique_ptr<LocalChannel>, Hash, std::equal_to<>> channels_;
+  std::unordered_map<LocalChannel*, std::unique_ptr<LocalChannel>> detached_;
   std::string message_;
 };
 

@@ -93,7 +93,12 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   // ---- SessionEntry -------------------------------------------------------------------
 
   void onDrain() override { sendReconnect(); }
-  void onBrokerLost() override { sendReconnect(); }
+  // Subscribed connections lost their streams' continuity with the hub: they reconnect
+  // and resume (recovered:false tells them to refetch). Others keep their connection; a
+  // re-attached worker serves their commands again through the new supervisor's hub.
+  void onBrokerLost() override {
+    if (!subs_.empty() || !pending_.empty()) sendReconnect();
+  }
 
   void onDeadline() override {
     int64_t now = steadyNowMs();

@@ -64,6 +64,10 @@ std::string renderMetrics(const json& status) {
                          l.value("tls", false) ? "true" : "false"),
              num(l, "accepted"));
 
+  m.family("workers_adopted_total", "counter",
+           "Workers of a supervisor that died, adopted by this one when they re-attached.");
+  m.sample("workers_adopted_total", "", num(status, "adopted_total"));
+
   const json& h = status.contains("handoff") ? status["handoff"] : json::object();
   m.family("handoffs_total", "counter", "Accepted sockets handed to a worker.");
   m.sample("handoffs_total", "", num(h, "handed"));

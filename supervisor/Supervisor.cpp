@@ -5,6 +5,7 @@
 #include <linux/close_range.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,9 +13,12 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <list>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "core/Asio.h"
@@ -67,6 +71,10 @@ struct Worker {
   std::unique_ptr<Worker> successor;
   bool is_successor = false;
   bool retired = false;  // replaced: draining out, never respawned
+  // Adopted: it re-attached after the supervisor that started it died. Not our child,
+  // so its exit comes from a pidfd instead of SIGCHLD, and signals go through it.
+  bool adopted = false;
+  std::unique_ptr<stream_descriptor> pidfd;
 
   // The internal watchdog (see Supervisor::startProbe).
   std::shared_ptr<char> life = std::make_shared<char>(0);  // probe callbacks hold a weak_ptr
@@ -163,7 +171,7 @@ class Supervisor {
     scheduleTicketRotation();
     hub_ = std::make_unique<HubServer>(io_, config_.history);
     setupSignals();
-    for (auto& w : workers_) spawn(*w);
+    awaitOrphans();
     for (auto& l : listeners_) armAccept(l);
     scheduleStats();
     scheduleWatchdog();
@@ -180,6 +188,7 @@ class Supervisor {
   void cleanup() {
     // After an upgrade the pid file and the control socket's path are the successor's.
     if (pid_file_written_ && !handed_over_) ::unlink(config_.supervisor.pid_file.c_str());
+    if (pid_file_written_ && !handed_over_) ::unlink(workersFile().c_str());
     if (control_ && !handed_over_) ::unlink(config_.supervisor.control_socket.c_str());
     pid_file_written_ = false;
     control_.reset();
@@ -507,14 +516,14 @@ class Supervisor {
     }
     w.killing = true;
     logError(kLog, "watchdog: killing worker {} (pid {}): SIGABRT for a core, SIGKILL in 2s", w.slot, w.pid);
-    ::kill(w.pid, SIGCONT);  // a stopped process handles nothing else
-    ::kill(w.pid, SIGABRT);
+    signalWorker(w, SIGCONT);  // a stopped process handles nothing else
+    signalWorker(w, SIGABRT);
     std::weak_ptr<char> life = w.life;
     pid_t pid = w.pid;
     w.kill_timer.expires_after(std::chrono::seconds(2));
     w.kill_timer.async_wait([&w, life, pid](boost::system::error_code ec) {
       if (ec || life.expired() || w.pid != pid) return;
-      ::kill(pid, SIGKILL);
+      signalWorker(w, SIGKILL);
     });
   }
 
@@ -568,6 +577,158 @@ class Supervisor {
     handed_over_ = true;  // from its start on, the pid file and the control socket path are its
     logInfo(kLog, "upgrade: started {} (pid {}); it takes over when its workers are ready", exe, pid);
     return true;
+  }
+
+  // ---- adopting the workers of a supervisor that died ------------------------------
+  //
+  // After a kill -9 (or a crash) of the supervisor its workers go on serving their
+  // connections and knock on the control socket every 100 ms (see the gateway's
+  // tryReattach). The workers file, kept beside the pid file, says which workers the
+  // dead supervisor had; a new supervisor waits up to kAdoptWait for them before it
+  // starts new ones in their slots. A worker that asks is checked (same uid, the pid
+  // really is the peer, a dingo-gateway binary), gets a new IPC socket and hub link over
+  // SCM_RIGHTS, and its exit is watched through a pidfd. It keeps its slot when it has
+  // the same config file and the slot is free; otherwise it is adopted to drain out.
+
+  static constexpr std::chrono::seconds kAdoptWait{2};
+
+  std::string workersFile() const {
+    std::string p = config_.supervisor.pid_file;
+    if (p.ends_with(".pid")) p.resize(p.size() - 4);
+    return p + ".workers";
+  }
+
+  // {"supervisor":PID,"generation":G,"workers":[{"slot":S,"pid":P,"start_ticks":T}...]}
+  void saveWorkers() {
+    if (!pid_file_written_ || handed_over_) return;
+    json ws = json::array();
+    forEachWorker([&](Worker& w) {
+      if (!w.alive()) return;
+      auto ps = readProcStats(w.pid);
+      if (ps) ws.push_back({{"slot", w.slot}, {"pid", w.pid}, {"start_ticks", ps->start_ticks}});
+    });
+    json j = {{"supervisor", ::getpid()}, {"generation", generation_}, {"workers", std::move(ws)}};
+    try {
+      writeFileAtomically(workersFile(), j.dump() + "\n");
+    } catch (const std::exception& e) {
+      logWarn(kLog, "{}", e.what());
+    }
+  }
+
+  // Starts a worker in every slot, except those whose worker outlived the previous
+  // supervisor: they get kAdoptWait to re-attach.
+  void awaitOrphans() {
+    std::map<int, pid_t> orphans;
+    if (options_.upgrade_from == 0) orphans = readOrphans();
+    for (auto& w : workers_)
+      if (!orphans.count(w->slot)) spawn(*w);
+    if (orphans.empty()) return;
+    logInfo(kLog, "{} worker(s) of the previous supervisor are still running; waiting up to {}s for them to re-attach",
+            orphans.size(), kAdoptWait.count());
+    adopt_timer_.expires_after(kAdoptWait);
+    adopt_timer_.async_wait([this, orphans](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      for (auto& w : workers_) {
+        if (w->alive() || !orphans.count(w->slot)) continue;
+        logWarn(kLog, "worker {} (pid {}) did not re-attach; starting a new one", w->slot, orphans.at(w->slot));
+        spawn(*w);
+      }
+    });
+  }
+
+  std::map<int, pid_t> readOrphans() {
+    std::map<int, pid_t> out;
+    std::ifstream in(workersFile());
+    if (!in) return out;
+    std::stringstream text;
+    text << in.rdbuf();
+    json j = json::parse(text.str(), nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("workers") || !j["workers"].is_array()) {
+      logWarn(kLog, "{} is not a workers file; ignored", workersFile());
+      return out;
+    }
+    generation_ = std::max(generation_, j.value("generation", 1));
+    for (const auto& w : j["workers"]) {
+      if (!w.is_object()) continue;
+      int slot = w.value("slot", -1);
+      pid_t pid = w.value("pid", 0);
+      auto ps = pid > 0 ? readProcStats(pid) : std::nullopt;
+      // The start time tells the worker from a process that reused its pid.
+      if (ps && ps->start_ticks == w.value("start_ticks", uint64_t{0}) && slot >= 0 && slot < worker_count_)
+        out[slot] = pid;
+    }
+    return out;
+  }
+
+  // The control socket's "adopt" command. On success `pass` holds the worker's ends of
+  // its new IPC socket and hub link, sent with the answer.
+  json adopt(const json& req, int sock, std::vector<UniqueFd>& pass) {
+    auto refuse = [](const std::string& why) { return json{{"ok", false}, {"error", why}}; };
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+      return refuse("SO_PEERCRED: " + errnoText(errno));
+    pid_t pid = req.value("pid", 0);
+    int slot = req.value("worker", -1);
+    if (pid <= 0 || cred.pid != pid) return refuse("the pid does not match the peer's");
+    if (cred.uid != ::geteuid()) return refuse("the worker runs as another user");
+    std::error_code fs_ec;
+    std::string exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", pid), fs_ec).filename().string();
+    if (fs_ec || !exe.starts_with("dingo-gateway")) return refuse("the peer is not a dingo-gateway");
+    if (stopping_) return refuse("the supervisor is stopping");
+    bool known = false;
+    forEachWorker([&](Worker& w) { known = known || w.pid == pid; });
+    if (known) return refuse("this worker is attached already");
+
+    int sv[2], hv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return refuse("socketpair: " + errnoText(errno));
+    UniqueFd ipc_ours(sv[0]), ipc_theirs(sv[1]);
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hv) != 0) return refuse("socketpair: " + errnoText(errno));
+    UniqueFd hub_ours(hv[0]), hub_theirs(hv[1]);
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return refuse("pidfd_open: " + errnoText(errno));
+
+    std::string why_not;
+    if (slot < 0 || slot >= worker_count_) why_not = fmt::format("there is no slot {}", slot);
+    else if (req.value("config_digest", std::string()) != config_.digest) why_not = "it read another configuration";
+    else if (workers_[static_cast<size_t>(slot)]->alive() || workers_[static_cast<size_t>(slot)]->successor)
+      why_not = "its slot has a new worker already";
+    else if (reloading_) why_not = "a reload is under way";
+
+    std::unique_ptr<Worker> spare;
+    Worker* w;
+    if (why_not.empty()) {
+      w = workers_[static_cast<size_t>(slot)].get();
+      w->respawn_timer.cancel();
+    } else {
+      spare = std::make_unique<Worker>(io_, slot);
+      w = spare.get();
+    }
+    attach(*w, pid, std::move(ipc_ours), std::move(hub_ours), req.value("generation", generation_));
+    w->adopted = true;
+    w->pidfd = std::make_unique<stream_descriptor>(io_, pidfd.release());
+    watchPidfd(*w);
+    ++adopted_total_;
+    pass.push_back(std::move(ipc_theirs));
+    pass.push_back(std::move(hub_theirs));
+    uint64_t connections = req.value("connections", uint64_t{0});
+    if (spare) {
+      logInfo(kLog, "adopted worker {} (pid {}, {} connections) to drain it: {}", slot, pid, connections, why_not);
+      retire(std::move(spare));
+      saveWorkers();
+    } else {
+      logInfo(kLog, "adopted worker {} (pid {}, generation {}, {} connections) of the previous supervisor", slot,
+              pid, w->generation, connections);
+    }
+    return json{{"ok", true}, {"worker", slot}, {"kept", why_not.empty()}};
+  }
+
+  void watchPidfd(Worker& w) {
+    w.pidfd->async_wait(stream_descriptor::wait_read,
+                        [this, &w, life = std::weak_ptr<char>(w.life), pid = w.pid](boost::system::error_code ec) {
+                          if (ec || life.expired() || w.pid != pid || !w.adopted) return;
+                          onWorkerExit(w, "exited (adopted: exit status unknown)", w.state == WorkerState::Draining);
+                        });
   }
 
   // ---- reload and drain-worker -------------------------------------------------------
@@ -666,7 +827,7 @@ class Supervisor {
       Worker& c = *workers_[static_cast<size_t>(slot)];
       if (ec || c.successor.get() != succ || succ->state != WorkerState::Starting) return;
       logError(kLog, "new worker {} was not ready within 10s; keeping the old one", slot);
-      if (succ->alive()) ::kill(succ->pid, SIGKILL);
+      signalWorker(*succ, SIGKILL);
     });
   }
 
@@ -691,14 +852,14 @@ class Supervisor {
       w->state = WorkerState::Draining;
       ipc::DrainInfo info{config_.supervisor.drain_timeout.count()};
       if (!w->ipc || ipc::send(w->ipc->native_handle(), ipc::MsgType::Drain, ipc::asBytes(info)) != 0)
-        ::kill(w->pid, SIGTERM);
+        signalWorker(*w, SIGTERM);
       // The backstop, should it miss its own deadline.
       Worker* ptr = w.get();
       w->respawn_timer.expires_after(config_.supervisor.drain_timeout + std::chrono::seconds(2));
       w->respawn_timer.async_wait([this, ptr](boost::system::error_code ec) {
         if (ec || !ptr->alive()) return;
         logWarn(kLog, "replaced worker {} (pid {}) missed its drain deadline; killing it", ptr->slot, ptr->pid);
-        ::kill(ptr->pid, SIGKILL);
+        signalWorker(*ptr, SIGKILL);
       });
       logInfo(kLog, "worker {} (pid {}, generation {}) replaced; draining", w->slot, w->pid, w->generation);
     }
@@ -707,7 +868,7 @@ class Supervisor {
       if (r->alive() && r->generation + kLingeringGenerations < generation_) {
         logWarn(kLog, "worker {} (pid {}) of generation {} is too old to linger; killing it", r->slot, r->pid,
                 r->generation);
-        ::kill(r->pid, SIGKILL);
+        signalWorker(*r, SIGKILL);
       }
     retired_.push_back(std::move(w));
   }
@@ -759,9 +920,16 @@ class Supervisor {
       scheduleRespawn(w);
       return;
     }
-    ::fcntl(ours.get(), F_SETFL, ::fcntl(ours.get(), F_GETFL) | O_NONBLOCK);
+    attach(w, pid, std::move(ours), std::move(hub_ours), generation_);
+    logInfo(kLog, "worker {} started (pid {})", w.slot, pid);
+  }
+
+  // Gives `w` a running process (spawned, or adopted): the state of a fresh worker and
+  // our ends of its IPC socket and hub link.
+  void attach(Worker& w, pid_t pid, UniqueFd ipc, UniqueFd hub, int generation) {
+    ::fcntl(ipc.get(), F_SETFL, ::fcntl(ipc.get(), F_GETFL) | O_NONBLOCK);
     w.pid = pid;
-    w.generation = generation_;
+    w.generation = generation;
     w.state = WorkerState::Starting;
     w.started_at = Clock::now();
     w.handed = 0;
@@ -773,10 +941,20 @@ class Supervisor {
     w.probe_failures = 0;
     w.killing = false;
     w.last_stats_at = {};
-    w.ipc = std::make_unique<stream_descriptor>(io_, ours.release());
-    w.hub_link = hub_->attach(hub_ours.release(), w.slot);
-    logInfo(kLog, "worker {} started (pid {})", w.slot, pid);
+    w.adopted = false;
+    w.pidfd.reset();
+    w.ipc = std::make_unique<stream_descriptor>(io_, ipc.release());
+    w.hub_link = hub_->attach(hub.release(), w.slot);
     watchIpc(w);
+    saveWorkers();
+  }
+
+  // Signals a worker's process; an adopted one through its pidfd, so that a pid reused
+  // after it exited is never hit.
+  static void signalWorker(const Worker& w, int sig) {
+    if (!w.alive()) return;
+    if (w.pidfd) ::syscall(SYS_pidfd_send_signal, w.pidfd->native_handle(), sig, nullptr, 0);
+    else ::kill(w.pid, sig);
   }
 
   void watchIpc(Worker& w) {
@@ -798,7 +976,7 @@ class Supervisor {
           w.ipc.reset();
           // A draining worker closes it on its way out; any other is broken.
           if (w.state != WorkerState::Exited && w.state != WorkerState::Draining && w.pid > 0 && !stopping_)
-            ::kill(w.pid, SIGKILL);
+            signalWorker(w, SIGKILL);
           return;
         }
         onWorkerMessage(w, msg);
@@ -862,17 +1040,21 @@ class Supervisor {
         startAdmin();
         continue;
       }
+      std::string how = WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
+                                            : fmt::format("exited with code {}", WEXITSTATUS(status));
+      bool exit_zero = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       forEachWorker([&](Worker& w) {
-        if (w.pid == pid) onWorkerExit(w, status);
+        if (w.pid == pid && !w.adopted) onWorkerExit(w, how, exit_zero);
       });
     }
   }
 
-  void onWorkerExit(Worker& w, int status) {
-    std::string how = WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
-                                          : fmt::format("exited with code {}", WEXITSTATUS(status));
+  void onWorkerExit(Worker& w, const std::string& how, bool exit_zero) {
+    w.pidfd.reset();
+    w.adopted = false;
     if (w.retired || w.is_successor) {
       w.pid = -1;
+      saveWorkers();
       w.ipc.reset();
       if (w.hub_link) hub_->detach(w.hub_link);
       w.hub_link = 0;
@@ -895,6 +1077,7 @@ class Supervisor {
     }
     auto uptime = Clock::now() - w.started_at;
     w.pid = -1;
+    saveWorkers();
     w.ipc.reset();
     endProbe(w);
     w.kill_timer.cancel();
@@ -907,7 +1090,7 @@ class Supervisor {
       maybeFinishStop();
       return;
     }
-    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0 && was == WorkerState::Draining;
+    bool clean = exit_zero && was == WorkerState::Draining;
     if (w.successor) {
       logWarn(kLog, "worker {} {} while its successor starts; the successor takes the slot", w.slot, how);
       return;
@@ -1007,6 +1190,7 @@ class Supervisor {
     for (const auto& l : listeners_)
       ls.push_back({{"address", l.config.address}, {"tls", l.config.tls}, {"accepted", l.accepted}});
     st["listeners"] = ls;
+    st["adopted_total"] = adopted_total_;
     st["handoff"] = {{"handed", handed_}, {"retries", retries_}, {"dropped", dropped_},
                      {"waited", parked_total_}, {"waiting", parked_.size()}};
     json ws = json::array();
@@ -1026,6 +1210,7 @@ class Supervisor {
                 {"cpu_percent", w.alive() ? w.cpu_percent : 0.0},
                 {"cpu_seconds", w.alive() ? w.cpu_seconds : 0.0},
                 {"restarts", w.restarts},
+                {"adopted", w.adopted},
                 {"last_probe_ms", w.last_probe_ms >= 0 ? json(w.last_probe_ms) : json(nullptr)},
                 {"probes_ok", w.probes_ok},
                 {"probes_failed", w.probes_failed},
@@ -1126,6 +1311,7 @@ class Supervisor {
     asio::steady_timer deadline;
     std::string in;
     std::string out;
+    std::vector<UniqueFd> pass;  // fds to send with the answer (adopt)
   };
 
   void serveControl(std::shared_ptr<ControlConn> c) {
@@ -1140,7 +1326,19 @@ class Supervisor {
             c->deadline.cancel();
             return;
           }
-          c->out = handleControl(c->in) + "\n";
+          c->out = handleControl(c->in, *c) + "\n";
+          if (!c->pass.empty()) {
+            // Small, on a fresh socket: one sendmsg with the fds, no waiting.
+            std::vector<int> fds;
+            for (auto& fd : c->pass) fds.push_back(fd.get());
+            int err = ipc::sendWithFds(c->socket.native_handle(), c->out, fds);
+            if (err) logError(kLog, "answering an adopt request: {}", errnoText(err));
+            c->pass.clear();
+            c->deadline.cancel();
+            boost::system::error_code ignored;
+            c->socket.shutdown(asio::socket_base::shutdown_both, ignored);
+            return;
+          }
           asio::async_write(c->socket, asio::buffer(c->out),
                             [c](boost::system::error_code, size_t) {
                               c->deadline.cancel();
@@ -1150,12 +1348,13 @@ class Supervisor {
         });
   }
 
-  std::string handleControl(const std::string& line) {
+  std::string handleControl(const std::string& line, ControlConn& conn) {
     json req = json::parse(line, nullptr, false);
     if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
       return json{{"ok", false}, {"error", "expected a JSON object with a \"cmd\" string"}}.dump();
     std::string cmd = req["cmd"];
     if (cmd == "status") return json{{"ok", true}, {"status", status()}}.dump();
+    if (cmd == "adopt") return adopt(req, conn.socket.native_handle(), conn.pass).dump();
     if (cmd == "metrics") return json{{"ok", true}, {"text", renderMetrics(status())}}.dump();
     if (cmd == "stop") {
       Duration drain = config_.supervisor.drain_timeout;
@@ -1248,7 +1447,7 @@ class Supervisor {
       if (!w.alive()) return;
       w.state = WorkerState::Draining;
       if (!w.ipc || ipc::send(w.ipc->native_handle(), ipc::MsgType::Drain, ipc::asBytes(info)) != 0)
-        ::kill(w.pid, SIGTERM);  // the worker drains on SIGTERM too
+        signalWorker(w, SIGTERM);  // the worker drains on SIGTERM too
     });
     // Workers stop by the deadline themselves; this is the backstop.
     stop_timer_.expires_after(drain + std::chrono::seconds(1));
@@ -1257,7 +1456,7 @@ class Supervisor {
       forEachWorker([&](Worker& w) {
         if (w.alive()) {
           logWarn(kLog, "worker {} (pid {}) missed the drain deadline; killing it", w.slot, w.pid);
-          ::kill(w.pid, SIGKILL);
+          signalWorker(w, SIGKILL);
         }
       });
     });
@@ -1270,13 +1469,13 @@ class Supervisor {
     closeListeners();
     forEachWorker([&](Worker& w) {
       w.respawn_timer.cancel();
-      if (w.alive()) ::kill(w.pid, SIGQUIT);
+      signalWorker(w, SIGQUIT);
     });
     stop_timer_.expires_after(std::chrono::seconds(1));
     stop_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       forEachWorker([&](Worker& w) {
-        if (w.alive()) ::kill(w.pid, SIGKILL);
+        signalWorker(w, SIGKILL);
       });
     });
     maybeFinishStop();
@@ -1350,6 +1549,8 @@ class Supervisor {
   pid_t upgrade_child_ = -1;  // the new supervisor of an upgrade under way
   asio::steady_timer admin_retry_{io_};
   bool handed_over_ = false;  // the pid file and control socket path belong to it
+  asio::steady_timer adopt_timer_{io_};
+  uint64_t adopted_total_ = 0;
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
   bool stopping_ = false;

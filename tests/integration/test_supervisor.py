@@ -506,6 +506,125 @@ class StopTest(unittest.TestCase):
                     pass
             sup.cleanup()
 
+    def test_a_new_supervisor_adopts_the_workers_of_one_killed_with_9(self):
+        from test_pubsub import publish
+        from wsclient import WsClient
+        sup = Supervisor(workers=2, tls=False, gateway_extra="client_publish = true\n")
+        sup.start()
+        pids = sorted(sup.worker_pids().values())
+        again = None
+        try:
+            ws = WsClient(sup.http_port)
+            self.assertTrue(ws.command("ping")["ok"])
+            keepalive = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
+            keepalive.request("GET", "/healthz")
+            keepalive.getresponse().read()
+            sup.proc.kill()
+            sup.proc.wait()
+            sup.log_file.close()
+            time.sleep(0.3)  # the workers have seen their supervisor go
+            # Orphaned: the open WebSocket still answers; pub/sub waits for a hub.
+            self.assertTrue(ws.command("ping")["ok"])
+            r = ws.command("publish", channel="/adopt", data=1)
+            self.assertFalse(r["ok"])
+            self.assertEqual(r["error"]["code"], "unavailable")
+
+            # A new supervisor on the same config adopts them instead of starting new ones.
+            again = Supervisor.__new__(Supervisor)
+            again.__dict__.update(sup.__dict__)
+            again.log_path = os.path.join(sup.dir, "supervisor2.log")
+            t0 = time.monotonic()
+            again.start()  # waits until both slots are ready
+            ready_s = time.monotonic() - t0
+            st = again.status()
+            self.assertEqual(sorted(w["pid"] for w in st["workers"]), pids, again.log())
+            self.assertTrue(all(w["adopted"] and w["state"] == "ready" for w in st["workers"]), st["workers"])
+            self.assertEqual(st["adopted_total"], 2)
+            self.assertIn("adopted worker", again.log())
+            print(f"\nkill -9 of the supervisor -> new one with both old workers adopted: {ready_s * 1000:.0f} ms")
+
+            # Dispatch: new connections reach the adopted workers.
+            seen = {healthz_worker(sup.http_port)["pid"] for _ in range(6)}
+            self.assertEqual(sorted(seen), pids)
+            # The WebSocket opened before the kill works again, pub/sub included.
+            self.assertTrue(ws.command("subscribe", channel="/adopt")["ok"])
+            status, body = publish(sup.http_port, "/adopt", {"n": 1})
+            self.assertEqual(status, 200, body)
+            m = ws.next_message()
+            self.assertEqual((m["event"], m["data"]), ("message", {"n": 1}))
+            keepalive.request("GET", "/healthz")
+            self.assertEqual(keepalive.getresponse().status, 200)
+            ws.close()
+            keepalive.close()
+            # Status and metrics come from the adopted workers' reports.
+            wait_for(lambda: all(w["accepted"] > 0 for w in again.status()["workers"]), 5, what="stats")
+            self.assertRegex(again.ctl("metrics").stdout, r"dingo_workers_adopted_total 2")
+
+            # An adopted worker is not our child: its exit is seen through its pidfd,
+            # and its slot gets a new worker.
+            os.kill(pids[0], signal.SIGKILL)
+
+            def replaced():
+                cur = again.worker_pids()
+                return len(cur) == 2 and pids[0] not in cur.values() and \
+                    all(w["state"] == "ready" for w in again.status()["workers"])
+            wait_for(replaced, 10, what="the killed adopted worker replaced")
+            # A clean stop drains the adopted worker too.
+            r = again.ctl("stop", "--drain", "2s")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(again.proc.wait(timeout=10), 0, again.log())
+            with open(f"/proc/{pids[1]}/status") if os.path.exists(f"/proc/{pids[1]}") else open(os.devnull) as f:
+                self.assertNotRegex(f.read(), r"State:\s+[RS]", "the adopted worker outlived the stop")
+        finally:
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if again is not None:
+                again.cleanup()
+            else:
+                sup.cleanup()
+
+    def test_workers_left_by_a_supervisor_with_another_config_are_adopted_to_drain(self):
+        sup = Supervisor(workers=1, tls=False)
+        sup.start()
+        old = list(sup.worker_pids().values())
+        again = None
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            sup.proc.kill()
+            sup.proc.wait()
+            sup.log_file.close()
+            with open(sup.config, "a") as f:
+                f.write("\n# edited while the supervisor was down\n")
+            again = Supervisor.__new__(Supervisor)
+            again.__dict__.update(sup.__dict__)
+            again.log_path = os.path.join(sup.dir, "supervisor2.log")
+            again.start()
+            wait_for(lambda: "adopted worker 0" in again.log(), 5, what="the adoption")
+            self.assertIn(f"adopted worker 0 (pid {old[0]}, 1 connections) to drain it: it read another configuration",
+                          again.log())
+            # It drains (its idle keep-alive connection closes at once) and leaves; a new
+            # worker, started with the edited file, serves.
+            self.assertNotEqual(healthz_worker(sup.http_port)["pid"], old[0])
+            wait_for(lambda: old[0] not in [w["pid"] for w in again.status()["workers"]], 10,
+                     what="the old worker to drain out")
+            self.assertIn("exited (adopted: exit status unknown) (replaced)", again.log())
+            conn.close()
+        finally:
+            for p in old:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if again is not None:
+                again.cleanup()
+            else:
+                sup.cleanup()
+
     def test_dingoctl_stop(self):
         sup = Supervisor(workers=1, tls=False).start()
         try:
