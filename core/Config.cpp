@@ -332,6 +332,36 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.rejectUnknown();
   }
 
+  if (const auto* t = subTable(top, "nodes")) {
+    TableReader r(*t, "nodes", path);
+    auto& nd = cfg.nodes;
+    r.duration("ttl", nd.ttl, std::chrono::seconds(1));
+    r.integer("version", nd.version, 0, INT64_MAX);
+    r.boolean("tls", nd.tls);
+    if (const auto* n = r.find("endpoints")) {
+      const auto* arr = n->as_array();
+      if (!arr) r.fail("endpoints", n, "expected an array of \"IP:PORT\" strings or {address, tls} tables");
+      for (const auto& item : *arr) {
+        NodeEntry e{{}, nd.tls};
+        if (item.is_string()) {
+          e.address = item.value<std::string>().value();
+        } else if (const auto* it = item.as_table()) {
+          TableReader er(*it, "nodes.endpoints", path);
+          er.str("address", e.address);
+          er.boolean("tls", e.tls);
+          er.rejectUnknown();
+        } else {
+          r.fail("endpoints", &item, "expected an array of \"IP:PORT\" strings or {address, tls} tables");
+        }
+        auto a = parseSockAddr(e.address);
+        if (!a || a->port() == 0 || e.address.starts_with("*"))
+          r.fail("endpoints", &item, fmt::format("'{}' is not a numeric IP:PORT", e.address));
+        nd.endpoints.push_back(std::move(e));
+      }
+    }
+    r.rejectUnknown();
+  }
+
   if (const auto* t = subTable(top, "admin")) {
     TableReader r(*t, "admin", path);
     r.str("address", cfg.admin.address);

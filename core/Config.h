@@ -82,6 +82,19 @@ struct BusConfig {
   std::string redis = "127.0.0.1:6379";
 };
 
+// GET /v1/nodes: the endpoints nsclient stores as its fallback list.
+struct NodeEntry {
+  std::string address;  // numeric "IP:PORT"
+  bool tls = true;
+};
+
+struct NodesConfig {
+  Duration ttl = std::chrono::minutes(10);  // clients refresh at about 75% of it
+  uint64_t version = 0;                     // 0: derived from the list
+  bool tls = true;                          // for entries written as plain strings
+  std::vector<NodeEntry> endpoints;         // empty: this gateway's [[listen]] addresses
+};
+
 struct AdminConfig {
   std::string address = "127.0.0.1:9180";  // empty: no admin listener
 };
@@ -103,6 +116,7 @@ struct Config {
   WatchdogConfig watchdog;
   BusConfig bus;
   AdminConfig admin;
+  NodesConfig nodes;
   LogConfig log;
 
   bool anyTls() const;

@@ -11,6 +11,7 @@
 
 #include "core/Hub.h"
 #include "core/Log.h"
+#include "core/Net.h"
 #include "core/WebSocket.h"
 #include "gateway/Broker.h"
 #include "core/Cursor.h"
@@ -95,6 +96,46 @@ void route(const Request& req, Reply& r, GatewayContext& ctx) {
     return;
   }
   error(r, 404, "not_found", fmt::format("no resource at {}", path.substr(0, 200)));
+}
+
+// GET /v1/nodes: {"version":V,"ttl_s":S,"nodes":[{"host":H,"port":P,"tls":B}...]}, the list
+// nsclient keeps as its fallback. [nodes] endpoints, else this gateway's listeners (a
+// wildcard listener is reported with the address the client reached). The version is
+// [nodes] version, else a hash of the list: clients compare it to see a change.
+void nodes(const Request& req, Reply& r, const Config& cfg, const SockAddr& local) {
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    r.extra_headers = "Allow: GET, HEAD\r\n";
+    error(r, 405, "bad_request", "/v1/nodes answers GET and HEAD");
+    return;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  auto add = [&](const SockAddr& a, bool tls) {
+    list.push_back({{"host", a.host()}, {"port", a.port()}, {"tls", tls}});
+  };
+  if (!cfg.nodes.endpoints.empty()) {
+    for (const auto& e : cfg.nodes.endpoints) add(*parseSockAddr(e.address), e.tls);
+  } else {
+    for (const auto& l : cfg.listen) {
+      SockAddr a = *parseSockAddr(l.address);
+      std::string host = a.host();
+      if (host == "0.0.0.0" || host == "::") {
+        SockAddr reached = local;
+        if (reached.family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&reached.storage)->sin6_port = htons(a.port());
+        else reinterpret_cast<sockaddr_in*>(&reached.storage)->sin_port = htons(a.port());
+        a = reached;
+      }
+      add(a, l.tls);
+    }
+  }
+  std::string text = list.dump();
+  uint64_t version = cfg.nodes.version;
+  if (version == 0) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
+    version = (h >> 12) | 1;  // fits a JSON number exactly (52 bits), never 0
+  }
+  r.body = fmt::format(R"({{"version":{},"ttl_s":{},"nodes":{}}})", version,
+                       std::chrono::duration_cast<std::chrono::seconds>(cfg.nodes.ttl).count(), text);
 }
 
 // Maps a request-read failure to the answer the client gets before we close.
@@ -394,6 +435,8 @@ class HttpSession final : public SessionEntry {
           }
         } else if (path == "/v1/poll") {
           co_await poll(req, target, reply);
+        } else if (path == "/v1/nodes") {
+          nodes(req, reply, ctx_.config, localAddress(stream_.socket().native_handle()));
         } else if (path.starts_with("/v1/")) {
           co_await routePubSub(req, target, reply);
         } else {

@@ -8,9 +8,9 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   # libraries
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
-  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev
+  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libc-ares-dev
   # tools the tests drive
-  openssl curl python3 python3-websockets prometheus groff-base
+  openssl curl python3 python3-websockets prometheus groff-base dnsmasq-base
   # tools the README tour and the runbook use
   jq netcat-openbsd
 )
