@@ -81,10 +81,6 @@ struct SplitMix {
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
 };
 
-uint64_t clientSeed(uint64_t seed, int policy, int client) {
-  SplitMix mix{seed ^ (static_cast<uint64_t>(policy) << 40) ^ static_cast<uint64_t>(client)};
-  return mix.next();
-}
 
 // One client's reconnect behaviour. Times are absolute simulated milliseconds.
 class Client {
@@ -171,8 +167,10 @@ std::vector<std::unique_ptr<Client>> makeClients(int policy, const Options& opti
   ours.dropSpread = std::chrono::milliseconds{options.drop_spread};
   std::vector<std::unique_ptr<Client>> clients;
   clients.reserve(options.clients);
+  // Client i's seed is output i of a splitmix stream keyed by (run seed, policy).
+  SplitMix seeds{SplitMix{options.seed}.next() ^ static_cast<uint64_t>(policy)};
   for (int i = 0; i < options.clients; ++i) {
-    uint64_t seed = clientSeed(options.seed, policy, i);
+    uint64_t seed = seeds.next();
     if (policy == kOurs)
       clients.push_back(std::make_unique<OursClient>(ours, seed, options.connect_timeout));
     else if (policy == kSocketIo)
