@@ -242,7 +242,7 @@ Result simulate(int policy, const Options& options, double down_s) {
   result.peak_1s = *std::max_element(buckets_1s.begin(), buckets_1s.end());
   result.peak_100ms = *std::max_element(buckets_100ms.begin(), buckets_100ms.end());
   int64_t until_t99 = std::upper_bound(attempt_times.begin(), attempt_times.end(), result.t99) - attempt_times.begin();
-  result.mean_per_s = static_cast<double>(until_t99) / (static_cast<double>(result.t99) / 1000.0);
+  result.mean_per_s = static_cast<double>(until_t99) / (static_cast<double>(std::max<Ms>(result.t99, 1)) / 1000.0);
 
   // The same over the whole 1 s buckets from the end of the outage to t99.
   size_t first = static_cast<size_t>((down_ms + 999) / 1000), last = static_cast<size_t>(result.t99 / 1000);
@@ -262,10 +262,10 @@ Result simulate(int policy, const Options& options, double down_s) {
   std::exit(2);
 }
 
-double number(const char* flag, const char* text, double min) {
+double number(const char* flag, const char* text, double min, double max) {
   char* end = nullptr;
   double value = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !std::isfinite(value) || value < min)
+  if (end == text || *end != '\0' || !std::isfinite(value) || value < min || value > max)
     usage((std::string("bad value for ") + flag + ": " + text).c_str());
   return value;
 }
@@ -277,12 +277,12 @@ Options parse(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") usage("a reconnect storm after a gateway restart");
     if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
     const char* value = argv[++i];
-    if (flag == "--clients") options.clients = static_cast<int>(number("--clients", value, 100));
-    else if (flag == "--down") options.down_s = {number("--down", value, 0)};
-    else if (flag == "--capacity") options.capacity = static_cast<int>(number("--capacity", value, 10));
-    else if (flag == "--seed") options.seed = static_cast<uint64_t>(number("--seed", value, 0));
-    else if (flag == "--connect-timeout") options.connect_timeout = std::llround(number("--connect-timeout", value, 0) * 1000);
-    else if (flag == "--drop-spread") options.drop_spread = std::llround(number("--drop-spread", value, 0));
+    if (flag == "--clients") options.clients = static_cast<int>(number("--clients", value, 100, 10'000'000));
+    else if (flag == "--down") options.down_s = {number("--down", value, 0, 3600)};
+    else if (flag == "--capacity") options.capacity = static_cast<int>(number("--capacity", value, 10, 1e9));
+    else if (flag == "--seed") options.seed = static_cast<uint64_t>(number("--seed", value, 0, 9e15));
+    else if (flag == "--connect-timeout") options.connect_timeout = std::llround(number("--connect-timeout", value, 0, 3600) * 1000);
+    else if (flag == "--drop-spread") options.drop_spread = std::llround(number("--drop-spread", value, 0, 3.6e6));
     else if (flag == "--overload") {
       if (std::strcmp(value, "refuse") == 0) options.overload = Overload::Refuse;
       else if (std::strcmp(value, "timeout") == 0) options.overload = Overload::Timeout;
@@ -310,7 +310,7 @@ int main(int argc, char** argv) {
       "Model: every client's connection drops at t=0 (no reconnect hint). While the gateway is down\n"
       "an attempt is refused at once. Then it accepts %d new connections/s (%d per 100 ms slice,\n"
       "first come first served); an attempt over that %s. Every attempt counts.\n"
-      "No latency, handshake time or SYN retransmits are modelled. Our connect timeout: %.0f s.\n"
+      "No latency, handshake time or SYN retransmits are modelled. Our connect timeout (timeout mode): %.0f s.\n"
       "Peaks are over the whole run; mean = attempts up to t99 / t99; peak-to-mean uses the 1 s peak.\n"
       "'While up' is the same ratio over the whole seconds from the end of the outage to t99.\n"
       "Our first retry after a drop is drawn over [0, %lld ms].\n\n",
