@@ -31,18 +31,22 @@ Backoff::Backoff(BackoffPolicy policy, uint64_t seed) : policy_(policy), rng_(se
 
 milliseconds Backoff::ceiling() const { return milliseconds{std::llround(ceiling_ms_)}; }
 
-milliseconds Backoff::nextDelay() {
-  std::uniform_int_distribution<int64_t> draw(0, ceiling().count());
+milliseconds Backoff::nextDelay() { return drawUnder(ceiling()); }
+
+milliseconds Backoff::afterDrop(milliseconds uptime) {
+  resetIfStable(uptime);
+  // Only this one draw is widened; the ceiling then grows as after any attempt, so the
+  // clients whose first retry fails come back on the ordinary sequence (1.6 s, 2.56 s ...
+  // after a reset) and those retries are already spread by the first draw.
+  return drawUnder(std::max(ceiling(), policy_.dropSpread));
+}
+
+milliseconds Backoff::drawUnder(milliseconds window) {
+  std::uniform_int_distribution<int64_t> draw(0, window.count());
   milliseconds delay{draw(rng_)};
   ++attempts_;
   ceiling_ms_ = std::min(ceiling_ms_ * policy_.multiplier, static_cast<double>(policy_.max.count()));
   return delay;
-}
-
-milliseconds Backoff::afterDrop(milliseconds uptime) {
-  resetIfStable(uptime);
-  ceiling_ms_ = std::max(ceiling_ms_, static_cast<double>(policy_.dropSpread.count()));
-  return nextDelay();
 }
 
 milliseconds Backoff::afterHint(milliseconds after_ms, milliseconds uptime) {

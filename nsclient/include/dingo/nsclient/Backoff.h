@@ -24,13 +24,16 @@ struct BackoffPolicy {
   std::chrono::milliseconds stable{30000};
   // After an established connection drops, the first retry is drawn over
   // [0, max(ceiling, dropSpread)], not over [0, initial]. A gateway restart drops every
-  // client at the same instant; a 1 s window would bring them all back within that
-  // second (10,000 clients: 10,000 attempts in 1 s against a gateway that takes a few
-  // thousand handshakes a second). 5 s matches the spread the gateway itself uses for
-  // its planned-close hint (after_ms in 250 ms .. 5 s, gateway/Output.h), so a crash and
-  // a planned restart load the gateway alike. It costs a lone client 2.5 s on average
-  // after a drop; 0 turns the widening off.
-  std::chrono::milliseconds dropSpread{5000};
+  // client at the same instant, so this one draw decides the shape of the storm: with
+  // 1 s, 10,000 clients would come back within one second, against a gateway that
+  // completes a few thousand TLS handshakes a second (bench/RESULTS.md: 1,100 to 3,400
+  // on 2 vCPUs). The window must be at least clients / capacity (10,000 / 2,000/s = 5 s)
+  // with headroom for random bunching and for the clients that hit the outage: 8 s keeps
+  // the arrival rate near 60% of that capacity (bench/reconnect_sim). The cost is a lone
+  // client's: 4 s on average after a drop. Only this draw is widened: the ceiling then
+  // grows as after any attempt. A deployment with fewer clients per gateway can lower it;
+  // 0 gives [0, ceiling] like any failed attempt.
+  std::chrono::milliseconds dropSpread{8000};
 };
 
 // Throws std::invalid_argument unless initial > 0, multiplier is finite and >= 1,
@@ -49,8 +52,8 @@ class Backoff {
   std::chrono::milliseconds nextDelay();
 
   // An established connection dropped after `uptime` with no hint. Resets first if
-  // uptime >= stable; then the ceiling is raised to at least dropSpread and the delay is
-  // drawn like nextDelay() (so it is jittered, and the ceiling grows after it).
+  // uptime >= stable; then the delay is drawn uniformly over [0, max(ceiling(),
+  // dropSpread)] (jittered too, no floor), and the ceiling grows as after nextDelay().
   std::chrono::milliseconds afterDrop(std::chrono::milliseconds uptime);
 
   // The server's {"event":"reconnect","after_ms":N} before a planned close. Returns N
@@ -73,6 +76,8 @@ class Backoff {
 
  private:
   void resetIfStable(std::chrono::milliseconds uptime);
+  // Uniform over [0, window], counts an attempt, grows the ceiling.
+  std::chrono::milliseconds drawUnder(std::chrono::milliseconds window);
 
   BackoffPolicy policy_;
   std::mt19937_64 rng_;
