@@ -25,7 +25,7 @@ install(FILES ${DINGO_PKG_DIR}/dingo.toml DESTINATION /etc/dingo COMPONENT runti
 install(FILES ${DINGO_PKG_DIR}/systemd/dingo.service ${DINGO_PKG_DIR}/systemd/dingo-watchdog.service
               ${DINGO_PKG_DIR}/systemd/dingo.socket
         DESTINATION /lib/systemd/system COMPONENT runtime)
-install(FILES ${DINGO_PKG_DIR}/tmpfiles.d/dingo.conf DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/tmpfiles.d
+install(FILES ${DINGO_PKG_DIR}/tmpfiles.d/dingo.conf DESTINATION lib/tmpfiles.d
         COMPONENT runtime)
 install(PROGRAMS ${DINGO_PKG_DIR}/dingo-watchdog-restart DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/dingo
         COMPONENT runtime)
@@ -71,12 +71,14 @@ install(FILES ${PROJECT_SOURCE_DIR}/docs/runbook.md ${PROJECT_SOURCE_DIR}/README
         DESTINATION ${DINGO_DOC_DIR} COMPONENT runtime)
 install(FILES ${DINGO_PKG_DIR}/README.md DESTINATION ${DINGO_DOC_DIR} RENAME README.packaging.md
         COMPONENT runtime)
-install(DIRECTORY ${DINGO_PKG_DIR}/examples/ DESTINATION ${DINGO_DOC_DIR}/examples COMPONENT runtime
-        FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
-        PATTERN "*.sh" PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
-                                    WORLD_READ WORLD_EXECUTE)
-install(FILES ${DINGO_PKG_DIR}/deb/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides
-        RENAME dingo COMPONENT runtime)
+file(GLOB DINGO_EXAMPLES CONFIGURE_DEPENDS ${DINGO_PKG_DIR}/examples/*)
+foreach(f ${DINGO_EXAMPLES})
+  if(f MATCHES "\\.sh$" AND NOT f MATCHES "/lib\\.sh$")  # lib.sh is sourced, not run
+    install(PROGRAMS ${f} DESTINATION ${DINGO_DOC_DIR}/examples COMPONENT runtime)
+  else()
+    install(FILES ${f} DESTINATION ${DINGO_DOC_DIR}/examples COMPONENT runtime)
+  endif()
+endforeach()
 
 # ---- CPack -------------------------------------------------------------------------
 
@@ -159,6 +161,6 @@ set(CPACK_RPM_RUNTIME_POST_INSTALL_SCRIPT_FILE ${DINGO_PKG_DIR}/rpm/post)
 set(CPACK_RPM_RUNTIME_PRE_UNINSTALL_SCRIPT_FILE ${DINGO_PKG_DIR}/rpm/preun)
 set(CPACK_RPM_RUNTIME_POST_UNINSTALL_SCRIPT_FILE ${DINGO_PKG_DIR}/rpm/postun)
 set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION /etc/dingo /lib /lib/systemd /lib/systemd/system
-    /usr/lib/tmpfiles.d /usr/libexec /usr/share/lintian /usr/share/lintian/overrides)
+    /usr/lib/tmpfiles.d /usr/libexec)
 
 include(CPack)

@@ -11,6 +11,9 @@ packages=(
   libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev
   # tools the tests drive
   openssl curl python3 python3-websockets prometheus groff-base
+  # the package test: lintian checks the .deb, systemd-analyze verifies the units, man
+  # renders the pages as installed
+  lintian systemd man-db
   # tools the README tour and the runbook use
   jq netcat-openbsd
 )
