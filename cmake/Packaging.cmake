@@ -84,6 +84,12 @@ endforeach()
 
 get_cmake_property(DINGO_COMPONENTS COMPONENTS)
 list(REMOVE_ITEM DINGO_COMPONENTS Unspecified)
+if(dev IN_LIST DINGO_COMPONENTS)
+  # Debian wants a copyright file and a changelog in every package's doc folder.
+  install(FILES ${PROJECT_BINARY_DIR}/packaging/changelog.gz DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/dingo-dev
+          RENAME ${DINGO_CHANGELOG_NAME} COMPONENT dev)
+  install(FILES ${DINGO_PKG_DIR}/copyright DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/dingo-dev COMPONENT dev)
+endif()
 foreach(c ${DINGO_COMPONENTS})
   if(NOT c MATCHES "^(runtime|dev)$")
     message(FATAL_ERROR "install() component '${c}' has no package: use COMPONENT runtime or dev "
