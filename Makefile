@@ -4,7 +4,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CTEST_ARGS ?=
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run test bench package clean
 
 all: build
 
@@ -22,6 +22,12 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600 $(CTEST_ARGS)
+
+# The .deb packages (dingo, and dingo-dev once the library is there), and .rpm ones
+# when rpmbuild is installed, in $(BUILD)/packages/.
+package: build
+	cd $(BUILD) && cpack
+	@ls -1 $(BUILD)/packages/*.deb $(BUILD)/packages/*.rpm 2>/dev/null || true
 
 bench: build
 	@scripts/install-deps.sh --bench

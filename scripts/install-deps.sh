@@ -10,7 +10,12 @@ packages=(
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
   libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libc-ares-dev
   # tools the tests drive
-  openssl curl python3 python3-websockets prometheus groff-base dnsmasq-base
+  openssl curl python3 python3-websockets prometheus groff-base
+  # nsclient's tests run a real DNS server
+  dnsmasq-base
+  # the package test: lintian checks the .deb, systemd-analyze verifies the units, man
+  # renders the pages as installed
+  lintian systemd man-db
   # tools the README tour and the runbook use
   jq netcat-openbsd
 )
