@@ -31,7 +31,8 @@ class Gateway {
  public:
   Gateway(const Config& config, const GatewayOptions& options)
       : options_(options),
-        ctx_{config},
+        config_(effectiveConfig(config, options)),
+        ctx_{config_},
         signals_(io_),
         stats_timer_(io_),
         ticket_timer_(io_),
@@ -468,7 +469,20 @@ class Gateway {
 
   // Declaration order matters: sessions still open when io_ is destroyed unlink
   // themselves from ctx_ and hold SSL objects of ssl_ctx_, so both outlive io_.
+  // A standalone gateway's --listen/--listen-tls replace [[listen]] (GET /v1/nodes
+  // reports them).
+  static Config effectiveConfig(const Config& config, const GatewayOptions& o) {
+    Config c = config;
+    if (o.standalone && (!o.listen.empty() || !o.listen_tls.empty())) {
+      c.listen.clear();
+      for (const auto& a : o.listen) c.listen.push_back(ListenConfig{a, false, 4096});
+      for (const auto& a : o.listen_tls) c.listen.push_back(ListenConfig{a, true, 4096});
+    }
+    return c;
+  }
+
   GatewayOptions options_;
+  Config config_;
   TicketKeyRing ticket_keys_;
   SslCtxPtr ssl_ctx_;
   GatewayContext ctx_;

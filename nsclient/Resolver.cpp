@@ -128,10 +128,15 @@ namespace {
 struct Query {
   DnsResult* out;
   bool done = false;
+  bool abandoned = false;  // past the deadline: the answer is "no answer"
 };
 
 void onAddrinfo(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
   auto* q = static_cast<Query*>(arg);
+  if (q->abandoned) {
+    if (res) ares_freeaddrinfo(res);
+    return;
+  }
   q->done = true;
   if (status != ARES_SUCCESS) {
     q->out->error = ares_strerror(status);
@@ -224,11 +229,12 @@ std::vector<DnsResult> lookup(const std::vector<std::string>& names, const std::
       if (r != ARES_SOCKET_BAD || w != ARES_SOCKET_BAD) ares_process_fd(channel, r, w);
     }
   }
+  for (auto& q : queries) {
+    if (q.done) continue;
+    q.abandoned = true;
+    q.out->error = "no answer within " + std::to_string(timeout.count()) + " ms";
+  }
   ares_destroy(channel);  // calls back what is left with ARES_EDESTRUCTION
-  for (auto& r : results)
-    if (r.addresses.empty() && (r.error.empty() || r.error.find("destruction") != std::string::npos ||
-                                r.error.find("cancel") != std::string::npos))
-      r.error = "no answer within " + std::to_string(timeout.count()) + " ms";
   return results;
 }
 
@@ -642,12 +648,19 @@ std::vector<Candidate> Resolver::candidates(std::vector<std::string>* notes) {
   auto note = [&](std::string n) {
     if (notes) notes->push_back(std::move(n));
   };
-  if (!store_->recovered().empty()) note(store_->recovered());
   int64_t now = unixNow();
   std::vector<Candidate> out;
   std::set<std::pair<std::string, uint16_t>> seen;
+  // One candidate per endpoint: the first source that gives it, unless that one is stale
+  // and a later one fresh.
   auto add = [&](Candidate c) {
-    if (seen.insert({c.endpoint.host, c.endpoint.port}).second) out.push_back(std::move(c));
+    if (seen.insert({c.endpoint.host, c.endpoint.port}).second) {
+      out.push_back(std::move(c));
+      return;
+    }
+    for (auto& have : out)
+      if (have.endpoint.host == c.endpoint.host && have.endpoint.port == c.endpoint.port && have.stale && !c.stale)
+        have = std::move(c);
   };
 
   // DNS: both names at once; a fresh cached answer is used without asking (TTL-aware);
@@ -657,6 +670,7 @@ std::vector<Candidate> Resolver::candidates(std::vector<std::string>* notes) {
   if (!options_.backup.empty()) names.emplace_back(options_.backup, Source::Backup);
   std::vector<std::string> ask;
   std::map<std::string, DnsAnswer> answers;
+  std::set<std::string> answered_now;  // fresh whatever their TTL
   for (const auto& [name, src] : names) {
     auto cached = store_->dns(name);
     if (cached && cached->resolved_at + cached->ttl_s > now && !cached->addresses.empty()) answers[name] = *cached;
@@ -669,6 +683,7 @@ std::vector<Candidate> Resolver::candidates(std::vector<std::string>* notes) {
         DnsAnswer a{ask[i], results[i].addresses, now, results[i].ttl_s};
         store_->saveDns(a);
         answers[ask[i]] = a;
+        answered_now.insert(ask[i]);
       } else {
         note("DNS " + ask[i] + ": " + results[i].error);
         if (auto cached = store_->dns(ask[i]); cached && !cached->addresses.empty()) answers[ask[i]] = *cached;
@@ -682,7 +697,7 @@ std::vector<Candidate> Resolver::candidates(std::vector<std::string>* notes) {
     if (it == answers.end()) continue;
     if (src == Source::Backup && primary_answered) continue;
     const DnsAnswer& a = it->second;
-    bool stale = a.resolved_at + a.ttl_s <= now && a.resolved_at != now;
+    bool stale = !answered_now.count(name) && a.resolved_at + a.ttl_s <= now;
     if (src == Source::Primary && !stale) primary_answered = true;
     for (const auto& addr : a.addresses)
       add(Candidate{Endpoint{addr, options_.port, options_.tls}, src, static_cast<double>(now - a.resolved_at), stale});

@@ -119,6 +119,18 @@ int main(int argc, char** argv) {
   connect->add_option("--keepalive", keepalive, "Ping the gateway this often; no answer within it means it is gone")
       ->capture_default_str();
   connect->add_option("--count", count, "Exit 0 after this many messages (default: run until stopped)");
+  std::string retry_initial = "1s", retry_max = "120s", drop_spread = "8s", stable_after = "30s";
+  double retry_multiplier = 1.6;
+  connect->add_option("--retry-initial", retry_initial, "Reconnect policy: the first backoff ceiling")
+      ->capture_default_str();
+  connect->add_option("--retry-multiplier", retry_multiplier, "Reconnect policy: the ceiling grows by this")
+      ->capture_default_str();
+  connect->add_option("--retry-max", retry_max, "Reconnect policy: the largest ceiling")->capture_default_str();
+  connect->add_option("--drop-spread", drop_spread,
+                      "Reconnect policy: the first retry after a dropped connection is drawn over at least this")
+      ->capture_default_str();
+  connect->add_option("--stable-after", stable_after, "Reconnect policy: a connection up this long resets the backoff")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -157,6 +169,21 @@ int main(int argc, char** argv) {
   }
   SubscribeOptions so;
   so.keepalive = *k;
+  {
+    auto ri = parseDuration(retry_initial), rm = parseDuration(retry_max), ds = parseDuration(drop_spread),
+         sa = parseDuration(stable_after);
+    if (!ri || !rm || !ds || !sa) return usage("--retry-initial, --retry-max, --drop-spread, --stable-after take durations (250ms, 5s, 2m)");
+    so.policy.initial = *ri;
+    so.policy.max = *rm;
+    so.policy.multiplier = retry_multiplier;
+    so.policy.dropSpread = *ds;
+    so.policy.stable = *sa;
+    try {
+      validate(so.policy);
+    } catch (const std::invalid_argument& e) {
+      return usage(std::string("reconnect policy: ") + e.what());
+    }
+  }
   for (const auto& c : channels) {
     if (!validChannel(c)) return usage("--channel: '" + c + "' is not a channel (1-255 of [A-Za-z0-9_.:/-], starting with /)");
     so.channels.push_back(c);
@@ -176,6 +203,7 @@ int main(int argc, char** argv) {
   try {
     Resolver resolver(o);
     std::vector<std::string> notes;
+    printNotes({resolver.store().recovered()});
     if (*resolve) {
       auto cands = resolver.candidates(&notes);
       printNotes(notes);
@@ -193,7 +221,6 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*list) {
-      printNotes({resolver.store().recovered()});
       auto meta = resolver.store().nodesMeta();
       int64_t now = unixNow();
       std::vector<Candidate> cands;

@@ -563,6 +563,8 @@ class Supervisor {
     }
     if (pid == 0) {
       systemd::passListenFds(fds);
+      // systemd's watchdog (NotifyAccess=all, MAINPID) is the new supervisor's to feed.
+      if (std::getenv("WATCHDOG_PID")) ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
       // Asio opens some sockets without SOCK_CLOEXEC (control, admin): nothing else goes.
       ::close_range(3 + static_cast<unsigned>(fds.size()), ~0U, CLOSE_RANGE_CLOEXEC);
       std::string from = std::to_string(me);
