@@ -3,7 +3,7 @@
 
   bench/run.py [--build build] [--seconds 5] [--rounds 3]
                [--only tls,plain,handoff,idle,fanout] [--idle-connections 100000]
-               [--subscribers 10000]
+               [--subscribers 10000] [--trials 20]
 
 Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
@@ -21,6 +21,9 @@ during reload and upgrade under wrk.
 Long-polling and SSE (see bench/polling_bench.py): (held) KB per held poll; (pollcache)
 CPU per poll with and without the session cache; (roundtrip) publish-to-delivery for
 long-poll, SSE and WebSocket.
+nsclient (see bench/nsclient_bench.py): (reconnect) reconnect after a node dies, process
+killed and silent black hole; (storm) bench/reconnect_sim, 10,000 simulated clients, our
+policy against socket.io-client's and gRPC's.
 
 Servers get the same number of workers (2) and the same certificate. Beside req/s it
 reports the servers' CPU time per request (utime + stime of every server process from
@@ -306,6 +309,7 @@ def bench_handoff(rows, seconds):
 
 def main():
     global BUILD, WORK, CERTS, ROUNDS
+    import nsclient_bench
     import ops_bench
     import polling_bench
     import pubsub_bench
@@ -313,7 +317,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
-    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops")
+    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops,reconnect,storm")
+    ap.add_argument("--trials", type=int, default=20, help="(reconnect) trials per case")
     ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
     ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
     args = ap.parse_args()
@@ -324,6 +329,7 @@ def main():
     subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)
     rows, idle_rows, fanout_rows = [], [], []
     held_rows, pollcache_rows, roundtrip_rows, ops_rows = [], [], [], {}
+    reconnect_rows, storm_text = [], ""
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -337,6 +343,10 @@ def main():
                 pollcache_rows = polling_bench.bench_pollcache(env, args.seconds)
             elif part == "ops":
                 ops_rows = ops_bench.bench_ops(env)
+            elif part == "reconnect":
+                reconnect_rows = nsclient_bench.bench_reconnect(env, args.trials)
+            elif part == "storm":
+                storm_text = nsclient_bench.bench_storm(env)
             elif part == "roundtrip":
                 roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
@@ -350,6 +360,7 @@ def main():
     pubsub_bench.print_tables(idle_rows, fanout_rows)
     polling_bench.print_tables(held_rows, pollcache_rows, roundtrip_rows)
     ops_bench.print_table(ops_rows)
+    nsclient_bench.print_tables(reconnect_rows, storm_text)
 
 
 if __name__ == "__main__":

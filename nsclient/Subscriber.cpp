@@ -83,8 +83,7 @@ int Subscriber::run(const Handler& on_event) {
     if (!on_event(e)) stopping_ = true;
   };
   while (!stopping_) {
-    // The node list is refreshed at about 75% of its TTL (jittered per client).
-    if (auto due = resolver_.nextRefreshAt(); due != 0 && due <= unixNow()) resolver_.refresh();
+    refreshWhenDue();
 
     unsigned char raw[16];
     RAND_bytes(raw, sizeof raw);
@@ -125,7 +124,35 @@ int Subscriber::run(const Handler& on_event) {
     emit({SubscriberEvent::Kind::Waiting, {}, 0, {}, {}, true, {}, reason, delay.count()});
     pause(delay, stopping_);
   }
+  if (refreshing_.valid()) refreshing_.wait();
   return 0;
+}
+
+void Subscriber::refreshWhenDue() {
+  if (refreshing_.valid()) {
+    if (refreshing_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    // A new list has its own due time; a failure waits for the minute set below.
+    if (refreshing_.get().ok) next_refresh_check_ = 0;
+  }
+  // The node list is refreshed at about 75% of its TTL (jittered per client), and at once
+  // when there is none; a failed refresh is tried again a minute later.
+  int64_t now = unixNow();
+  if (now < next_refresh_check_) return;
+  next_refresh_check_ = now + 1;
+  int64_t due = resolver_.nextRefreshAt();
+  if (due > now) return;
+  next_refresh_check_ = now + 60;
+  Options options = resolver_.options();
+  refreshing_ = std::async(std::launch::async, [options] {
+    try {
+      Resolver own(options);
+      return own.refresh();
+    } catch (const std::exception& e) {
+      RefreshResult r;
+      r.error = e.what();
+      return r;
+    }
+  });
 }
 
 Subscriber::End Subscriber::session(Connection& c, const Handler& on_event, std::string& reason,
@@ -169,6 +196,7 @@ Subscriber::End Subscriber::session(Connection& c, const Handler& on_event, std:
         return End::Dropped;
       }
     }
+    refreshWhenDue();
     auto wake = ping_id ? ping_sent + options_.keepalive : next_ping;
     auto wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()),
                            std::chrono::milliseconds(1), std::chrono::milliseconds(200));

@@ -386,6 +386,29 @@ class NsClientTest(unittest.TestCase):
         self.assertEqual(body["ttl_s"], 600)
         conn.close()
 
+    def test_connect_refreshes_the_node_list_in_the_background(self):
+        gw = Gateway(self.work, "127.0.0.7", self.port, self.good,
+                     extra='[nodes]\nttl = "2s"\nendpoints = ["127.0.0.7:%d"]' % self.port)
+        try:
+            proc = subprocess.Popen([binary("dingo-nsclient"), "--db", self.db, "--ca", self.ca, "--primary", NAME,
+                                     "--seed", f"127.0.0.7:{self.port}", "connect", "--channel", "/bg"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                # No list yet: fetched at once; then again at about 75% of its 2 s TTL,
+                # while the subscription stays up.
+                first = wait_for(lambda: self.ns_json("list").get("nodes"), 10, what="the first refresh")
+                later = wait_for(lambda: (lambda n: n if n["refreshed_at"] > first["refreshed_at"] else None)(
+                    self.ns_json("list")["nodes"]), 10, what="a refresh in the background")
+                self.assertEqual(later["ttl_s"], 2)
+                self.assertIsNone(proc.poll())
+            finally:
+                proc.terminate()
+                _, err = proc.communicate(timeout=10)
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertEqual(err.count("connected to"), 1, err)
+        finally:
+            gw.stop()
+
     def test_bad_usage_exits_2(self):
         for args in (["connect"], ["connect", "--channel", "no-slash"], ["resolve", "--seed", "host"],
                      ["resolve", "--timeout", "soon"], ["nonsense"], ["resolve", "--dns-server", "x"]):

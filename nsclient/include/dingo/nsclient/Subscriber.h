@@ -8,6 +8,7 @@
 // keepalive: a ping command every `keepalive`, and no answer within it means dead.
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <string>
 #include <vector>
@@ -62,11 +63,16 @@ class Subscriber {
  private:
   enum class End { Stopped, Dropped, Hinted, Failed };
   End session(Connection& c, const Handler& on_event, std::string& reason, int64_t& hint_ms);
+  // Refreshes the node list in the background (its own Resolver, so its own SQLite
+  // connection) when nextRefreshAt() has passed and none is running.
+  void refreshWhenDue();
 
   Resolver& resolver_;
   SubscribeOptions options_;
   Backoff backoff_;
   std::map<std::string, std::string> positions_;
+  std::future<RefreshResult> refreshing_;
+  int64_t next_refresh_check_ = 0;  // unix seconds
   volatile bool stopping_ = false;
 };
 
