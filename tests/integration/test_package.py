@@ -169,6 +169,35 @@ class PackageTest(unittest.TestCase):
         self.assertRegex(files, r"\./usr/include/dingo/\S+\.h")
         self.assertRegex(files, r"\./usr/lib/\S*libdingo-nsclient\.a")
         self.assertRegex(files, r"\./usr/lib/\S*pkgconfig/dingo-nsclient\.pc")
+        # A client program builds against the package's files alone, through pkg-config
+        # (the .pc finds its prefix from where it lies, so an unpacked copy works).
+        root = os.path.join(self.work, "devroot")
+        run("dpkg-deb", "-x", self.dev[0], root)
+        pc = glob.glob(os.path.join(root, "usr/lib/**/pkgconfig"), recursive=True)
+        self.assertEqual(len(pc), 1)
+        src = os.path.join(self.work, "client.cpp")
+        with open(src, "w") as f:
+            f.write("""
+#include <dingo/nsclient/Backoff.h>
+#include <dingo/nsclient/Resolver.h>
+#include <dingo/nsclient/Store.h>
+#include <dingo/nsclient/Subscriber.h>
+#include <cstdio>
+int main(int, char** argv) {
+  dingo::ns::Store store(argv[1]);
+  store.replaceNodes({{"192.0.2.7", 443, true}}, 1, 60, 1000);
+  dingo::ns::Backoff backoff;
+  auto d = backoff.nextDelay();
+  std::printf("%zu %d\\n", store.listed().size(), d.count() >= 0 && d.count() <= 1000);
+  return store.schemaVersion() == dingo::ns::Store::kSchemaVersion ? 0 : 1;
+}
+""")
+        env = dict(os.environ, PKG_CONFIG_PATH=pc[0])
+        flags = run("pkg-config", "--cflags", "--libs", "dingo-nsclient", env=env).stdout.split()
+        self.assertTrue(any(f.startswith("-I" + root) for f in flags), flags)
+        exe = os.path.join(self.work, "client")
+        run("g++", "-std=c++20", "-o", exe, src, *flags)
+        self.assertEqual(run(exe, os.path.join(self.work, "client.db")).stdout.strip(), "1 1")
 
     # ---- installed ------------------------------------------------------------------
 
