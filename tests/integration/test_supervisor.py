@@ -11,7 +11,7 @@ import subprocess
 import time
 import unittest
 
-from harness import Supervisor, certs, count_fds, http_get, healthz_worker, wait_for
+from harness import Supervisor, binary, certs, count_fds, http_get, healthz_worker, wait_for
 
 
 class SharedSupervisorTest(unittest.TestCase):
@@ -452,6 +452,29 @@ class CrashLoopTest(unittest.TestCase):
             sup.cleanup()
 
 
+def kill_all(pids):
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_supervisor(sup):
+    """kill -9 of the supervisor alone: its workers live on."""
+    sup.proc.kill()
+    sup.proc.wait()
+    sup.log_file.close()
+
+
+def successor_of(sup):
+    """A second supervisor on the same files as `sup` (not started yet), logging apart."""
+    again = Supervisor.__new__(Supervisor)
+    again.__dict__.update(sup.__dict__)
+    again.log_path = os.path.join(sup.dir, "supervisor2.log")
+    return again
+
+
 class StopTest(unittest.TestCase):
     def test_term_drains_and_exits_cleanly(self):
         sup = Supervisor(workers=2).start()
@@ -519,9 +542,7 @@ class StopTest(unittest.TestCase):
             keepalive = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
             keepalive.request("GET", "/healthz")
             keepalive.getresponse().read()
-            sup.proc.kill()
-            sup.proc.wait()
-            sup.log_file.close()
+            kill_supervisor(sup)
             time.sleep(0.3)  # the workers have seen their supervisor go
             # Orphaned: the open WebSocket still answers; pub/sub waits for a hub.
             self.assertTrue(ws.command("ping")["ok"])
@@ -530,9 +551,7 @@ class StopTest(unittest.TestCase):
             self.assertEqual(r["error"]["code"], "unavailable")
 
             # A new supervisor on the same config adopts them instead of starting new ones.
-            again = Supervisor.__new__(Supervisor)
-            again.__dict__.update(sup.__dict__)
-            again.log_path = os.path.join(sup.dir, "supervisor2.log")
+            again = successor_of(sup)
             t0 = time.monotonic()
             again.start()  # waits until both slots are ready
             ready_s = time.monotonic() - t0
@@ -576,15 +595,8 @@ class StopTest(unittest.TestCase):
             with open(f"/proc/{pids[1]}/status") if os.path.exists(f"/proc/{pids[1]}") else open(os.devnull) as f:
                 self.assertNotRegex(f.read(), r"State:\s+[RS]", "the adopted worker outlived the stop")
         finally:
-            for p in pids:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if again is not None:
-                again.cleanup()
-            else:
-                sup.cleanup()
+            kill_all(pids)
+            (again or sup).cleanup()
 
     def test_workers_left_by_a_supervisor_with_another_config_are_adopted_to_drain(self):
         sup = Supervisor(workers=1, tls=False)
@@ -595,14 +607,10 @@ class StopTest(unittest.TestCase):
             conn = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
             conn.request("GET", "/healthz")
             conn.getresponse().read()
-            sup.proc.kill()
-            sup.proc.wait()
-            sup.log_file.close()
+            kill_supervisor(sup)
             with open(sup.config, "a") as f:
                 f.write("\n# edited while the supervisor was down\n")
-            again = Supervisor.__new__(Supervisor)
-            again.__dict__.update(sup.__dict__)
-            again.log_path = os.path.join(sup.dir, "supervisor2.log")
+            again = successor_of(sup)
             again.start()
             wait_for(lambda: "adopted worker 0" in again.log(), 5, what="the adoption")
             self.assertIn(f"adopted worker 0 (pid {old[0]}, 1 connections) to drain it: it read another configuration",
@@ -615,15 +623,8 @@ class StopTest(unittest.TestCase):
             self.assertIn("exited (adopted: exit status unknown) (replaced)", again.log())
             conn.close()
         finally:
-            for p in old:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if again is not None:
-                again.cleanup()
-            else:
-                sup.cleanup()
+            kill_all(old)
+            (again or sup).cleanup()
 
     def test_dingoctl_stop(self):
         sup = Supervisor(workers=1, tls=False).start()
@@ -648,7 +649,7 @@ class StopTest(unittest.TestCase):
     def test_second_supervisor_on_the_same_control_socket_refuses_to_start(self):
         sup = Supervisor(workers=1, tls=False).start()
         try:
-            r = subprocess.run([os.path.join(os.environ.get("DINGO_BIN", ""), "dingo-supervisor"),
+            r = subprocess.run([binary("dingo-supervisor"),
                                 "--config", sup.config], capture_output=True, text=True, timeout=10)
             self.assertEqual(r.returncode, 1)
             self.assertIn("another supervisor is running", r.stderr + r.stdout)
