@@ -4,6 +4,8 @@
       - time from the supervisor's kill -9 (under dingo-watchdog --exec) to new
         connections served again, with and without --hold-listeners, and how many
         connection attempts were refused meanwhile (a client connects every 2 ms);
+        the time until the new supervisor has adopted every old worker (each holds an
+        open keep-alive connection), and whether those connections still answer;
       - requests failed during `dingoctl reload` and during `dingoctl upgrade`, under
         wrk load (keep-alive, 2 threads, 32 connections).
 """
@@ -91,6 +93,15 @@ level = "warn"
         first_status = status(env, control)
         first = first_status["pid"]
         old_workers = sorted(w["pid"] for w in first_status["workers"])
+        # An open keep-alive connection on each worker (round-robin): they must survive,
+        # and they keep the orphaned workers alive to be adopted.
+        import http.client
+        held = []
+        for _ in old_workers:
+            c = http.client.HTTPConnection("127.0.0.1", plain, timeout=5)
+            c.request("GET", "/healthz")
+            c.getresponse().read()
+            held.append(c)
         refused, stop = [0], threading.Event()
 
         def prober():
@@ -125,7 +136,15 @@ level = "warn"
         time.sleep(0.2)
         stop.set()
         t.join()
-        return {"ms": elapsed, "refused": refused[0], "adopted_ms": adopted_ms}
+        kept = 0
+        for c in held:
+            try:
+                c.request("GET", "/healthz")
+                kept += c.getresponse().status == 200
+            except OSError:
+                pass
+            c.close()
+        return {"ms": elapsed, "refused": refused[0], "adopted_ms": adopted_ms, "kept": kept, "held": len(held)}
     finally:
         st = status(env, control)
         os.killpg(wd.pid, signal.SIGTERM)
@@ -195,9 +214,11 @@ def print_table(rows):
                        ("sup_hold", "… with --hold-listeners")):
         runs = rows[key]
         print(f"| {label} | " + ", ".join(f"{r['ms']:.0f} ms / {r['refused']} refused" for r in runs) + " |")
-    adopted = [r["adopted_ms"] for key in ("sup_plain", "sup_hold") for r in rows[key]]
+    runs = [r for key in ("sup_plain", "sup_hold") for r in rows[key]]
     print("| supervisor kill -9 → every old worker adopted by the new one | " +
-          ", ".join("not adopted" if a is None else f"{a:.0f} ms" for a in adopted) + " |")
+          ", ".join("not adopted" if r["adopted_ms"] is None else f"{r['adopted_ms']:.0f} ms" for r in runs) + " |")
+    print("| keep-alive connections open across the kill that still answer | " +
+          ", ".join(f"{r['kept']} of {r['held']}" for r in runs) + " |")
     for key, label in (("reload", "requests failed during dingoctl reload (wrk -t2 -c32)"),
                        ("upgrade", "requests failed during dingoctl upgrade (wrk -t2 -c32)")):
         runs = rows[key]

@@ -67,6 +67,7 @@ std::optional<ProcStats> readProcStats(pid_t pid) {
     ++field;
   }
   ProcStats st;
+  st.state = *p;
   st.cpu_ticks = fields[14] + fields[15];
   st.start_ticks = fields[22];
   st.rss_bytes = fields[24] * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));

@@ -16,6 +16,7 @@ struct ProcStats {
   uint64_t rss_bytes = 0;
   uint64_t cpu_ticks = 0;   // utime + stime, in clock ticks
   uint64_t start_ticks = 0; // process start time since boot, in clock ticks
+  char state = '?';         // R, S, D, T, Z (zombie: exited, not yet reaped), ...
 };
 
 // Reads /proc/PID/stat. nullopt when the process is gone.

@@ -18,6 +18,7 @@
 #include <list>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -337,10 +338,12 @@ class Supervisor {
 
   // Offers the socket to the dispatcher's candidates in order.
   HandoffResult tryHandOff(int fd, const ipc::HandoffInfo& info) {
-    // No worker ready yet, but some starting (start-up, respawn): wait for them.
-    bool busy = candidates_.empty() && std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
-                  return w->alive() && w->state == WorkerState::Starting;
-                });
+    // No worker ready yet, but some starting (start-up, respawn, adoption) or expected to
+    // re-attach: wait for them.
+    bool busy = candidates_.empty() && (!awaiting_orphans_.empty() ||
+                                        std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
+                                          return w->alive() && w->state == WorkerState::Starting;
+                                        }));
     for (int slot : candidates_) {
       Worker& w = *workers_[static_cast<size_t>(slot)];
       int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::Handoff, ipc::asBytes(info), fd);
@@ -625,11 +628,13 @@ class Supervisor {
     for (auto& w : workers_)
       if (!orphans.count(w->slot)) spawn(*w);
     if (orphans.empty()) return;
+    for (const auto& [slot, pid] : orphans) awaiting_orphans_.insert(slot);
     logInfo(kLog, "{} worker(s) of the previous supervisor are still running; waiting up to {}s for them to re-attach",
             orphans.size(), kAdoptWait.count());
     adopt_timer_.expires_after(kAdoptWait);
     adopt_timer_.async_wait([this, orphans](boost::system::error_code ec) {
       if (ec || stopping_) return;
+      awaiting_orphans_.clear();
       for (auto& w : workers_) {
         if (w->alive() || !orphans.count(w->slot)) continue;
         logWarn(kLog, "worker {} (pid {}) did not re-attach; starting a new one", w->slot, orphans.at(w->slot));
@@ -655,8 +660,10 @@ class Supervisor {
       int slot = w.value("slot", -1);
       pid_t pid = w.value("pid", 0);
       auto ps = pid > 0 ? readProcStats(pid) : std::nullopt;
-      // The start time tells the worker from a process that reused its pid.
-      if (ps && ps->start_ticks == w.value("start_ticks", uint64_t{0}) && slot >= 0 && slot < worker_count_)
+      // The start time tells the worker from a process that reused its pid; a zombie has
+      // exited already (an idle orphan leaves at once).
+      if (ps && ps->state != 'Z' && ps->state != 'X' && ps->start_ticks == w.value("start_ticks", uint64_t{0}) &&
+          slot >= 0 && slot < worker_count_)
         out[slot] = pid;
     }
     return out;
@@ -702,6 +709,7 @@ class Supervisor {
     if (why_not.empty()) {
       w = workers_[static_cast<size_t>(slot)].get();
       w->respawn_timer.cancel();
+      awaiting_orphans_.erase(slot);
     } else {
       spare = std::make_unique<Worker>(io_, slot);
       w = spare.get();
@@ -1552,6 +1560,7 @@ class Supervisor {
   asio::steady_timer admin_retry_{io_};
   bool handed_over_ = false;  // the pid file and control socket path belong to it
   asio::steady_timer adopt_timer_{io_};
+  std::set<int> awaiting_orphans_;  // slots whose old worker may still re-attach
   uint64_t adopted_total_ = 0;
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
