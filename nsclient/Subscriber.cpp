@@ -83,7 +83,7 @@ int Subscriber::run(const Handler& on_event) {
     if (!on_event(e)) stopping_ = true;
   };
   while (!stopping_) {
-    refreshWhenDue();
+    refreshWhenDue(on_event);
 
     unsigned char raw[16];
     RAND_bytes(raw, sizeof raw);
@@ -128,20 +128,30 @@ int Subscriber::run(const Handler& on_event) {
   return 0;
 }
 
-void Subscriber::refreshWhenDue() {
+void Subscriber::refreshWhenDue(const Handler& on_event) {
+  int64_t now = unixNow();
   if (refreshing_.valid()) {
     if (refreshing_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
-    // A new list has its own due time; a failure waits for the minute set below.
-    if (refreshing_.get().ok) next_refresh_check_ = 0;
+    RefreshResult r = refreshing_.get();
+    SubscriberEvent e{SubscriberEvent::Kind::Refreshed};
+    e.recovered = r.ok;
+    e.endpoint = r.from;
+    e.reason = r.ok ? std::to_string(r.nodes) + " node(s), version " + std::to_string(r.version) +
+                          (r.changed ? "" : " (unchanged)")
+                    : r.error;
+    if (!on_event(e)) stopping_ = true;
+    // A new list has its own due time; a failure is tried again after a tenth of the
+    // list's TTL (5 s to a minute), not at once.
+    int64_t ttl = resolver_.store().nodesMeta() ? resolver_.store().nodesMeta()->ttl_s : 600;
+    next_refresh_check_ = r.ok ? 0 : now + std::clamp<int64_t>(ttl / 10, 5, 60);
   }
   // The node list is refreshed at about 75% of its TTL (jittered per client), and at once
-  // when there is none; a failed refresh is tried again a minute later.
-  int64_t now = unixNow();
+  // when there is none.
   if (now < next_refresh_check_) return;
   next_refresh_check_ = now + 1;
   int64_t due = resolver_.nextRefreshAt();
   if (due > now) return;
-  next_refresh_check_ = now + 60;
+  next_refresh_check_ = now + 3600;  // until this refresh ends
   Options options = resolver_.options();
   refreshing_ = std::async(std::launch::async, [options] {
     try {
@@ -196,7 +206,7 @@ Subscriber::End Subscriber::session(Connection& c, const Handler& on_event, std:
         return End::Dropped;
       }
     }
-    refreshWhenDue();
+    refreshWhenDue(on_event);
     auto wake = ping_id ? ping_sent + options_.keepalive : next_ping;
     auto wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()),
                            std::chrono::milliseconds(1), std::chrono::milliseconds(200));

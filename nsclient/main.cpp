@@ -321,6 +321,12 @@ int main(int argc, char** argv) {
           case K::Disconnected:
             std::fprintf(stderr, "dingo-nsclient: disconnected: %s\n", e.reason.c_str());
             break;
+          case K::Refreshed:
+            if (e.recovered)
+              std::fprintf(stderr, "dingo-nsclient: node list refreshed from %s: %s\n", e.endpoint.c_str(), e.reason.c_str());
+            else
+              std::fprintf(stderr, "dingo-nsclient: refreshing the node list failed: %s\n", e.reason.c_str());
+            break;
           case K::Waiting:
             std::fprintf(stderr, "dingo-nsclient: reconnecting in %lld ms (%s)\n", static_cast<long long>(e.delay_ms),
                          e.reason.c_str());

@@ -34,6 +34,7 @@ struct SubscriberEvent {
     Message,       // channel, position, data (compact JSON)
     Disconnected,  // reason
     Waiting,       // delay_ms before the next attempt, reason
+    Refreshed,     // the node list was refreshed in the background: recovered = ok, reason = what
   };
   Kind kind;
   std::string endpoint;
@@ -65,7 +66,7 @@ class Subscriber {
   End session(Connection& c, const Handler& on_event, std::string& reason, int64_t& hint_ms);
   // Refreshes the node list in the background (its own Resolver, so its own SQLite
   // connection) when nextRefreshAt() has passed and none is running.
-  void refreshWhenDue();
+  void refreshWhenDue(const Handler& on_event);
 
   Resolver& resolver_;
   SubscribeOptions options_;
