@@ -305,12 +305,31 @@ int main(int argc, char** argv) {
       size_t seen = 0;
       int rc = sub.run([&](const SubscriberEvent& e) {
         using K = SubscriberEvent::Kind;
+        if (e.kind == K::Message) {
+          std::printf("{\"channel\":%s,\"position\":%s,\"data\":%s}\n", json(e.channel).dump().c_str(),
+                      json(e.position).dump().c_str(), e.data.c_str());
+          std::fflush(stdout);
+          return count == 0 || ++seen < count;
+        }
+        if (as_json) {
+          // Everything but messages, as one JSON object a line on standard error.
+          static const char* const kNames[] = {"connected", "subscribed", "message", "disconnected", "waiting",
+                                               "refreshed"};
+          json j = {{"event", kNames[static_cast<int>(e.kind)]}};
+          switch (e.kind) {
+            case K::Connected: j.update({{"endpoint", e.endpoint}, {"rtt_ms", std::round(e.rtt_ms * 10) / 10}}); break;
+            case K::Subscribed: j.update({{"channel", e.channel}, {"position", e.position}, {"recovered", e.recovered}}); break;
+            case K::Disconnected: j["reason"] = e.reason; break;
+            case K::Waiting: j.update({{"delay_ms", e.delay_ms}, {"reason", e.reason}}); break;
+            case K::Refreshed: j.update({{"ok", e.recovered}, {"from", e.endpoint}, {"detail", e.reason}}); break;
+            case K::Message: break;
+          }
+          std::fprintf(stderr, "%s\n", j.dump().c_str());
+          return true;
+        }
         switch (e.kind) {
           case K::Message:
-            std::printf("{\"channel\":%s,\"position\":%s,\"data\":%s}\n", json(e.channel).dump().c_str(),
-                        json(e.position).dump().c_str(), e.data.c_str());
-            std::fflush(stdout);
-            return count == 0 || ++seen < count;
+            break;  // printed above
           case K::Connected:
             std::fprintf(stderr, "dingo-nsclient: connected to %s in %.1f ms\n", e.endpoint.c_str(), e.rtt_ms);
             break;

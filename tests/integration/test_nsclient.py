@@ -419,6 +419,38 @@ class NsClientTest(unittest.TestCase):
         finally:
             gw.stop()
 
+    def test_connect_json_reports_events_as_json_lines(self):
+        import http.client
+        import ssl
+        proc = subprocess.Popen([binary("dingo-nsclient"), "--db", self.db, "--ca", self.ca, "--server-name", NAME,
+                                 "--seed", f"127.0.0.2:{self.port}", "--json", "connect", "--channel", "/js",
+                                 "--count", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca)
+            ctx.check_hostname = False
+
+            def published():
+                conn = http.client.HTTPSConnection("127.0.0.2", self.port, context=ctx, timeout=5)
+                try:
+                    conn.request("GET", "/v1/channels/js")
+                    if json.loads(conn.getresponse().read())["subscribers"] < 1:
+                        return False
+                    conn.request("POST", "/v1/publish/js", body='{"k":"v"}')
+                    return conn.getresponse().status == 200
+                finally:
+                    conn.close()
+            wait_for(published, 10, what="the subscriber, then the publish")
+            out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(json.loads(out)["data"], {"k": "v"})
+        events = [json.loads(line) for line in err.splitlines()]
+        self.assertEqual([e["event"] for e in events if e["event"] in ("connected", "subscribed")],
+                         ["connected", "subscribed"], err)
+        self.assertEqual(events[0]["endpoint"], f"127.0.0.2:{self.port}")
+
     def test_bad_usage_exits_2(self):
         for args in (["connect"], ["connect", "--channel", "no-slash"], ["resolve", "--seed", "host"],
                      ["resolve", "--timeout", "soon"], ["nonsense"], ["resolve", "--dns-server", "x"]):
