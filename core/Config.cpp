@@ -4,12 +4,12 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <toml++/toml.h>
 
+#include "core/Hash.h"
 #include "core/Net.h"
+#include "core/Process.h"
 
 namespace dingo {
 
@@ -177,9 +177,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
   Config cfg;
   cfg.path = path;
   cfg.dir = path.empty() ? std::string() : fs::absolute(fs::path(path)).parent_path().string();
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (unsigned char c : text) hash = (hash ^ c) * 0x100000001b3ULL;
-  cfg.digest = fmt::format("{:016x}", hash);
+  cfg.digest = fmt::format("{:016x}", fnv1a64(text));
 
   toml::table root;
   try {
@@ -388,11 +386,9 @@ Config parseConfig(const std::string& text, const std::string& path) {
 }
 
 Config loadConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path, 0, "", "cannot open: " + errnoText(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parseConfig(ss.str(), path);
+  auto text = readFile(path);
+  if (!text) throw ConfigError(path, 0, "", "cannot open: " + errnoText(errno));
+  return parseConfig(*text, path);
 }
 
 std::string defaultConfigPath(const std::string& from_option) {

@@ -102,6 +102,28 @@ void ensureParentDir(const std::string& path) {
   if (ec) throw std::system_error(ec, "creating directory " + parent.string());
 }
 
+std::optional<std::string> readFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    int err = errno;
+    ::close(fd);
+    if (n < 0) {
+      errno = err;
+      return std::nullopt;
+    }
+    return out;
+  }
+}
+
 void writeFileAtomically(const std::string& path, std::string_view text) {
   ensureParentDir(path);
   std::string tmp = path + ".tmp";

@@ -29,6 +29,9 @@ int countOpenFds(pid_t pid);
 // The directory holding the running executable.
 std::string selfExeDir();
 
+// The whole file, or nullopt with errno set.
+std::optional<std::string> readFile(const std::string& path);
+
 // Writes a file atomically (a temp file beside it, renamed). Throws std::system_error.
 void writeFileAtomically(const std::string& path, std::string_view text);
 

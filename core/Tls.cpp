@@ -6,11 +6,10 @@
 #include <openssl/rand.h>
 
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/Log.h"
+#include "core/Process.h"
 
 namespace dingo {
 
@@ -189,11 +188,9 @@ SslCtxPtr createServerContext(const TlsConfig& tls, const TicketKeyRing* ring) {
   extras->aes = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);
   if (!extras->aes) throw std::runtime_error("EVP_CIPHER_fetch(AES-256-CBC): " + opensslError());
   if (!tls.ocsp.empty()) {
-    std::ifstream in(tls.ocsp, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read OCSP response " + tls.ocsp);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    extras->ocsp = ss.str();
+    auto ocsp = readFile(tls.ocsp);
+    if (!ocsp) throw std::runtime_error("cannot read OCSP response " + tls.ocsp);
+    extras->ocsp = std::move(*ocsp);
     SSL_CTX_set_tlsext_status_cb(c, ocspStatus);
   }
 

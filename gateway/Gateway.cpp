@@ -475,8 +475,8 @@ class Gateway {
     Config c = config;
     if (o.standalone && (!o.listen.empty() || !o.listen_tls.empty())) {
       c.listen.clear();
-      for (const auto& a : o.listen) c.listen.push_back(ListenConfig{a, false, 4096});
-      for (const auto& a : o.listen_tls) c.listen.push_back(ListenConfig{a, true, 4096});
+      for (const auto& a : o.listen) c.listen.push_back(ListenConfig{a, false});
+      for (const auto& a : o.listen_tls) c.listen.push_back(ListenConfig{a, true});
     }
     return c;
   }

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "core/Hash.h"
 #include "core/Hub.h"
 #include "core/Log.h"
 #include "core/Net.h"
@@ -129,11 +130,7 @@ void nodes(const Request& req, Reply& r, const Config& cfg, const SockAddr& loca
   }
   std::string text = list.dump();
   uint64_t version = cfg.nodes.version;
-  if (version == 0) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
-    version = (h >> 12) | 1;  // fits a JSON number exactly (52 bits), never 0
-  }
+  if (version == 0) version = (fnv1a64(text) >> 12) | 1;  // fits a JSON number exactly (52 bits), never 0
   r.body = fmt::format(R"({{"version":{},"ttl_s":{},"nodes":{}}})", version,
                        std::chrono::duration_cast<std::chrono::seconds>(cfg.nodes.ttl).count(), text);
 }

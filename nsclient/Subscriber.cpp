@@ -142,7 +142,8 @@ void Subscriber::refreshWhenDue(const Handler& on_event) {
     if (!on_event(e)) stopping_ = true;
     // A new list has its own due time; a failure is tried again after a tenth of the
     // list's TTL (5 s to a minute), not at once.
-    int64_t ttl = resolver_.store().nodesMeta() ? resolver_.store().nodesMeta()->ttl_s : 600;
+    auto meta = resolver_.store().nodesMeta();
+    int64_t ttl = meta ? meta->ttl_s : 600;
     next_refresh_check_ = r.ok ? 0 : now + std::clamp<int64_t>(ttl / 10, 5, 60);
   }
   // The node list is refreshed at about 75% of its TTL (jittered per client), and at once

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/Hash.h"
+
 namespace dingo {
 
 namespace {
@@ -103,12 +105,7 @@ class LeastConnDispatcher final : public Dispatcher {
 }  // namespace
 
 uint64_t hashPeer(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then mixed
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return mix64(h);
+  return mix64(fnv1a64(bytes));
 }
 
 std::unique_ptr<Dispatcher> makeDispatcher(DispatchPolicy policy, size_t slots) {

@@ -14,12 +14,10 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <list>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "core/Asio.h"
@@ -645,11 +643,9 @@ class Supervisor {
 
   std::map<int, pid_t> readOrphans() {
     std::map<int, pid_t> out;
-    std::ifstream in(workersFile());
-    if (!in) return out;
-    std::stringstream text;
-    text << in.rdbuf();
-    json j = json::parse(text.str(), nullptr, false);
+    auto text = readFile(workersFile());
+    if (!text) return out;
+    json j = json::parse(*text, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("workers") || !j["workers"].is_array()) {
       logWarn(kLog, "{} is not a workers file; ignored", workersFile());
       return out;
