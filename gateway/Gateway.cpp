@@ -9,6 +9,7 @@
 
 #include "core/Asio.h"
 #include "core/Ipc.h"
+#include "core/Json.h"
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/Process.h"
@@ -65,7 +66,7 @@ class Gateway {
 
     ctx_.schedule_flush = [this] { asio::post(io_, [this] { ctx_.runFlushes(); }); };
     if (options_.standalone) broker_ = makeLocalBroker(cfg.history);
-    else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd);
+    else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd, ctx_.config.gateway.hub_timeout);
     channels_ = std::make_unique<ChannelTable>(ctx_);
     ctx_.channels = channels_.get();
     polls_ = std::make_unique<PollCache>(ctx_);
@@ -262,14 +263,16 @@ class Gateway {
       reattach_deadline_.cancel();
       reattach_sock_.reset();
       if (!ctx_.orphaned || ctx_.draining) return;
-      auto reply = nlohmann::json::parse(reattach_reply_.substr(0, eol), nullptr, false);
-      if (reply.is_discarded() || !reply.is_object()) {
+      // Whatever answers on the control socket path is not trusted to be well formed.
+      ParsedJson parsed = parseJson(std::string_view(reattach_reply_).substr(0, eol));
+      auto ok = field<bool>(parsed.value, "ok");
+      if (!parsed.ok() || !ok) {
         scheduleReattach();  // a supervisor on its way down, or not one of ours
         return;
       }
-      if (!reply.value("ok", false)) {
+      if (!*ok) {
         logWarn(kLog, "the new supervisor will not adopt this worker: {}; draining out",
-                reply.value("error", std::string("no reason given")));
+                field<std::string>(parsed.value, "error").value_or("no reason given"));
         return;
       }
       if (reattach_fds_.size() != 2) {
@@ -287,7 +290,7 @@ class Gateway {
     ipc_ = std::make_unique<stream_descriptor>(io_, ipc_fd.release());
     ipc_->non_blocking(true);
     // The old hub link is gone (its subscribers were told to reconnect): a new one.
-    broker_ = makeHubClient(io_, hub_fd.release());
+    broker_ = makeHubClient(io_, hub_fd.release(), ctx_.config.gateway.hub_timeout);
     broker_->setSink(channels_.get());
     ctx_.broker = broker_.get();
     if (int err = sayHello()) logError(kLog, "saying hello to the new supervisor: {}", errnoText(err));

@@ -11,6 +11,7 @@
 
 #include "core/Hash.h"
 #include "core/Hub.h"
+#include "core/Json.h"
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/WebSocket.h"
@@ -267,6 +268,10 @@ struct StreamRequest {
   bool resuming = false;  // a cursor or a since was given
 };
 
+// Room in a request head for what is not the query and the cursor: request line,
+// Host, User-Agent and the like.
+constexpr size_t kRequestHeadSlack = 512;
+
 // channel=C (repeatable), cursor=K (or `last_event_id`), since=C@POS (repeatable, to
 // come from WebSocket positions). False with an error reply when anything is bad.
 bool parseStreamRequest(std::string_view query, std::string_view last_event_id, const GatewayContext& ctx,
@@ -282,6 +287,18 @@ bool parseStreamRequest(std::string_view query, std::string_view last_event_id, 
   }
   if (req.channels.empty() || req.channels.size() > ctx.config.gateway.max_channels) {
     error(r, 400, "bad_request", fmt::format("name 1 to {} channels with channel=", ctx.config.gateway.max_channels));
+    return false;
+  }
+  // The cursor carries every channel's position and comes back in the next request head
+  // beside the channel list: refuse now what could not be resumed exactly later.
+  size_t cursor_size = CursorCodec::encodedSize(req.channels, kEpochSize);
+  size_t channel_list = 0;
+  for (std::string_view raw : queryValues(query, "channel")) channel_list += raw.size() + 9;  // "channel=" "&"
+  if (cursor_size + channel_list + kRequestHeadSlack > ctx.config.gateway.max_header_bytes) {
+    error(r, 413, "too_large",
+          fmt::format("{} channels need a cursor of {} bytes, which with the channel list would not fit in "
+                      "max_header_bytes ({}); name fewer channels",
+                      req.channels.size(), cursor_size, ctx.config.gateway.max_header_bytes));
     return false;
   }
   req.from.assign(req.channels.size(), std::nullopt);
@@ -625,28 +642,44 @@ class HttpSession final : public SessionEntry {
       unavailable(r, "pub/sub is unavailable");
       co_return;
     }
+    deadline_ms = kNoDeadline;  // the hub answers within hub_timeout, or the poll fails
+    if (!sr.resuming) {
+      co_await firstPoll(sr.channels, r);
+      co_return;
+    }
     PollCache& cache = *ctx_.polls;
-    std::shared_ptr<PollEntry> e = sr.cursor ? cache.find(sr.cursor->session) : nullptr;
+    uint64_t session = sr.cursor ? sr.cursor->session : newCursorSession();
+    std::shared_ptr<PollEntry> e = sr.cursor ? cache.find(session) : nullptr;
     if (e && e->canServe(sr.channels, sr.from)) {
       ++ctx_.counters.poll_cache_hits;
       e->acknowledge(sr.from);
     } else {
-      if (sr.resuming) ++ctx_.counters.poll_cache_misses;
-      e = cache.create(sr.cursor ? sr.cursor->session : newCursorSession());
+      ++ctx_.counters.poll_cache_misses;
+      e = cache.create(session, sr.channels.size());
+      if (!e) {
+        unavailable(r, "every long-poll session of this worker is in use");
+        co_return;
+      }
       for (size_t i = 0; i < sr.channels.size(); ++i)
         e->channels().push_back({sr.channels[i], sr.from[i].value_or(Position{}), nullptr});
       for (size_t i = 0; i < sr.channels.size(); ++i) e->startSubscribe(i, sr.from[i]);
-      deadline_ms = kNoDeadline;  // the hub answers, or fails every request when it goes
-      while (!e->ready()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
+      while (!e->ready() && !e->retired()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
+      if (!e->ready()) {
+        // A newer poll on the same cursor replaced this entry before the hub answered
+        // (the client retried): this one answers with nothing new, so the client is
+        // exactly where it was.
+        answerUnchanged(session, sr, r);
+        co_return;
+      }
       if (e->broken()) {
         cache.retire(e);
         unavailable(r, "pub/sub is unavailable");
         co_return;
       }
     }
-    // Nothing to say yet: hold, unless this is a first poll (it gets the cursor at once)
-    // or a resume that failed (the client must hear it now), or the worker is draining.
-    if (e->log().empty() && sr.resuming && e->recovered() && !ctx_.draining) {
+    // Nothing to say yet: hold, unless this is a resume that failed (the client must
+    // hear it now), or the worker is draining.
+    if (e->log().empty() && e->recovered() && !ctx_.draining) {
       // A held poll keeps no read buffer (a pipelined request behind it keeps it).
       if (buffer_.size() == 0) buffer_.shrink_to_fit();
       ++ctx_.counters.held_polls;
@@ -657,12 +690,17 @@ class HttpSession final : public SessionEntry {
     }
     ++ctx_.counters.polls;
     e->last_used_ms = steadyNowMs();
-    Cursor next = e->cursorAfterLog();
+    pollAnswer(e->cursorAfterLog(), e->recovered(), e->log(), r);
+    if (ctx_.config.gateway.session_cache_entries == 0) cache.retire(e);
+  }
+
+  // {"cursor":K,"recovered":B,"messages":[M...],"positions":{C:POS...}}
+  void pollAnswer(const Cursor& next, bool recovered, const std::deque<PollEntry::Message>& log, Reply& r) {
     std::string& out = r.body;
     fmt::format_to(std::back_inserter(out), R"({{"cursor":"{}","recovered":{},"messages":[)",
-                   ctx_.cursors->encode(next), e->recovered());
+                   ctx_.cursors->encode(next), recovered);
     bool first = true;
-    for (const auto& m : e->log()) {
+    for (const auto& m : log) {
       if (!first) out += ',';
       first = false;
       out += m.json;
@@ -673,7 +711,61 @@ class HttpSession final : public SessionEntry {
                      next.positions[i].second.toString());
     out += "}}";
     r.extra_headers = "Cache-Control: no-store\r\n";
-    if (ctx_.config.gateway.session_cache_entries == 0) cache.retire(e);
+  }
+
+  // A poll without a cursor: the channels' current positions, at once, and no cache
+  // entry (a client that never comes back costs nothing; one that does resumes from
+  // these positions through the hub's history).
+  asio::awaitable<void> firstPoll(const std::vector<std::string>& channels, Reply& r) {
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor, asio::steady_timer::time_point::max());
+    struct Wait {
+      std::vector<Position> positions;
+      size_t left = 0;
+      std::string error;
+      asio::steady_timer* timer = nullptr;
+    };
+    auto w = std::make_shared<Wait>();
+    w->positions.resize(channels.size());
+    w->left = channels.size();
+    w->timer = &timer;
+    for (size_t i = 0; i < channels.size(); ++i) {
+      ctx_.broker->info(channels[i], [w, i](const Hub::Info* info, std::string_view err) {
+        if (info) w->positions[i] = info->position;
+        else if (w->error.empty()) w->error.assign(err);
+        if (--w->left == 0 && w->timer) w->timer->cancel();
+      });
+    }
+    if (w->left > 0) {
+      boost::system::error_code ec;
+      co_await timer.async_wait(redirect_error(use_awaitable, ec));
+    }
+    w->timer = nullptr;
+    if (!w->error.empty()) {
+      unavailable(r, w->error);
+      co_return;
+    }
+    Cursor c;
+    c.session = newCursorSession();
+    for (size_t i = 0; i < channels.size(); ++i) c.positions.emplace_back(channels[i], std::move(w->positions[i]));
+    ++ctx_.counters.polls;
+    pollAnswer(c, true, {}, r);
+  }
+
+  // The answer to a poll whose cache entry was replaced before it could be served:
+  // nothing new, the client's own positions back.
+  void answerUnchanged(uint64_t session, const StreamRequest& sr, Reply& r) {
+    Cursor c;
+    c.session = session;
+    for (size_t i = 0; i < sr.channels.size(); ++i) {
+      if (!sr.from[i]) {
+        unavailable(r, "a newer poll on the same cursor took over");
+        return;
+      }
+      c.positions.emplace_back(sr.channels[i], *sr.from[i]);
+    }
+    ++ctx_.counters.polls;
+    pollAnswer(c, true, {}, r);
   }
 
   asio::awaitable<void> publish(const Request& req, const std::string& channel, Reply& r) {
@@ -691,12 +783,13 @@ class HttpSession final : public SessionEntry {
       error(r, 403, "forbidden", "without a publish_token only loopback clients may publish");
       co_return;
     }
-    auto body = nlohmann::json::parse(req.body(), nullptr, false);
-    if (body.is_discarded()) {
-      error(r, 400, "bad_request", "the body must be a JSON value");
+    ParsedJson body = parseJson(req.body());
+    if (!body.ok()) {
+      error(r, 400, "bad_request",
+            fmt::format("the body must be a JSON value nested at most {} deep: {}", kMaxJsonDepth, body.error));
       co_return;
     }
-    std::string data = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string data = body.value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (data.size() > ctx_.config.gateway.max_message_size) {
       error(r, 413, "too_large", fmt::format("a message is at most {} bytes", ctx_.config.gateway.max_message_size));
       co_return;

@@ -176,6 +176,9 @@ std::string renderMetrics(const json& status) {
     m.sample("hub_history_bytes", "", num(hub, "history_bytes"));
     m.family("hub_link_overflows_total", "counter", "Worker links closed because the worker stopped reading.");
     m.sample("hub_link_overflows_total", "", num(hub, "link_overflows"));
+    m.family("hub_refused_full_total", "counter",
+             "Subscribes and publishes to new channels refused at [history] max_channels.");
+    m.sample("hub_refused_full_total", "", num(hub, "refused_full"));
   }
   return m.take();
 }

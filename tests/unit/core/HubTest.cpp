@@ -181,8 +181,8 @@ TEST_F(HubTest, SweepForgetsIdleChannelsAndANewLifeHasANewEpoch) {
 }
 
 TEST_F(HubTest, HistoryReadsPageAndNewest) {
-  Position start = hub_->info("/a").position;
-  for (int i = 1; i <= 10; ++i) hub_->publish("/a", std::to_string(i));
+  Position start = hub_->publish("/a", "1");
+  for (int i = 2; i <= 10; ++i) hub_->publish("/a", std::to_string(i));
   Catchup page = hub_->history("/a", Position{start.epoch, 3}, 4);
   EXPECT_TRUE(page.recovered);
   ASSERT_EQ(page.messages.size(), 4u);
@@ -247,4 +247,84 @@ TEST(HubWireTest, RejectsTruncatedAndOversizedFrames) {
 }
 
 }  // namespace
+// ---- reads of absent channels and the channel bound (hardening, defect 5) -------------
+
+TEST_F(HubTest, ReadingAnAbsentChannelCreatesNothing) {
+  Hub::Info i = hub_->info("/nobody");
+  Catchup h = hub_->history("/nobody", std::nullopt, 10);
+  EXPECT_EQ(hub_->channels(), 0u);
+  EXPECT_EQ(i.position.seq, 0u);
+  EXPECT_TRUE(Position::parse(i.position.toString())) << i.position.toString();
+  EXPECT_TRUE(h.messages.empty());
+}
+
+TEST_F(HubTest, AResumeFromAnAbsentPositionIsExactWithinATtl) {
+  Position absent = hub_->info("/a").position;
+  now_ += 1000;
+  Position p1 = hub_->publish("/a", "one");
+  EXPECT_NE(p1.epoch, absent.epoch);
+  // The channel was born after the absent position was read: the client missed only
+  // what this life of the channel has, and gets it.
+  Catchup c = hub_->subscribe(1, "/a", absent);
+  EXPECT_TRUE(c.recovered);
+  ASSERT_EQ(c.messages.size(), 1u);
+  EXPECT_EQ(*c.messages[0].data, "one");
+  Catchup h = hub_->history("/a", absent, 10);
+  EXPECT_TRUE(h.recovered);
+  EXPECT_EQ(h.messages.size(), 1u);
+}
+
+TEST_F(HubTest, AnAbsentPositionOlderThanATtlIsNotTrusted) {
+  Position absent = hub_->info("/a").position;
+  // A whole life of /a could have come and gone since: published, expired, forgotten.
+  now_ += cfg_.ttl.count() + 1000;
+  hub_->publish("/a", "later");
+  EXPECT_FALSE(hub_->subscribe(1, "/a", absent).recovered);
+  EXPECT_FALSE(hub_->history("/b", absent, 10).recovered);
+}
+
+TEST_F(HubTest, AChannelThatHadMessagesOutlivesItsHistoryByATtl) {
+  HistoryConfig cfg;
+  cfg.max_bytes = 100;  // a bigger message empties the history at once
+  reset(cfg);
+  Position absent = hub_->info("/a").position;
+  hub_->publish("/a", std::string(200, 'x'));
+  hub_->sweep();
+  EXPECT_EQ(hub_->channels(), 1u) << "forgotten right after a publish";
+  // Were it forgotten, a new life would be born within a TTL of `absent` and the
+  // client would wrongly be told it missed nothing.
+  EXPECT_FALSE(hub_->subscribe(1, "/a", absent).recovered);
+  hub_->unsubscribe(1, "/a");
+  now_ += cfg_.ttl.count();
+  EXPECT_EQ(hub_->sweep(), 1u);
+}
+
+TEST_F(HubTest, AbsentPositionsOfAnotherHubAreNotTrusted) {
+  Position absent = hub_->info("/a").position;
+  random_ = 999;  // another hub: another tag
+  reset();
+  hub_->publish("/a", "x");
+  EXPECT_FALSE(hub_->subscribe(1, "/a", absent).recovered);
+}
+
+TEST_F(HubTest, ChannelEpochsNeverLookAbsent) {
+  for (int i = 0; i < 1000; ++i) {
+    Position p = hub_->publish("/e" + std::to_string(i), "x");
+    EXPECT_NE(p.epoch[0], 'z');
+  }
+}
+
+TEST_F(HubTest, NewChannelsPastMaxChannelsAreNotAdmitted) {
+  HistoryConfig cfg;
+  cfg.max_channels = 2;
+  reset(cfg);
+  hub_->subscribe(1, "/a", std::nullopt);
+  hub_->publish("/b", "x");
+  EXPECT_FALSE(hub_->admits("/c"));
+  EXPECT_TRUE(hub_->admits("/a"));
+  // Reads still answer, and still create nothing.
+  EXPECT_EQ(hub_->info("/c").position.seq, 0u);
+  EXPECT_EQ(hub_->channels(), 2u);
+}
+
 }  // namespace dingo
