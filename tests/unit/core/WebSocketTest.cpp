@@ -404,6 +404,20 @@ TEST(WebSocketParserTest, TooBigFromTheHeader1009) {
   EXPECT_EQ(two[1].payload, std::string(800, 'b'));
 }
 
+// An endless run of empty fragments (6 bytes each: nothing for the size limit to see)
+// is cut: a message may have only so many frames.
+TEST(WebSocketParserTest, EndlessEmptyFragmentsAreCut) {
+  Parser p(1 << 20);
+  std::vector<uint16_t> codes;
+  auto cb = [&](const Event& e) { codes.push_back(e.code); };
+  std::string batch;
+  for (int i = 0; i < 1000; ++i) batch += clientFrame(kCont, "", false);
+  p.feed(clientFrame(kText, "", false), cb);
+  for (size_t frames = 0; frames < 1'000'000 && !p.failed(); frames += 1000) p.feed(batch, cb);
+  EXPECT_TRUE(p.failed());
+  EXPECT_EQ(codes, std::vector<uint16_t>{kTooBig});
+}
+
 TEST(WebSocketParserTest, BufferedBytes) {
   Parser p(1 << 20);
   auto ignore = [](const Event&) {};
