@@ -11,15 +11,18 @@ namespace dingo {
 std::string Position::toString() const { return epoch + "." + std::to_string(seq); }
 
 std::optional<Position> Position::parse(std::string_view text) {
-  size_t dot = text.find('.');
-  if (dot == std::string_view::npos || dot == 0 || dot > 32) return std::nullopt;
-  std::string_view e = text.substr(0, dot), s = text.substr(dot + 1);
+  // Longest SEQ: 18446744073709551615, 20 digits.
+  static constexpr size_t kMaxSeqDigits = 20;
+  if (text.size() <= kEpochLength + 1 || text[kEpochLength] != '.') return std::nullopt;
+  std::string_view e = text.substr(0, kEpochLength), s = text.substr(kEpochLength + 1);
   for (char c : e)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) return std::nullopt;
-  if (s.empty() || s.size() > 20) return std::nullopt;
+  if (s.size() > kMaxSeqDigits || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  for (char c : s)
+    if (c < '0' || c > '9') return std::nullopt;
   Position p;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), p.seq);
-  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;
+  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;  // overflow
   p.epoch.assign(e);
   return p;
 }
@@ -50,10 +53,11 @@ Hub::Hub(const HistoryConfig& history, DeliverFn deliver, ClockFn clock, RandomF
 }
 
 std::string Hub::newEpoch() {
-  // 10 base-36 characters, about 51 bits: a fresh hub never reuses an old epoch.
+  // kEpochLength (10) base-36 characters, about 51 bits: a fresh hub never reuses an old
+  // epoch. Position::parse accepts exactly this form.
   static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
   uint64_t r = random_();
-  std::string e(10, '0');
+  std::string e(Position::kEpochLength, '0');
   for (char& c : e) {
     c = kDigits[r % 36];
     r /= 36;
