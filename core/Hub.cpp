@@ -12,15 +12,18 @@ namespace dingo {
 std::string Position::toString() const { return epoch + "." + std::to_string(seq); }
 
 std::optional<Position> Position::parse(std::string_view text) {
-  size_t dot = text.find('.');
-  if (dot == std::string_view::npos || dot == 0 || dot > 32) return std::nullopt;
-  std::string_view e = text.substr(0, dot), s = text.substr(dot + 1);
+  // Longest SEQ: 18446744073709551615, 20 digits.
+  static constexpr size_t kMaxSeqDigits = 20;
+  if (text.size() <= kEpochLength + 1 || text[kEpochLength] != '.') return std::nullopt;
+  std::string_view e = text.substr(0, kEpochLength), s = text.substr(kEpochLength + 1);
   for (char c : e)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) return std::nullopt;
-  if (s.empty() || s.size() > 20) return std::nullopt;
+  if (s.size() > kMaxSeqDigits || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  for (char c : s)
+    if (c < '0' || c > '9') return std::nullopt;
   Position p;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), p.seq);
-  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;
+  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;  // overflow
   p.epoch.assign(e);
   return p;
 }
@@ -60,7 +63,7 @@ Hub::Hub(const HistoryConfig& history, DeliverFn deliver, ClockFn clock, RandomF
 namespace {
 constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 constexpr char kAbsentMark = 'z';
-constexpr size_t kAbsentSecondsSize = kEpochSize - 1 - Hub::kAbsentTagSize;
+constexpr size_t kAbsentSecondsSize = Position::kEpochLength - 1 - Hub::kAbsentTagSize;
 }  // namespace
 
 std::string Hub::base36(uint64_t v, size_t width) {
@@ -74,7 +77,7 @@ std::string Hub::base36(uint64_t v, size_t width) {
 
 std::string Hub::newEpoch() {
   uint64_t r = random_();
-  std::string e = base36(r / 35, kEpochSize);
+  std::string e = base36(r / 35, Position::kEpochLength);
   e[0] = kDigits[r % 35];  // never kAbsentMark
   return e;
 }
@@ -89,7 +92,7 @@ Position Hub::absentPosition() const {
 
 std::optional<int64_t> Hub::absentIssuedMs(const Position& p) const {
   const std::string& e = p.epoch;
-  if (p.seq != 0 || e.size() != kEpochSize || e[0] != kAbsentMark || e.compare(1, kAbsentTagSize, absent_tag_) != 0)
+  if (p.seq != 0 || e.size() != Position::kEpochLength || e[0] != kAbsentMark || e.compare(1, kAbsentTagSize, absent_tag_) != 0)
     return std::nullopt;
   uint64_t seconds = 0;
   for (char c : std::string_view(e).substr(1 + kAbsentTagSize)) {

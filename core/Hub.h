@@ -17,17 +17,19 @@
 
 namespace dingo {
 
-// The length of the epochs a hub makes (base 36, about 51 random bits).
-constexpr size_t kEpochSize = 10;
-
 // A channel position, written EPOCH.SEQ. EPOCH changes whenever the channel's history
 // is lost; SEQ counts publishes from 1 (0: nothing published yet).
 struct Position {
   std::string epoch;
   uint64_t seq = 0;
 
+  // An epoch is this many characters of [0-9a-z] (Hub::newEpoch makes them).
+  static constexpr size_t kEpochLength = 10;
+
   std::string toString() const;
-  // EPOCH is 1-32 characters of [0-9a-z]; SEQ is decimal. nullopt when malformed.
+  // Exactly what toString() writes for a hub's position: EPOCH is kEpochLength characters
+  // of [0-9a-z], SEQ is decimal without sign or leading zero that fits 64 bits. nullopt
+  // for anything else (an uppercase or shorter epoch names no epoch of ours).
   static std::optional<Position> parse(std::string_view text);
   bool operator==(const Position&) const = default;
 };

@@ -17,6 +17,7 @@
 #include "core/WebSocket.h"
 #include "gateway/Broker.h"
 #include "core/Cursor.h"
+#include "gateway/HttpFraming.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 #include "gateway/SseSession.h"
@@ -59,10 +60,13 @@ std::string_view reason(int status) {
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 417: return "Expectation Failed";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
   }
   return "Unknown";
 }
@@ -83,9 +87,8 @@ void error(Reply& r, int status, std::string_view code, std::string_view message
   r.body = fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})", code, jsonEscape(message));
 }
 
-// Answers one request. Later capabilities (publish, history, WebSocket) route here too.
-void route(const Request& req, Reply& r, GatewayContext& ctx) {
-  std::string_view target(req.target().data(), req.target().size());
+// Answers a request for anything outside /v1/. `target` is in origin-form.
+void route(const Request& req, std::string_view target, Reply& r, GatewayContext& ctx) {
   std::string_view path = target.substr(0, target.find('?'));
   bool get = req.method() == http::verb::get || req.method() == http::verb::head;
   if (path == "/healthz") {
@@ -291,7 +294,7 @@ bool parseStreamRequest(std::string_view query, std::string_view last_event_id, 
   }
   // The cursor carries every channel's position and comes back in the next request head
   // beside the channel list: refuse now what could not be resumed exactly later.
-  size_t cursor_size = CursorCodec::encodedSize(req.channels, kEpochSize);
+  size_t cursor_size = CursorCodec::encodedSize(req.channels, Position::kEpochLength);
   size_t channel_list = 0;
   for (std::string_view raw : queryValues(query, "channel")) channel_list += raw.size() + 9;  // "channel=" "&"
   if (cursor_size + channel_list + kRequestHeadSlack > ctx.config.gateway.max_header_bytes) {
@@ -393,6 +396,9 @@ class HttpSession final : public SessionEntry {
     std::string out;
     boost::system::error_code ec;
     for (bool first = true;; first = false) {
+      // Empty lines after a request's body (RFC 9112 2.2: old clients send a CRLF after
+      // a POST body) belong to no request: they must not count as a request that started.
+      buffer.consume(leadingEmptyLines(bufferView(buffer)));
       if (!first && buffer.size() == 0) {
         // Between requests: wait for the first byte under the keep-alive idle deadline.
         // Draining, our last answer still said keep-alive, so the client may be sending
@@ -414,19 +420,43 @@ class HttpSession final : public SessionEntry {
       parser.header_limit(static_cast<uint32_t>(g.max_header_bytes));
       parser.body_limit(g.max_body_bytes);
       expiresAfter(g.header_timeout);
-      size_t got = co_await readRequest(buffer, parser, ec);
+      // The head first: the framing rules decide before a byte of the body is read.
+      size_t got = co_await readRequest(buffer, parser, ec, /*until_header=*/true);
+      FramingVerdict verdict;
+      if (!ec) {
+        verdict = checkHead(parser.get());
+        if (verdict.ok() && !parser.is_done()) {
+          if (verdict.expect_continue) {
+            // RFC 9110 10.1.1: the client waits for this before it sends the body.
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            expiresAfter(g.write_timeout);
+            ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(kContinue), ec);
+            if (ec) break;
+            expiresAfter(g.header_timeout);
+          }
+          got += co_await readRequest(buffer, parser, ec, /*until_header=*/false);
+        }
+      }
       ctx_.counters.bytes_in += got;
       Reply reply;
       bool keep_alive = false;
       bool head_only = false;
       if (ec) {
         if (timed_out_) break;  // the header deadline: close without a word
-        if (!parseErrorReply(ec, reply)) break;  // end of stream, reset, ...
+        if (too_many_empty_lines_) error(reply, 400, "bad_request", "too many empty lines before the request line");
+        else if (!parseErrorReply(ec, reply)) break;  // end of stream, reset, ...
         ++ctx_.counters.bad_requests;
+      } else if (!verdict.ok()) {
+        const Request& req = parser.get();
+        ++ctx_.counters.requests;
+        ++ctx_.counters.bad_requests;
+        error(reply, verdict.status, "bad_request", verdict.message);
+        keep_alive = !verdict.close && req.keep_alive() && !ctx_.draining;
+        head_only = req.method() == http::verb::head;
       } else {
         const Request& req = parser.get();
         ++ctx_.counters.requests;
-        std::string_view target(req.target().data(), req.target().size());
+        std::string_view target = verdict.target;
         std::string_view path = target.substr(0, target.find('?'));
         if (path == "/v1/ws") {
           std::string accept;
@@ -454,7 +484,7 @@ class HttpSession final : public SessionEntry {
         } else if (path.starts_with("/v1/")) {
           co_await routePubSub(req, target, reply);
         } else {
-          route(req, reply, ctx_);
+          route(req, target, reply, ctx_);
         }
         keep_alive = req.keep_alive() && !ctx_.draining;
         head_only = req.method() == http::verb::head;
@@ -490,10 +520,18 @@ class HttpSession final : public SessionEntry {
       error(r, 405, "bad_request", "/v1/ws answers GET");
       return false;
     }
+    if (req.version() < 11) {  // RFC 6455 4.1: HTTP/1.1 or higher
+      error(r, 400, "bad_request", "a WebSocket upgrade needs HTTP/1.1");
+      return false;
+    }
     std::string_view key = headerOf(req, http::field::sec_websocket_key);
     if (!hasToken(headerOf(req, http::field::upgrade), "websocket") ||
-        !hasToken(headerOf(req, http::field::connection), "upgrade") || key.size() != 24) {
+        !hasToken(headerOf(req, http::field::connection), "upgrade") || key.empty()) {
       error(r, 400, "bad_request", "a WebSocket upgrade needs Upgrade: websocket, Connection: Upgrade and Sec-WebSocket-Key");
+      return false;
+    }
+    if (req.count(http::field::sec_websocket_key) != 1 || !ws::validClientKey(key)) {
+      error(r, 400, "bad_request", "Sec-WebSocket-Key must be one base64 value of 16 bytes");
       return false;
     }
     if (headerOf(req, http::field::sec_websocket_version) != "13") {
@@ -531,6 +569,7 @@ class HttpSession final : public SessionEntry {
     }
     sse_.channels = std::move(sr.channels);
     sse_.from = std::move(sr.from);
+    sse_.chunked = req.version() >= 11;
     return true;
   }
 
@@ -802,16 +841,55 @@ class HttpSession final : public SessionEntry {
     else r.body = fmt::format(R"({{"channel":"{}","position":"{}"}})", channel, pos->toString());
   }
 
+  // The framing verdict on a parsed request head (gateway/HttpFraming.h).
+  FramingVerdict checkHead(const Request& req) {
+    head_fields_.clear();
+    for (const auto& f : req) {
+      auto name = f.name_string();
+      auto value = f.value();
+      head_fields_.push_back({{name.data(), name.size()}, {value.data(), value.size()}});
+    }
+    auto method = req.method_string();
+    auto target = req.target();
+    return checkRequestHead({{method.data(), method.size()}, {target.data(), target.size()}, req.version(),
+                             head_fields_});
+  }
+
+  static std::string_view bufferView(const beast::flat_buffer& buffer) {
+    return {static_cast<const char*>(buffer.data().data()), buffer.size()};
+  }
+
   // Reads one request into `parser`; returns the bytes it consumed. Like
-  // http::async_read, except that a complete but unparseable request head is an error
-  // at once (Beast keeps asking for more bytes when a request line is cut short, e.g.
-  // "HELLO WORLD X\r\n\r\n", which would hold a garbage request until the deadline).
+  // http::async_read, except that:
+  // - with `until_header` it returns as soon as the head is parsed, so that the framing
+  //   rules can refuse the request before its body is read (call again for the body);
+  // - empty lines before the request line are skipped (RFC 9112 2.2), up to
+  //   kMaxLeadingEmptyLineBytes;
+  // - a complete but unparseable request head is an error at once (Beast keeps asking
+  //   for more bytes when a request line is cut short, e.g. "HELLO WORLD X\r\n\r\n",
+  //   which would hold a garbage request until the deadline).
   asio::awaitable<size_t> readRequest(beast::flat_buffer& buffer,
                                       http::request_parser<http::string_body>& parser,
-                                      boost::system::error_code& ec) {
+                                      boost::system::error_code& ec, bool until_header) {
     size_t total = 0;
+    too_many_empty_lines_ = false;
+    size_t empty_lines = 0;
+    bool started = parser.got_some();
     for (;;) {
-      if (buffer.size() > 0) {
+      if (!started && buffer.size() > 0) {
+        size_t skip = leadingEmptyLines(bufferView(buffer));
+        buffer.consume(skip);
+        total += skip;
+        empty_lines += skip;
+        if (empty_lines > kMaxLeadingEmptyLineBytes) {
+          too_many_empty_lines_ = true;
+          ec = http::error::bad_method;
+          co_return total;
+        }
+        // A lone CR may be the first half of one more empty line: wait for the next byte.
+        started = buffer.size() > 0 && bufferView(buffer) != "\r";
+      }
+      if (started && buffer.size() > 0) {
         size_t used = parser.put(buffer.data(), ec);
         buffer.consume(used);
         total += used;
@@ -824,6 +902,7 @@ class HttpSession final : public SessionEntry {
         } else if (ec || parser.is_done()) {
           co_return total;
         }
+        if (until_header && parser.is_header_done()) co_return total;
         // Beast stops after the header: the body may already be in the buffer.
         if (used > 0 && buffer.size() > 0) continue;
       }
@@ -870,6 +949,8 @@ class HttpSession final : public SessionEntry {
   bool drain_closing_ = false;  // closed idle at a drain, not timed out
   asio::steady_timer* hold_timer_ = nullptr;  // a held poll's timer
   SseRequest sse_;
+  std::vector<HeaderField> head_fields_;  // the request head's fields, for checkHead; reused
+  bool too_many_empty_lines_ = false;     // readRequest's last error was that
   bool timed_out_ = false;
 };
 

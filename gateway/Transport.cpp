@@ -280,7 +280,15 @@ asio::awaitable<void> TlsSocket::handshake(boost::system::error_code& ec) {
     int rc = SSL_do_handshake(ssl_);
     if (rc == 1) co_return;
     bool go_on = co_await waitFor(rc, ec);
-    if (!go_on) co_return;
+    if (!go_on) {
+      // A failed handshake leaves OpenSSL's fatal alert (protocol_version, decode_error,
+      // handshake_failure, ...) in the output queue: send it, so that the peer learns
+      // why instead of seeing a bare close. Without waiting: it is a few bytes on a
+      // socket that has sent nothing since our last flight, and the caller closes next.
+      boost::system::error_code ignored;
+      sendNow(ignored);
+      co_return;
+    }
   }
 }
 

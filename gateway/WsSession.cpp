@@ -176,7 +176,8 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
         break;
       case ws::Event::Kind::Error:
         ++ctx_.counters.ws_protocol_errors;
-        startClose(e.code, e.code == ws::kTooBig         ? "message too big"
+        startClose(e.code, !e.payload.empty()               ? e.payload
+                           : e.code == ws::kTooBig         ? "message too big"
                            : e.code == ws::kInvalidPayload ? "invalid UTF-8"
                                                            : "protocol error");
         break;

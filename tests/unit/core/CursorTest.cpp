@@ -9,7 +9,7 @@ Cursor sample() {
   Cursor c;
   c.session = 0x1122334455667788ULL;
   c.positions.emplace_back("/rooms/42", Position{"k2f9qzx1ab", 41});
-  c.positions.emplace_back("/b", Position{"zz", 0});
+  c.positions.emplace_back("/b", Position{"zzzzzzzzzz", 0});  // epochs are 10 characters
   return c;
 }
 

@@ -37,13 +37,25 @@ class HubTest : public ::testing::Test {
 };
 
 TEST(PositionTest, ParsesAndPrints) {
-  auto p = Position::parse("k2f9q.42");
+  auto p = Position::parse("k2f9qzx1ab.42");
   ASSERT_TRUE(p);
-  EXPECT_EQ(p->epoch, "k2f9q");
+  EXPECT_EQ(p->epoch, "k2f9qzx1ab");
   EXPECT_EQ(p->seq, 42u);
-  EXPECT_EQ(p->toString(), "k2f9q.42");
+  EXPECT_EQ(p->toString(), "k2f9qzx1ab.42");
   for (const char* bad : {"", ".", "abc", "abc.", ".5", "ABC.1", "a-b.1", "abc.-1", "abc.1x", "abc.1.2",
                           "abc.123456789012345678901", "abcdefghijabcdefghijabcdefghijabc.1"})
+    EXPECT_FALSE(Position::parse(bad)) << bad;
+}
+
+// Exactly what the hub writes: kEpochLength characters of [0-9a-z], a dot, SEQ in
+// canonical decimal (no sign, no leading zero, no overflow).
+TEST(PositionTest, AcceptsExactlyTheHubsFormat) {
+  for (const char* good : {"0123456789.0", "zzzzzzzzzz.1", "k2f9qzx1ab.18446744073709551615"})
+    EXPECT_TRUE(Position::parse(good)) << good;
+  for (const char* bad : {"K2F9QZX1AB.1", "k2f9qZx1ab.1", "k2f9qzx1a.1", "k2f9qzx1abc.1", "k2f9q.1",
+                          "k2f9qzx1ab.18446744073709551616", "k2f9qzx1ab.99999999999999999999",
+                          "k2f9qzx1ab.+1", "k2f9qzx1ab.01", "k2f9qzx1ab. 1", "k2f9qzx1ab.1 ", "k2f9qzx1ab.",
+                          "k2f9qzx1ab", "k2f9qzx1ab.1.", "k2f9qzx1_b.1"})
     EXPECT_FALSE(Position::parse(bad)) << bad;
 }
 
@@ -244,6 +256,16 @@ TEST(HubWireTest, RejectsTruncatedAndOversizedFrames) {
   EXPECT_FALSE(hubwire::frameLength(huge));
   std::string unknown = std::string("\x01\x00\x00\x00", 4) + "\x63";
   EXPECT_FALSE(hubwire::decode(unknown, f));
+}
+
+TEST_F(HubTest, EveryEpochItMakesParsesBack) {
+  for (uint64_t i = 0; i < 50; ++i) {
+    random_ = i * 0x9e3779b97f4a7c15ULL;  // spread over the whole 64-bit range
+    Position p = hub_->publish("/c" + std::to_string(i), "1");
+    auto back = Position::parse(p.toString());
+    ASSERT_TRUE(back) << p.toString();
+    EXPECT_EQ(*back, p);
+  }
 }
 
 }  // namespace
