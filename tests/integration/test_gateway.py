@@ -104,7 +104,7 @@ class StandaloneGatewayTest(unittest.TestCase):
         # half way through it) is closed at handshake_timeout, not before, and not at the
         # header or idle deadlines (set far away here); a good client is served meanwhile.
         deadline = 2.0
-        gw = Standalone(f'[gateway]\nhandshake_timeout = "{deadline}s"\nheader_timeout = "60s"\n'
+        gw = Standalone(f'[gateway]\nhandshake_timeout = "{deadline:g}s"\nheader_timeout = "60s"\n'
                         'idle_timeout = "60s"\n', tls=True)
         try:
             silent = socket.create_connection(("127.0.0.1", gw.tls_port), timeout=30)
@@ -128,10 +128,11 @@ class StandaloneGatewayTest(unittest.TestCase):
                 self.assertTrue(data == b"" or data.startswith(b"\x15\x03"), data)
                 if data:
                     self.assertEqual(s.recv(4096), b"")
-                # Not before the deadline, and well before the 60 s ones (the margin
-                # above is for a busy machine; the gateway checks deadlines every 250 ms).
+                # Not before the deadline, and well before the 10 s default (so a setting
+                # that is ignored fails) and the 60 s header and idle deadlines. The margin
+                # is for a busy machine; the gateway checks deadlines every 250 ms.
                 self.assertGreaterEqual(elapsed, deadline - 0.05)
-                self.assertLess(elapsed, deadline + 15)
+                self.assertLess(elapsed, deadline + 6)
                 s.close()
         finally:
             gw.stop()
