@@ -342,7 +342,7 @@ class NsClientTest(unittest.TestCase):
 
         def moved_aside(stderr, content):
             """The one new .corrupt- file: named on stderr, holding `content`."""
-            m = re.search(r"(\S+) was unreadable \((.+)\); moved it to (\S+) and started a new one", stderr)
+            m = re.search(r"(\S+) was unreadable \((.+)\); moved it to (\S+) and started a new one", stderr, re.S)
             self.assertIsNotNone(m, stderr)
             self.assertEqual(m.group(1), self.db)
             aside = m.group(3)
