@@ -112,12 +112,12 @@ class ExternalWatchdogTest(unittest.TestCase):
         t = threading.Thread(target=client)
         t.start()
         try:
-            wait_for(lambda: served[0] >= 20, 10, what="requests served before the kill")
+            wait_for(lambda: served[0] >= 30, 10, what="requests served before the kill")
             os.kill(first, signal.SIGKILL)
             wait_for(lambda: (lambda p: p if p and p != first else None)(self.ready_pid()), 15,
                      what="a new supervisor")
             after = served[0]
-            wait_for(lambda: served[0] >= after + 20, 10, what="requests served by the new supervisor")
+            wait_for(lambda: served[0] >= after + 40, 10, what="requests served by the new supervisor")
         finally:
             stop.set()
             t.join()
