@@ -36,6 +36,13 @@ class Load:
         except BaseException as e:  # noqa: B036 (reported by finish)
             self.errors.append(repr(e))
 
+    def ok(self):
+        """True while no thread has raised; else fails the test at once with what they raised
+        (for wait_for conditions, so that a dead thread is not mistaken for a slow one)."""
+        if self.errors:
+            raise AssertionError(f"{len(self.errors)} load threads raised: {self.errors[:3]}")
+        return True
+
     def finish(self):
         self.stop.set()
         for t in self.threads:
@@ -90,13 +97,13 @@ class ReloadTest(unittest.TestCase):
         load = Load(client, 4)
         scraping = Load(scraper, 1)
         try:
-            wait_for(lambda: done[0] >= 50, 10, what="load before the reload")
+            wait_for(lambda: load.ok() and done[0] >= 50, 10, what="load before the reload")
             r = self.sup.ctl("reload")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn(f"generation {gen + 1}", r.stdout)
             wait_for(lambda: reloaded(self.sup, old, gen + 1), 10, what="every worker replaced")
             after = done[0]
-            wait_for(lambda: done[0] >= after + 50, 10, what="load after the reload")
+            wait_for(lambda: load.ok() and scraping.ok() and done[0] >= after + 50, 10, what="load after the reload")
         finally:
             errors = load.finish() + scraping.finish()
         self.assertEqual(errors, [], f"{len(errors)} client threads raised")
@@ -237,7 +244,7 @@ class UpgradeTest(unittest.TestCase):
                     s.close()
 
             load = Load(client, 2)
-            wait_for(lambda: served[0] >= 20, 10, what="load before the upgrade")
+            wait_for(lambda: load.ok() and served[0] >= 20, 10, what="load before the upgrade")
             r = sup.ctl("upgrade")
             self.assertEqual(r.returncode, 0, r.stderr)
 
@@ -251,7 +258,7 @@ class UpgradeTest(unittest.TestCase):
             new_pid = wait_for(taken_over, 10, what="the new supervisor")
             sup.proc.wait(timeout=10)  # the old one drains and exits
             after = served[0]
-            wait_for(lambda: served[0] >= after + 20, 10, what="load after the upgrade")
+            wait_for(lambda: load.ok() and served[0] >= after + 20, 10, what="load after the upgrade")
             self.assertEqual(load.finish(), [])
             print(f"\nupgrade under load: {served[0]} served, {len(refused)} refused, {len(other)} other {other[:3]}")
             self.assertEqual(refused, [])
