@@ -1252,8 +1252,10 @@ class Supervisor {
                               "ws_commands", "ws_protocol_errors", "published", "delivered", "recovered",
                               "not_recovered", "slow_consumers", "rate_limited", "channels", "polls",
                               "held_polls", "poll_cache_hits", "poll_cache_misses", "poll_sessions",
-                              "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total"})
+                              "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total",
+                              "rejected", "reattached"})
         j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
+      j["probes_served"] = w.alive() ? w.stats.value("probes", json(0)) : json(0);  // the worker's count
       ws.push_back(std::move(j));
     }
     st["workers"] = ws;

@@ -11,7 +11,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import Supervisor, wait_for
+from harness import Supervisor, metrics_problems, series, wait_for
 from test_pubsub import publish, rss_kb, seq
 from wsclient import WsClient
 
@@ -319,11 +319,20 @@ class CacheTest(unittest.TestCase):
             _, r4 = poll(port, ["/c"], r3["cursor"])
             self.assertEqual([m["data"] for m in r4["messages"]], [3])
             wait_for(lambda: sup.status()["workers"][0]["poll_cache_misses"] >= 1, 5, what="the miss counted")
+            w = sup.status()["workers"][0]
             text = sup.ctl("metrics").stdout
-            for name in ["dingo_worker_held_polls", "dingo_worker_poll_cache_hits_total",
-                         "dingo_worker_poll_cache_misses_total", "dingo_worker_poll_cache_evictions_total",
-                         "dingo_worker_sse_streams"]:
-                self.assertIn(name, text)
+            self.assertEqual(metrics_problems(text), [])
+            # The series carry what the test did, as status reported it a moment before
+            # (counters only grow), and the gauges are there too.
+            for name, key in [("dingo_worker_poll_cache_hits_total", "poll_cache_hits"),
+                              ("dingo_worker_poll_cache_misses_total", "poll_cache_misses"),
+                              ("dingo_worker_poll_cache_evictions_total", "poll_evictions"),
+                              ("dingo_worker_polls_total", "polls")]:
+                found = series(text, name, worker=0)
+                self.assertEqual(len(found), 1, name)
+                self.assertGreaterEqual(found[0][1], max(1, w[key]), name)
+            for name in ["dingo_worker_held_polls", "dingo_worker_poll_sessions", "dingo_worker_sse_streams"]:
+                self.assertEqual(len(series(text, name, worker=0)), 1, name)
         finally:
             sup.cleanup()
 
