@@ -689,6 +689,9 @@ class HttpSession final : public SessionEntry {
     PollCache& cache = *ctx_.polls;
     uint64_t session = sr.cursor ? sr.cursor->session : newCursorSession();
     std::shared_ptr<PollEntry> e = sr.cursor ? cache.find(session) : nullptr;
+    // Another poll on this cursor is building its entry (the client retried, or shares
+    // the cursor): wait for it instead of replacing it under that poll.
+    while (e && !e->ready() && !e->retired()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
     if (e && e->canServe(sr.channels, sr.from)) {
       ++ctx_.counters.poll_cache_hits;
       e->acknowledge(sr.from);
@@ -699,8 +702,10 @@ class HttpSession final : public SessionEntry {
         unavailable(r, "every long-poll session of this worker is in use");
         co_return;
       }
-      for (size_t i = 0; i < sr.channels.size(); ++i)
-        e->channels().push_back({sr.channels[i], sr.from[i].value_or(Position{}), nullptr});
+      for (size_t i = 0; i < sr.channels.size(); ++i) {
+        Position from = sr.from[i].value_or(Position{});
+        e->channels().push_back({sr.channels[i], from, nullptr, from});
+      }
       for (size_t i = 0; i < sr.channels.size(); ++i) e->startSubscribe(i, sr.from[i]);
       while (!e->ready() && !e->retired()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
       if (!e->ready()) {

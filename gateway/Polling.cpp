@@ -69,8 +69,9 @@ bool PollEntry::canServe(const std::vector<std::string>& names,
   if (broken_ || retired_ || pending_ > 0 || names.size() != channels_.size()) return false;
   for (size_t i = 0; i < names.size(); ++i) {
     const Channel& c = channels_[i];
-    if (c.name != names[i] || !from[i] || from[i]->epoch != c.acked.epoch || from[i]->seq < c.acked.seq)
-      return false;
+    if (c.name != names[i] || !from[i]) return false;
+    if (*from[i] == c.requested) continue;  // where it started: everything in the log is new
+    if (from[i]->epoch != c.acked.epoch || from[i]->seq < c.acked.seq) return false;
     // Not ahead of what this entry has seen.
     uint64_t last = c.acked.seq;
     for (const Message& m : log_)
@@ -82,7 +83,8 @@ bool PollEntry::canServe(const std::vector<std::string>& names,
 
 void PollEntry::acknowledge(const std::vector<std::optional<Position>>& from) {
   for (size_t i = 0; i < channels_.size(); ++i)
-    if (from[i] && from[i]->seq > channels_[i].acked.seq) channels_[i].acked.seq = from[i]->seq;
+    if (from[i] && from[i]->epoch == channels_[i].acked.epoch && from[i]->seq > channels_[i].acked.seq)
+      channels_[i].acked.seq = from[i]->seq;
   size_t freed = 0;
   std::erase_if(log_, [&](const Message& m) {
     bool done = m.seq <= channels_[m.channel].acked.seq;

@@ -32,6 +32,10 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
     std::string name;
     Position acked;  // what the client has: it sent this position (or was given it)
     Subscription* sub = nullptr;
+    // The position the entry was built from, as the client wrote it (an absent
+    // position's epoch is replaced in `acked` by the channel's own): a poll that sends
+    // it again is served here too.
+    Position requested;
   };
   struct Message {
     size_t channel;  // index into channels

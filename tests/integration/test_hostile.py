@@ -160,12 +160,15 @@ class ManyChannelsTest(unittest.TestCase):
 
 class PollHangTest(unittest.TestCase):
     def test_polls_racing_on_one_cursor_all_answer_and_leave_no_sockets(self):
-        sup = Supervisor(workers=1, tls=False, gateway_extra='poll_timeout = "2s"\n').start()
+        sup = Supervisor(workers=1, tls=False, gateway_extra='poll_timeout = "2s"\nsession_ttl = "1s"\n').start()
         try:
             port = sup.http_port
             pid = sup.worker_pids()[0]
             channels = [f"/race/{i}" for i in range(20)]
             _, first = poll(port, channels)
+            # No cache entry for this cursor (a first poll makes none; a worker that did
+            # sweeps it after session_ttl): every racing poll must build one.
+            wait_for(lambda: sup.status()["workers"][0]["poll_sessions"] == 0, 10, what="no cached session")
             fds_before = count_fds(pid)
             q = urllib.parse.urlencode([("channel", c) for c in channels] + [("cursor", first["cursor"])])
             n = 200
@@ -174,13 +177,22 @@ class PollHangTest(unittest.TestCase):
                 s = socket.create_connection(("127.0.0.1", port), timeout=20)
                 socks.append(s)
             request = f"GET /v1/poll?{q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-            for s in socks:  # as close together as we can: they race in the worker
-                s.sendall(request)
+            # All at once: the worker is stopped while they arrive, so it reads them in
+            # one batch, each one before the hub has answered the subscribes of the last.
+            wait_for(lambda: count_fds(pid) >= fds_before + n, 10, what="the connections handed to the worker")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                for s in socks:
+                    s.sendall(request)
+            finally:
+                os.kill(pid, signal.SIGCONT)
             answered = 0
+            deadline = time.monotonic() + 20  # poll_timeout is 2 s: every answer is due long before
             for s in socks:
                 data = b""
                 try:
                     while True:
+                        s.settimeout(max(0.01, deadline - time.monotonic()))
                         chunk = s.recv(65536)
                         if not chunk:
                             break
