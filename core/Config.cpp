@@ -294,6 +294,9 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.size("send_queue_bytes", g.send_queue_bytes, 1024);
     r.integer("max_channels", g.max_channels, 1, kMaxChannelsPerClient);
     r.integer("max_connections", g.max_connections, 1, 10'000'000);
+    r.integer("max_connections_per_ip", g.max_connections_per_ip, 0, 10'000'000);
+    r.integer("new_connections_per_ip", g.new_connections_per_ip, 0, 10'000'000);
+    r.integer("max_streams", g.max_streams, 1, 10'000'000);
     r.integer("commands_per_second", g.commands_per_second, 1, 1'000'000);
     r.integer("session_cache_entries", g.session_cache_entries, 0, 10'000'000);
     r.size("session_cache_bytes", g.session_cache_bytes);
