@@ -250,7 +250,6 @@ nodes = {
     "names-and-junk": '{"version":2,"ttl_s":-5,"nodes":[{"host":"example.com","port":443},{"host":"1.2.3.4",'
                       '"port":70000},{"host":"1.2.3.4","port":0},7,null,{"host":"[::1]","port":1}]}',
     "not-a-list": '{"version":"1","nodes":{}}',
-    "tls-not-bool": '{"version":1,"ttl_s":1,"nodes":[{"host":"1.2.3.4","port":1,"tls":"yes"}]}',
 }
 for name, body in nodes.items():
     write("nodes", name, body)
