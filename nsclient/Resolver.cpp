@@ -280,7 +280,7 @@ std::optional<NodeList> parseNodeList(std::string_view body) {
   NodeList list;
   for (const auto& n : j["nodes"]) {
     if (!n.is_object() || !n.contains("host") || !n["host"].is_string() || !n.contains("port") ||
-        !n["port"].is_number_unsigned())
+        !n["port"].is_number_unsigned() || (n.contains("tls") && !n["tls"].is_boolean()))
       continue;
     auto ep = parseEndpoint(Endpoint{n["host"].get<std::string>(), 1, true}.toString());
     uint64_t port = n["port"].get<uint64_t>();
