@@ -31,7 +31,7 @@ run: build
 
 $(ASAN_BUILD)/build.ninja: CMakeLists.txt
 	CXX=$(ASAN_CXX) cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$(ASAN_FLAGS)" -DDINGO_FUZZ=ON -DDINGO_BENCH=OFF
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$(ASAN_FLAGS)" -DDINGO_FUZZ=ON
 
 asan-build: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)

@@ -14,6 +14,16 @@ SOURCE = os.environ.get("DINGO_SOURCE", os.path.abspath(os.path.join(HERE, "..",
 BIN = os.environ.get("DINGO_BIN", os.path.join(SOURCE, "build", "bin"))
 
 
+# Set by tests/sanitized.sh when the binaries are build-asan's (ASan, UBSan, LSan).
+SANITIZED = os.environ.get("DINGO_SANITIZED") == "1"
+
+
+def release_only(reason):
+    """Skips a test in the sanitizer tree: for budgets (memory, time) that ASan changes."""
+    import unittest
+    return unittest.skipIf(SANITIZED, f"not under sanitizers: {reason}")
+
+
 def binary(name):
     return os.path.join(BIN, name)
 
