@@ -29,12 +29,16 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 # Per-target options: the dictionary, and inputs larger than libFuzzer's 4 KiB default
-# where the parser has a reason to see them (a WebSocket message up to the 64 KiB
-# default max_message_size, a request head up to max_header_bytes with a body).
+# where the parser has a reason to see them (a WebSocket frame or command up to the
+# 64 KiB default max_message_size, a request head up to max_header_bytes with a body).
+# Under ctest, ws_command keeps the 4 KiB default: 20 KB of nesting crashes dump() today
+# (issue 12, defect 2; tests/fuzz/known/ws_command-deep-nesting), and a smoke test that
+# fails at random until that fix lands would tell nobody anything new.
 options() {
   local t=$1
   case $t in
-    ws_command | nodes) echo "-dict=$here/dict/json.dict" ;;
+    ws_command) echo "-dict=$here/dict/json.dict"; [ "$mode" = ctest ] || echo "-max_len=65536" ;;
+    nodes) echo "-dict=$here/dict/json.dict" ;;
     http_request) echo "-dict=$here/dict/http.dict -max_len=16384" ;;
     config) echo "-dict=$here/dict/toml.dict" ;;
     ws_frame) echo "-max_len=70000" ;;
