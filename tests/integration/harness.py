@@ -48,7 +48,13 @@ def certs():
     return _certs
 
 
+# ASan and UBSan make the binaries 2-3 times slower: waits for a condition last longer.
+# Only waits: deadlines the binaries enforce are what the tests measure.
+WAIT_SCALE = 3 if SANITIZED else 1
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
