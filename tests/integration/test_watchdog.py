@@ -6,7 +6,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, Supervisor, wait_for
+from harness import BIN, SANITIZED, Supervisor, wait_for
 
 FAST = '[watchdog]\ninterval = "300ms"\ntimeout = "500ms"\nfailures = 2\n'
 
@@ -57,7 +57,8 @@ class WatchdogTest(unittest.TestCase):
                                  capture_output=True, text=True, timeout=60)
             load = json.loads(out.stdout)
             print(f"\nstorm: {load}")
-            self.assertGreater(load.get("requests", 0), 1000)
+            # A storm, not a trickle (ASan's workers handshake several times slower).
+            self.assertGreater(load.get("requests", 0), 250 if SANITIZED else 1000)
             time.sleep(1)
             st = sup.status()["workers"]
             self.assertEqual(sup.worker_pids(), pids, "a healthy worker was killed")
