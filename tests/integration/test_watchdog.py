@@ -63,7 +63,8 @@ class WatchdogTest(unittest.TestCase):
             st = sup.status()["workers"]
             self.assertEqual(sup.worker_pids(), pids, "a healthy worker was killed")
             self.assertEqual([w["restarts"] for w in st], [0, 0])
-            self.assertEqual(sum(w["probes_failed"] for w in st), 0, st)
+            if not SANITIZED:  # a timing figure: ASan's slowdown makes some probes miss their deadline
+                self.assertEqual(sum(w["probes_failed"] for w in st), 0, st)
         finally:
             sup.cleanup()
 
