@@ -104,7 +104,10 @@ class TableReader {
     }
   }
 
-  void size(const std::string& key, uint64_t& out, uint64_t min = 1) {
+  // Sizes are capped at 1 TiB: a bigger one is a typo, and sums of them stay in 64 bits.
+  static constexpr uint64_t kMaxSize = uint64_t{1} << 40;
+
+  void size(const std::string& key, uint64_t& out, uint64_t min = 1, uint64_t max = kMaxSize) {
     if (const auto* n = find(key)) {
       std::optional<uint64_t> v;
       if (n->is_integer()) {
@@ -115,6 +118,7 @@ class TableReader {
       }
       if (!v) fail(key, n, "expected a size in bytes (65536) or with a unit (\"64KiB\", \"1MiB\")");
       if (*v < min) fail(key, n, fmt::format("must be at least {}", min));
+      if (*v > max) fail(key, n, fmt::format("must be at most {}", max));
       out = *v;
     }
   }
@@ -163,10 +167,10 @@ std::string resolvePath(const std::string& dir, const std::string& p) {
 }
 
 void checkAddress(TableReader& r, const std::string& key, const std::string& value,
-                  bool allow_empty) {
+                  bool allow_empty, const toml::node* where = nullptr) {
   if (allow_empty && value.empty()) return;
   if (!parseSockAddr(value))
-    r.fail(key, nullptr,
+    r.fail(key, where,
            fmt::format("'{}' is not a numeric HOST:PORT (e.g. \"127.0.0.1:8080\", \"[::1]:8080\")",
                        value));
 }
@@ -283,15 +287,20 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.duration("poll_timeout", g.poll_timeout);
     r.duration("session_ttl", g.session_ttl);
     r.duration("sse_heartbeat", g.sse_heartbeat);
-    r.size("max_header_bytes", g.max_header_bytes, 256);
-    r.size("max_body_bytes", g.max_body_bytes);
-    r.size("max_message_size", g.max_message_size, 16);
+    r.duration("hub_timeout", g.hub_timeout, std::chrono::milliseconds(100));
+    r.size("max_header_bytes", g.max_header_bytes, 256, kMaxHeaderBytes);
+    r.size("max_body_bytes", g.max_body_bytes, 1, kMaxBodyBytes);
+    r.size("max_message_size", g.max_message_size, 16, kMaxMessageSize);
     r.size("send_queue_bytes", g.send_queue_bytes, 1024);
-    r.integer("max_channels", g.max_channels, 1, 1'000'000);
+    r.integer("max_channels", g.max_channels, 1, kMaxChannelsPerClient);
     r.integer("max_connections", g.max_connections, 1, 10'000'000);
+    r.integer("max_connections_per_ip", g.max_connections_per_ip, 0, 10'000'000);
+    r.integer("new_connections_per_ip", g.new_connections_per_ip, 0, 10'000'000);
+    r.integer("max_streams", g.max_streams, 1, 10'000'000);
     r.integer("commands_per_second", g.commands_per_second, 1, 1'000'000);
     r.integer("session_cache_entries", g.session_cache_entries, 0, 10'000'000);
     r.size("session_cache_bytes", g.session_cache_bytes);
+    r.integer("session_cache_subscriptions", g.session_cache_subscriptions, 1, 100'000'000);
     r.str("cursor_secret", g.cursor_secret);
     r.boolean("client_publish", g.client_publish);
     r.str("publish_token", g.publish_token);
@@ -301,6 +310,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
   if (const auto* t = subTable(top, "history")) {
     TableReader r(*t, "history", path);
     r.integer("size", cfg.history.size, 0, 1'000'000);
+    r.integer("max_channels", cfg.history.max_channels, 1, 100'000'000);
     r.size("max_bytes", cfg.history.max_bytes, 0);
     r.duration("ttl", cfg.history.ttl);
     r.rejectUnknown();
@@ -313,7 +323,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.integer("failures", cfg.watchdog.failures, 1, 1000);
     if (const auto* v = r.find("max_kill_fraction")) {
       auto d = v->value<double>();  // integers convert too
-      if (!d || *d <= 0 || *d > 1) r.fail("max_kill_fraction", v, "expected a number greater than 0 and at most 1");
+      if (!d || !(*d > 0 && *d <= 1)) r.fail("max_kill_fraction", v, "expected a number greater than 0 and at most 1");
       cfg.watchdog.max_kill_fraction = *d;
     }
     r.rejectUnknown();
@@ -322,7 +332,8 @@ Config parseConfig(const std::string& text, const std::string& path) {
   if (const auto* t = subTable(top, "bus")) {
     TableReader r(*t, "bus", path);
     r.str("engine", cfg.bus.engine);
-    r.str("redis", cfg.bus.redis);
+    r.strings("redis", cfg.bus.redis);
+    for (const auto& a : cfg.bus.redis) checkAddress(r, "redis", a, false, r.find("redis"));
     if (cfg.bus.engine != "local" && cfg.bus.engine != "redis")
       r.fail("engine", t->get("engine"), fmt::format("expected local or redis, got '{}'", cfg.bus.engine));
     if (cfg.bus.engine == "redis")

@@ -40,6 +40,15 @@ struct TlsConfig {
   std::string max_version = "TLSv1.3";
 };
 
+// Upper bounds of the client-facing limits, whatever the config says: past them a
+// single request or message would cost a worker more memory or stack than it can give.
+constexpr uint64_t kMaxHeaderBytes = 1024 * 1024;
+constexpr uint64_t kMaxBodyBytes = 64 * 1024 * 1024;
+constexpr uint64_t kMaxMessageSize = 16 * 1024 * 1024;
+// A cursor carries every channel of a poll or event stream, its count in 16 bits (see
+// core/Cursor.h): no client may name more.
+constexpr uint32_t kMaxChannelsPerClient = 65535;
+
 struct GatewayConfig {
   Duration handshake_timeout = std::chrono::seconds(10);
   Duration header_timeout = std::chrono::seconds(10);
@@ -50,21 +59,27 @@ struct GatewayConfig {
   Duration poll_timeout = std::chrono::seconds(25);
   Duration session_ttl = std::chrono::minutes(2);
   Duration sse_heartbeat = std::chrono::seconds(15);  // below common proxy idle timeouts
+  Duration hub_timeout = std::chrono::seconds(5);     // a hub request unanswered this long fails
   uint64_t max_header_bytes = 8 * 1024;
   uint64_t max_body_bytes = 1024 * 1024;
   uint64_t max_message_size = 64 * 1024;
   uint64_t send_queue_bytes = 1024 * 1024;
   uint32_t max_channels = 128;
   uint32_t max_connections = 50000;
+  uint32_t max_connections_per_ip = 0;  // open at once from one address (IPv6: its /64), per worker; 0: off
+  uint32_t new_connections_per_ip = 0;  // per second from one address, per worker; 0: off
+  uint32_t max_streams = 20000;         // held long-polls plus SSE streams, per worker
   uint32_t commands_per_second = 50;  // WebSocket commands per connection (burst: twice that)
   uint32_t session_cache_entries = 100000;        // long-poll sessions kept per worker (0: no cache)
   uint64_t session_cache_bytes = 64 * 1024 * 1024;  // their buffered messages, per worker
+  uint64_t session_cache_subscriptions = 200000;    // their channels, summed, per worker
   std::string cursor_secret;                      // HMAC key of cursors (empty: built-in)
   bool client_publish = false;
   std::string publish_token;
 };
 
 struct HistoryConfig {
+  uint32_t max_channels = 1000000;  // channels the hub holds at once (about 200 bytes each, plus the name)
   uint32_t size = 100;
   uint64_t max_bytes = 1024 * 1024;
   Duration ttl = std::chrono::minutes(5);
@@ -79,7 +94,7 @@ struct WatchdogConfig {
 
 struct BusConfig {
   std::string engine = "local";
-  std::string redis = "127.0.0.1:6379";
+  std::vector<std::string> redis;  // numeric HOST:PORT of each Redis (the redis engine)
 };
 
 // GET /v1/nodes: the endpoints nsclient stores as its fallback list.

@@ -13,7 +13,8 @@ namespace dingo {
 
 namespace {
 
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;     // 16-bit channel count
+constexpr uint8_t kVersionOne = 1;  // 8-bit channel count: read, never written
 constexpr size_t kMacBytes = 12;
 constexpr std::string_view kBuiltinKey = "dingo cursor integrity key, v1";
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -101,10 +102,12 @@ void CursorCodec::mac(std::string_view data, unsigned char out[32]) const {
 
 std::string CursorCodec::encode(const Cursor& c) const {
   std::string raw;
+  size_t n = c.positions.size();
+  if (n > kMaxChannels) throw std::length_error("a cursor carries at most 65535 channels");
   raw += static_cast<char>(kVersion);
   putU64(raw, c.session);
-  size_t n = std::min(c.positions.size(), kMaxChannels);
-  raw += static_cast<char>(n);
+  raw += static_cast<char>(n & 0xFF);
+  raw += static_cast<char>(n >> 8);
   for (size_t i = 0; i < n; ++i) {
     const auto& [name, pos] = c.positions[i];
     raw += static_cast<char>(std::min<size_t>(name.size(), 255));
@@ -119,8 +122,14 @@ std::string CursorCodec::encode(const Cursor& c) const {
   return base64url(raw);
 }
 
+size_t CursorCodec::encodedSize(const std::vector<std::string>& channels, size_t epoch_size) {
+  size_t raw = 1 + 8 + 2 + kMacBytes;
+  for (const auto& name : channels) raw += 1 + std::min<size_t>(name.size(), 255) + 1 + epoch_size + 8;
+  return (raw * 4 + 2) / 3;  // base64url without padding
+}
+
 std::optional<Cursor> CursorCodec::decode(std::string_view text) const {
-  if (text.empty() || text.size() > 64 * 1024) return std::nullopt;
+  if (text.empty() || text.size() > kMaxText) return std::nullopt;
   auto raw = unbase64url(text);
   if (!raw || raw->size() < 1 + 8 + 1 + kMacBytes) return std::nullopt;
   // Only the canonical spelling: the unused low bits of the last character are zero.
@@ -150,10 +159,13 @@ std::optional<Cursor> CursorCodec::decode(std::string_view text) const {
     at += n;
     return true;
   };
-  uint8_t version = 0, count = 0;
+  uint8_t version = 0, count_lo = 0, count_hi = 0;
   Cursor c;
-  if (!u8(version) || version != kVersion || !u64(c.session) || !u8(count)) return std::nullopt;
-  for (uint8_t i = 0; i < count; ++i) {
+  if (!u8(version) || (version != kVersion && version != kVersionOne) || !u64(c.session) || !u8(count_lo))
+    return std::nullopt;
+  if (version == kVersion && !u8(count_hi)) return std::nullopt;
+  size_t count = count_lo | (size_t{count_hi} << 8);
+  for (size_t i = 0; i < count; ++i) {
     std::string name;
     Position p;
     if (!str(name) || !str(p.epoch) || !u64(p.seq)) return std::nullopt;

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 #include <limits>
+#include <cstring>
 #include <random>
 
 namespace dingo {
@@ -11,15 +12,18 @@ namespace dingo {
 std::string Position::toString() const { return epoch + "." + std::to_string(seq); }
 
 std::optional<Position> Position::parse(std::string_view text) {
-  size_t dot = text.find('.');
-  if (dot == std::string_view::npos || dot == 0 || dot > 32) return std::nullopt;
-  std::string_view e = text.substr(0, dot), s = text.substr(dot + 1);
+  // Longest SEQ: 18446744073709551615, 20 digits.
+  static constexpr size_t kMaxSeqDigits = 20;
+  if (text.size() <= kEpochLength + 1 || text[kEpochLength] != '.') return std::nullopt;
+  std::string_view e = text.substr(0, kEpochLength), s = text.substr(kEpochLength + 1);
   for (char c : e)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) return std::nullopt;
-  if (s.empty() || s.size() > 20) return std::nullopt;
+  if (s.size() > kMaxSeqDigits || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  for (char c : s)
+    if (c < '0' || c > '9') return std::nullopt;
   Position p;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), p.seq);
-  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;
+  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;  // overflow
   p.epoch.assign(e);
   return p;
 }
@@ -47,18 +51,65 @@ Hub::Hub(const HistoryConfig& history, DeliverFn deliver, ClockFn clock, RandomF
     auto engine = std::make_shared<std::mt19937_64>(std::random_device{}());
     random_ = [engine] { return (*engine)(); };
   }
+  started_ms_ = clock_();
+  absent_tag_ = base36(random_(), kAbsentTagSize);
+}
+
+// Epochs are 10 base-36 characters. A channel's epoch never starts with 'z' (35
+// choices, then 9 random characters: about 51 bits, so a fresh hub never reuses an
+// old one). An absent position's epoch is 'z', this hub's 4-character tag, and the
+// seconds since the hub started in 5 characters (up to 1.9 years of uptime; past
+// that, absent positions stop being resumable, which is honest, not wrong).
+namespace {
+constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+constexpr char kAbsentMark = 'z';
+constexpr size_t kAbsentSecondsSize = Position::kEpochLength - 1 - Hub::kAbsentTagSize;
+}  // namespace
+
+std::string Hub::base36(uint64_t v, size_t width) {
+  std::string out(width, '0');
+  for (size_t i = width; i-- > 0;) {
+    out[i] = kDigits[v % 36];
+    v /= 36;
+  }
+  return out;
 }
 
 std::string Hub::newEpoch() {
-  // 10 base-36 characters, about 51 bits: a fresh hub never reuses an old epoch.
-  static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
   uint64_t r = random_();
-  std::string e(10, '0');
-  for (char& c : e) {
-    c = kDigits[r % 36];
-    r /= 36;
-  }
+  std::string e = base36(r / 35, Position::kEpochLength);
+  e[0] = kDigits[r % 35];  // never kAbsentMark
   return e;
+}
+
+Position Hub::absentPosition() const {
+  uint64_t seconds = static_cast<uint64_t>(std::max<int64_t>(0, clock_() - started_ms_) / 1000);
+  uint64_t cap = 1;
+  for (size_t i = 0; i < kAbsentSecondsSize; ++i) cap *= 36;
+  seconds = std::min(seconds, cap - 1);
+  return {kAbsentMark + absent_tag_ + base36(seconds, kAbsentSecondsSize), 0};
+}
+
+std::optional<int64_t> Hub::absentIssuedMs(const Position& p) const {
+  const std::string& e = p.epoch;
+  if (p.seq != 0 || e.size() != Position::kEpochLength || e[0] != kAbsentMark || e.compare(1, kAbsentTagSize, absent_tag_) != 0)
+    return std::nullopt;
+  uint64_t seconds = 0;
+  for (char c : std::string_view(e).substr(1 + kAbsentTagSize)) {
+    const char* d = std::strchr(kDigits, c);
+    if (!d || !*d) return std::nullopt;
+    seconds = seconds * 36 + static_cast<uint64_t>(d - kDigits);
+  }
+  return started_ms_ + static_cast<int64_t>(seconds) * 1000;
+}
+
+// A life of a channel with a message published after `issued_ms` ends no sooner than a
+// TTL after that message (see sweep). So a channel born, or found absent, before
+// issued + TTL followed no such life: nothing was published that the client missed.
+Position Hub::resumePoint(const Channel& ch, const Position& since) const {
+  auto issued = absentIssuedMs(since);
+  if (!issued || ch.born_ms >= *issued + config_.ttl.count()) return since;
+  return {ch.epoch, 0};
 }
 
 Hub::Channel* Hub::find(std::string_view name) {
@@ -68,10 +119,17 @@ Hub::Channel* Hub::find(std::string_view name) {
 
 Hub::Channel& Hub::channel(std::string_view name) {
   auto it = channels_.find(name);
-  if (it != channels_.end()) return it->second;
-  Channel& ch = channels_[std::string(name)];
-  ch.epoch = newEpoch();
-  return ch;
+  Channel* ch = it != channels_.end() ? &it->second : nullptr;
+  if (!ch) {
+    ch = &channels_[std::string(name)];
+    ch->epoch = newEpoch();
+    ch->born_ms = clock_();
+  }
+  return *ch;
+}
+
+bool Hub::admits(std::string_view name) const {
+  return channels_.size() < config_.max_channels || channels_.find(name) != channels_.end();
 }
 
 void Hub::popFront(Channel& ch) {
@@ -94,12 +152,13 @@ Catchup Hub::catchup(Channel& ch, const std::optional<Position>& since, size_t l
   Catchup c;
   c.position = {ch.epoch, ch.seq};
   if (!since) return c;
+  Position from = resumePoint(ch, *since);
   uint64_t first = ch.history.empty() ? ch.seq + 1 : ch.history.front().seq;
   // Recoverable: same epoch, not ahead, and everything after it still in history.
-  if (since->epoch != ch.epoch || since->seq > ch.seq || since->seq + 1 < first) return c;
+  if (from.epoch != ch.epoch || from.seq > ch.seq || from.seq + 1 < first) return c;
   c.recovered = true;
   // History is contiguous: the message after `since` sits at a known offset.
-  size_t start = static_cast<size_t>(since->seq + 1 - first);
+  size_t start = static_cast<size_t>(from.seq + 1 - first);
   for (size_t i = start; i < ch.history.size() && c.messages.size() < limit; ++i)
     c.messages.push_back(ch.history[i]);
   return c;
@@ -126,6 +185,7 @@ void Hub::unsubscribe(LinkId link, std::string_view name) {
 Position Hub::publish(std::string_view name, std::string data) {
   Channel& ch = channel(name);
   int64_t now = clock_();
+  ch.last_publish_ms = now;
   ++ch.seq;
   ++published_;
   auto payload = std::make_shared<const std::string>(std::move(data));
@@ -152,20 +212,29 @@ Position Hub::publish(std::string_view name, std::string data) {
 }
 
 Catchup Hub::history(std::string_view name, const std::optional<Position>& since, size_t limit) {
-  // Created if new (the sweep forgets it again), so that its position stays the same
-  // from one read to the next.
-  Channel& ch = channel(name);
+  Channel* found = find(name);
+  if (!found) {
+    // Nothing to read, and nothing created. A resume from an absent position of ours
+    // is exact: nothing was published to this channel since, or it would exist.
+    Catchup c{absentPosition(), false, {}};
+    auto issued = since ? absentIssuedMs(*since) : std::nullopt;
+    c.recovered = issued && clock_() < *issued + config_.ttl.count();
+    return c;
+  }
+  Channel& ch = *found;
   if (since) return catchup(ch, since, limit);
   trim(ch, clock_());
   Catchup c;
   c.position = {ch.epoch, ch.seq};
   size_t n = std::min(limit, ch.history.size());
-  c.messages.assign(ch.history.end() - static_cast<std::ptrdiff_t>(n), ch.history.end());
+  for (size_t i = ch.history.size() - n; i < ch.history.size(); ++i) c.messages.push_back(ch.history[i]);
   return c;
 }
 
 Hub::Info Hub::info(std::string_view name) {
-  Channel& ch = channel(name);  // as in history()
+  Channel* found = find(name);
+  if (!found) return Info{absentPosition(), 0};  // as in history()
+  Channel& ch = *found;
   Info i;
   i.position = {ch.epoch, ch.seq};
   for (const auto& l : ch.links) i.subscribers += l.second;
@@ -177,13 +246,24 @@ void Hub::dropLink(LinkId link) {
     std::erase_if(ch.links, [&](const auto& l) { return l.first == link; });
 }
 
-void Hub::sweep() {
+size_t Hub::sweep() {
   int64_t now = clock_();
+  size_t forgotten = 0;
   for (auto it = channels_.begin(); it != channels_.end();) {
-    trim(it->second, now);
-    if (it->second.links.empty() && it->second.history.empty()) it = channels_.erase(it);
-    else ++it;
+    Channel& ch = it->second;
+    trim(ch, now);
+    // A channel that had messages lives at least a TTL past its last publish, even
+    // with its history emptied early (a message over max_bytes): absent positions
+    // depend on it (resumePoint).
+    bool quiet = ch.last_publish_ms == 0 || now - ch.last_publish_ms >= config_.ttl.count();
+    if (ch.links.empty() && ch.history.empty() && quiet) {
+      it = channels_.erase(it);
+      ++forgotten;
+    } else {
+      ++it;
+    }
   }
+  return forgotten;
 }
 
 }  // namespace dingo

@@ -23,8 +23,13 @@ struct Position {
   std::string epoch;
   uint64_t seq = 0;
 
+  // An epoch is this many characters of [0-9a-z] (Hub::newEpoch makes them).
+  static constexpr size_t kEpochLength = 10;
+
   std::string toString() const;
-  // EPOCH is 1-32 characters of [0-9a-z]; SEQ is decimal. nullopt when malformed.
+  // Exactly what toString() writes for a hub's position: EPOCH is kEpochLength characters
+  // of [0-9a-z], SEQ is decimal without sign or leading zero that fits 64 bits. nullopt
+  // for anything else (an uppercase or shorter epoch names no epoch of ours).
   static std::optional<Position> parse(std::string_view text);
   bool operator==(const Position&) const = default;
 };
@@ -80,21 +85,52 @@ class Hub {
   // A link is gone: forget all its subscribers.
   void dropLink(LinkId link);
   // Trims history past its TTL and forgets channels with neither subscribers nor
-  // history. Call it now and then (the hub server does every second).
-  void sweep();
+  // history (one that had messages only a TTL after its last publish). Call it now and
+  // then (the hub server does every second). Returns how many channels it forgot.
+  size_t sweep();
+
+
+  // False when `channel` does not exist and the hub holds max_channels already: a
+  // subscribe or publish to it must be refused (info and history still answer, with a
+  // position that is not kept).
+  bool admits(std::string_view channel) const;
 
   size_t channels() const { return channels_.size(); }
+  static constexpr size_t kAbsentTagSize = 4;
   uint64_t published() const { return published_; }
   uint64_t historyBytes() const { return history_bytes_; }
   uint64_t historyMessages() const { return history_messages_; }
 
  private:
+  // A channel's history. Allocates nothing while empty: most channels of a busy hub
+  // have none, and an empty std::deque costs about 600 bytes.
+  class History {
+   public:
+    bool empty() const { return !q_; }
+    size_t size() const { return q_ ? q_->size() : 0; }
+    const StoredMessage& front() const { return q_->front(); }
+    const StoredMessage& operator[](size_t i) const { return (*q_)[i]; }
+    void push_back(StoredMessage m) {
+      if (!q_) q_ = std::make_unique<std::deque<StoredMessage>>();
+      q_->push_back(std::move(m));
+    }
+    void pop_front() {
+      q_->pop_front();
+      if (q_->empty()) q_.reset();
+    }
+
+   private:
+    std::unique_ptr<std::deque<StoredMessage>> q_;
+  };
+
   struct Channel {
     std::string epoch;
     uint64_t seq = 0;
-    std::deque<StoredMessage> history;
+    History history;
     uint64_t bytes = 0;
     std::vector<std::pair<LinkId, uint32_t>> links;  // subscribers per link
+    int64_t born_ms = 0;          // when this life of the channel began
+    int64_t last_publish_ms = 0;  // 0: never published
   };
   struct Hash {
     using is_transparent = void;
@@ -104,16 +140,29 @@ class Hub {
 
   Channel& channel(std::string_view name);  // creates it with a fresh epoch
   Channel* find(std::string_view name);
+  // Reading a channel that does not exist creates nothing (so reads cannot fill the
+  // hub): it answers an "absent" position instead, whose epoch says which hub made it
+  // and when. A resume from it is exact when no life of the channel that had messages
+  // can have ended since then: the channel was born less than a TTL after it.
+  Position absentPosition() const;
+  // When an absent position of this hub was made; nullopt for any other position.
+  std::optional<int64_t> absentIssuedMs(const Position& p) const;
+  // Where a resume from `since` starts in `ch`: `since` itself, or {ch's epoch, 0} for
+  // an absent position of this hub that the rule above lets through.
+  Position resumePoint(const Channel& ch, const Position& since) const;
   void trim(Channel& ch, int64_t now);
   void popFront(Channel& ch);
   Catchup catchup(Channel& ch, const std::optional<Position>& since, size_t limit);
   std::string newEpoch();
+  static std::string base36(uint64_t v, size_t width);
   static uint64_t messageCost(const std::string& data) { return data.size() + 64; }
 
   HistoryConfig config_;
   DeliverFn deliver_;
   ClockFn clock_;
   RandomFn random_;
+  int64_t started_ms_ = 0;
+  std::string absent_tag_;  // this hub's mark in absent epochs
   Map channels_;
   std::vector<LinkId> scratch_links_;
   uint64_t published_ = 0;

@@ -66,6 +66,19 @@ std::string acceptKey(std::string_view client_key) {
   return std::string(reinterpret_cast<char*>(b64), static_cast<size_t>(n));
 }
 
+bool validClientKey(std::string_view key) {
+  // 16 bytes are 128 bits: 21 characters of 6 bits and one of 2 bits (its low 4 bits zero).
+  static constexpr size_t kKeyLength = 24;
+  static constexpr std::string_view kLastDataChars = "AQgw";
+  if (key.size() != kKeyLength || key.substr(22) != "==") return false;
+  auto isBase64 = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+  };
+  for (size_t i = 0; i < 21; ++i)
+    if (!isBase64(key[i])) return false;
+  return kLastDataChars.find(key[21]) != std::string_view::npos;
+}
+
 // ---- UTF-8 ------------------------------------------------------------------------------
 
 bool Utf8Validator::feed(std::string_view bytes) {
@@ -139,14 +152,14 @@ void release(std::string& s) {
 
 }  // namespace
 
-bool Parser::fail(const Callback& on_event, uint16_t code) {
+bool Parser::fail(const Callback& on_event, uint16_t code, std::string_view why) {
   failed_ = true;
   in_payload_ = false;
   in_message_ = false;
   header_len_ = 0;
   std::string().swap(message_);
   std::string().swap(control_);
-  Event e{Event::Kind::Error, {}, code};
+  Event e{Event::Kind::Error, why, code};
   on_event(e);
   return false;
 }
@@ -173,6 +186,7 @@ bool Parser::startFrame(const Callback& on_event) {
   switch (op) {
     case 0x0:  // continuation
       if (!in_message_) return fail(on_event, kProtocolError);
+      if (++message_frames_ > max_frames_) return fail(on_event, kTooBig, "too many frames in one message");
       opcode_ = Opcode::Continuation;
       break;
     case 0x1:
@@ -180,6 +194,7 @@ bool Parser::startFrame(const Callback& on_event) {
       if (in_message_) return fail(on_event, kProtocolError);  // the previous one is unfinished
       opcode_ = static_cast<Opcode>(op);
       in_message_ = true;
+      message_frames_ = 1;
       message_text_ = op == 0x1;
       utf8_.reset();
       break;

@@ -38,6 +38,18 @@ std::string closeFrame(uint16_t code, std::string_view reason = {});
 // The Sec-WebSocket-Accept value for a client's Sec-WebSocket-Key.
 std::string acceptKey(std::string_view client_key);
 
+// True when `key` is a valid Sec-WebSocket-Key (RFC 6455 4.1, 4.2.1): the base64 of
+// exactly 16 bytes, so 22 characters of the base64 alphabet, the last of them carrying no
+// stray bits, then "==".
+bool validClientKey(std::string_view key);
+
+// At most this many frames (the first and its continuations; control frames between
+// them do not count) make one message. Beyond it the connection closes with 1009: an
+// endless run of empty fragments is otherwise cheap to send and costs us a loop per
+// frame, and no size limit ever sees it. Clients that fragment at all use a few frames
+// per message; even 1-byte fragments of a 4 KB message stay within it.
+constexpr size_t kMaxFramesPerMessage = 4096;
+
 // Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF),
 // across chunk boundaries: a code point may be split between two feed() calls.
 class Utf8Validator {
@@ -59,7 +71,8 @@ struct Event {
   enum class Kind { Text, Binary, Ping, Pong, Close, Error };
   Kind kind;
   // Text/Binary: the whole (reassembled) message. Ping/Pong: the application data.
-  // Close: the reason. Valid only during the callback.
+  // Close: the reason. Error: what was wrong, when more than the code says (else empty).
+  // Valid only during the callback.
   std::string_view payload;
   // Close: the peer's code (kNoStatus when its frame had none).
   // Error: the close code to answer with (1002, 1007 or 1009).
@@ -78,14 +91,17 @@ struct Event {
 // - 1007: a text message or close reason that is not valid UTF-8 (detected as early as
 //   possible, before the message is complete).
 // - 1009: a message whose total length would exceed max_message (detected from the
-//   frame header, before the payload arrives).
+//   frame header, before the payload arrives), or one of more than max_frames frames
+//   (kMaxFramesPerMessage unless set; empty fragments count too).
+// The Error event's payload says which rule was broken, in words for the close reason.
 // Memory: only a partial frame header (<= 14 bytes) and the message being assembled are
 // kept; the message buffer is released after each message larger than 4 KB, so an idle
 // connection holds no heap memory.
 class Parser {
  public:
   using Callback = std::function<void(const Event&)>;
-  explicit Parser(size_t max_message) : max_message_(max_message) {}
+  explicit Parser(size_t max_message, size_t max_frames = kMaxFramesPerMessage)
+      : max_message_(max_message), max_frames_(max_frames) {}
 
   // Consumes all of `data`, calling `on_event` for each complete message or control
   // frame, in order. Returns false once an error was reported (now or before).
@@ -95,11 +111,12 @@ class Parser {
   size_t buffered() const { return message_.size() + control_.size() + header_len_; }
 
  private:
-  bool fail(const Callback& on_event, uint16_t code);
+  bool fail(const Callback& on_event, uint16_t code, std::string_view why = {});
   bool startFrame(const Callback& on_event);  // header complete: validate it
   bool finishFrame(const Callback& on_event);
 
   size_t max_message_;
+  size_t max_frames_;
   bool failed_ = false;
   // The frame header being read.
   uint8_t header_[14] = {};
@@ -114,6 +131,7 @@ class Parser {
   // The data message being assembled (across fragments).
   bool in_message_ = false;
   bool message_text_ = false;
+  size_t message_frames_ = 0;  // frames of the message so far
   std::string message_;
   Utf8Validator utf8_;
   // The control frame being read (<= 125 bytes).

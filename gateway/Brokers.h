@@ -14,7 +14,9 @@ namespace dingo {
 // A hub in this process (standalone gateways, tests).
 std::unique_ptr<Broker> makeLocalBroker(const HistoryConfig& history);
 
-// The supervisor's hub, over the stream socket `fd` (the worker's fd 4).
-std::unique_ptr<Broker> makeHubClient(boost::asio::io_context& io, int fd);
+// The supervisor's hub, over the stream socket `fd` (the worker's fd 4). A request the
+// hub has not answered within `timeout` fails as unavailable (checked by sweep(), so
+// up to a second later); a late answer is then dropped, and a late subscribe undone.
+std::unique_ptr<Broker> makeHubClient(boost::asio::io_context& io, int fd, Duration timeout);
 
 }  // namespace dingo

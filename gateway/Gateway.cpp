@@ -9,12 +9,14 @@
 
 #include "core/Asio.h"
 #include "core/Ipc.h"
+#include "core/Json.h"
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/Process.h"
 #include "core/Tls.h"
 #include "gateway/Brokers.h"
 #include "gateway/HttpSession.h"
+#include "gateway/PeerLimits.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 
@@ -65,12 +67,13 @@ class Gateway {
 
     ctx_.schedule_flush = [this] { asio::post(io_, [this] { ctx_.runFlushes(); }); };
     if (options_.standalone) broker_ = makeLocalBroker(cfg.history);
-    else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd);
+    else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd, ctx_.config.gateway.hub_timeout);
     channels_ = std::make_unique<ChannelTable>(ctx_);
     ctx_.channels = channels_.get();
     polls_ = std::make_unique<PollCache>(ctx_);
     ctx_.polls = polls_.get();
     ctx_.cursors = &cursors_;
+    ctx_.peers = &peers_;
     ctx_.broker = broker_.get();
     if (broker_) broker_->setSink(channels_.get());
     else logWarn(kLog, "no hub link from the supervisor: pub/sub is unavailable");
@@ -262,14 +265,16 @@ class Gateway {
       reattach_deadline_.cancel();
       reattach_sock_.reset();
       if (!ctx_.orphaned || ctx_.draining) return;
-      auto reply = nlohmann::json::parse(reattach_reply_.substr(0, eol), nullptr, false);
-      if (reply.is_discarded() || !reply.is_object()) {
+      // Whatever answers on the control socket path is not trusted to be well formed.
+      ParsedJson parsed = parseJson(std::string_view(reattach_reply_).substr(0, eol));
+      auto ok = field<bool>(parsed.value, "ok");
+      if (!parsed.ok() || !ok) {
         scheduleReattach();  // a supervisor on its way down, or not one of ours
         return;
       }
-      if (!reply.value("ok", false)) {
+      if (!*ok) {
         logWarn(kLog, "the new supervisor will not adopt this worker: {}; draining out",
-                reply.value("error", std::string("no reason given")));
+                field<std::string>(parsed.value, "error").value_or("no reason given"));
         return;
       }
       if (reattach_fds_.size() != 2) {
@@ -287,7 +292,7 @@ class Gateway {
     ipc_ = std::make_unique<stream_descriptor>(io_, ipc_fd.release());
     ipc_->non_blocking(true);
     // The old hub link is gone (its subscribers were told to reconnect): a new one.
-    broker_ = makeHubClient(io_, hub_fd.release());
+    broker_ = makeHubClient(io_, hub_fd.release(), ctx_.config.gateway.hub_timeout);
     broker_->setSink(channels_.get());
     ctx_.broker = broker_.get();
     if (int err = sayHello()) logError(kLog, "saying hello to the new supervisor: {}", errnoText(err));
@@ -306,16 +311,15 @@ class Gateway {
   // ---- standalone mode --------------------------------------------------------------
 
   void startStandalone() {
-    std::vector<std::pair<std::string, bool>> addrs;
-    for (const auto& a : options_.listen) addrs.emplace_back(a, false);
-    for (const auto& a : options_.listen_tls) addrs.emplace_back(a, true);
-    if (addrs.empty())
-      for (const auto& l : ctx_.config.listen) addrs.emplace_back(l.address, l.tls);
-    for (const auto& [text, tls] : addrs) {
+    std::vector<ListenConfig> addrs;  // --listen and --listen-tls, else the config's [[listen]]
+    for (const auto& a : options_.listen) addrs.push_back({a, false});
+    for (const auto& a : options_.listen_tls) addrs.push_back({a, true});
+    if (addrs.empty()) addrs = ctx_.config.listen;
+    for (const auto& [text, tls, backlog] : addrs) {
       auto addr = parseSockAddr(text);
       if (!addr) throw std::runtime_error("--listen: '" + text + "' is not a numeric HOST:PORT");
       // SO_REUSEPORT so that several standalone processes can share one port.
-      UniqueFd fd = listenTcp(*addr, ListenOptions{4096, true});
+      UniqueFd fd = listenTcp(*addr, ListenOptions{backlog, true});
       auto acceptor = std::make_unique<tcp::acceptor>(io_);
       acceptor->assign(addr->family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.release());
       logInfo(kLog, "listening on {} ({})", localAddress(acceptor->native_handle()).toString(),
@@ -327,6 +331,10 @@ class Gateway {
     scheduleTicketRotation();
   }
 
+  // Out of fds or memory, accept fails at once and would again: the listener pauses
+  // this long instead of spinning, and says so once per pause.
+  static constexpr std::chrono::milliseconds kAcceptPause{100};
+
   void acceptLoop(tcp::acceptor& acceptor, bool tls) {
     acceptor.async_accept([this, &acceptor, tls](boost::system::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted || ctx_.draining) return;
@@ -334,8 +342,15 @@ class Gateway {
         ++ctx_.counters.accepted;
         if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
         else startSession(ctx_, std::move(s), tls);
+      } else if (ec == asio::error::connection_aborted) {
+        // The client left before we took it: nothing to do.
       } else {
-        logWarn(kLog, "accept: {}", ec.message());
+        logWarn(kLog, "accept: {}; pausing this listener for {}ms", ec.message(), kAcceptPause.count());
+        auto pause = std::make_shared<asio::steady_timer>(io_, kAcceptPause);
+        pause->async_wait([this, &acceptor, tls, pause](boost::system::error_code wait_ec) {
+          if (!wait_ec && !ctx_.draining) acceptLoop(acceptor, tls);
+        });
+        return;
       }
       acceptLoop(acceptor, tls);
     });
@@ -375,6 +390,7 @@ class Gateway {
       last_tick_ = now;
       if (broker_) broker_->sweep();
       if (polls_) polls_->sweep();
+      peers_.sweep(steadyNowMs());
       sendStats(lag_ms);
       scheduleStats();
     });
@@ -396,6 +412,8 @@ class Gateway {
                         {"published", c.published},           {"delivered", c.delivered},
                         {"recovered", c.recovered},           {"not_recovered", c.not_recovered},
                         {"slow_consumers", c.slow_consumers}, {"rate_limited", c.rate_limited},
+                        {"resets", c.resets},                 {"peer_limited", c.peer_limited},
+                        {"stream_limited", c.stream_limited}, {"peers_tracked", peers_.tracked()},
                         {"polls", c.polls},                   {"held_polls", c.held_polls},
                         {"poll_cache_hits", c.poll_cache_hits}, {"poll_cache_misses", c.poll_cache_misses},
                         {"poll_sessions", polls_ ? polls_->entries() : 0},
@@ -489,6 +507,7 @@ class Gateway {
   // Both outlive io_: sessions destroyed with it leave their channels (see ~Gateway).
   std::unique_ptr<ChannelTable> channels_;
   CursorCodec cursors_{ctx_.config.gateway.cursor_secret};
+  PeerLimits peers_{ctx_.config.gateway.max_connections_per_ip, ctx_.config.gateway.new_connections_per_ip};
   std::unique_ptr<PollCache> polls_;  // after channels_: its entries leave their channels
   std::unique_ptr<Broker> broker_;
   asio::io_context io_{1};

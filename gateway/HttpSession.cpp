@@ -11,11 +11,14 @@
 
 #include "core/Hash.h"
 #include "core/Hub.h"
+#include "core/Json.h"
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/WebSocket.h"
 #include "gateway/Broker.h"
 #include "core/Cursor.h"
+#include "gateway/HttpFraming.h"
+#include "gateway/PeerLimits.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 #include "gateway/SseSession.h"
@@ -58,10 +61,13 @@ std::string_view reason(int status) {
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 417: return "Expectation Failed";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
   }
   return "Unknown";
 }
@@ -82,9 +88,8 @@ void error(Reply& r, int status, std::string_view code, std::string_view message
   r.body = fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})", code, jsonEscape(message));
 }
 
-// Answers one request. Later capabilities (publish, history, WebSocket) route here too.
-void route(const Request& req, Reply& r, GatewayContext& ctx) {
-  std::string_view target(req.target().data(), req.target().size());
+// Answers a request for anything outside /v1/. `target` is in origin-form.
+void route(const Request& req, std::string_view target, Reply& r, GatewayContext& ctx) {
   std::string_view path = target.substr(0, target.find('?'));
   bool get = req.method() == http::verb::get || req.method() == http::verb::head;
   if (path == "/healthz") {
@@ -267,6 +272,10 @@ struct StreamRequest {
   bool resuming = false;  // a cursor or a since was given
 };
 
+// Room in a request head for what is not the query and the cursor: request line,
+// Host, User-Agent and the like.
+constexpr size_t kRequestHeadSlack = 512;
+
 // channel=C (repeatable), cursor=K (or `last_event_id`), since=C@POS (repeatable, to
 // come from WebSocket positions). False with an error reply when anything is bad.
 bool parseStreamRequest(std::string_view query, std::string_view last_event_id, const GatewayContext& ctx,
@@ -282,6 +291,18 @@ bool parseStreamRequest(std::string_view query, std::string_view last_event_id, 
   }
   if (req.channels.empty() || req.channels.size() > ctx.config.gateway.max_channels) {
     error(r, 400, "bad_request", fmt::format("name 1 to {} channels with channel=", ctx.config.gateway.max_channels));
+    return false;
+  }
+  // The cursor carries every channel's position and comes back in the next request head
+  // beside the channel list: refuse now what could not be resumed exactly later.
+  size_t cursor_size = CursorCodec::encodedSize(req.channels, Position::kEpochLength);
+  size_t channel_list = 0;
+  for (std::string_view raw : queryValues(query, "channel")) channel_list += raw.size() + 9;  // "channel=" "&"
+  if (cursor_size + channel_list + kRequestHeadSlack > ctx.config.gateway.max_header_bytes) {
+    error(r, 413, "too_large",
+          fmt::format("{} channels need a cursor of {} bytes, which with the channel list would not fit in "
+                      "max_header_bytes ({}); name fewer channels",
+                      req.channels.size(), cursor_size, ctx.config.gateway.max_header_bytes));
     return false;
   }
   req.from.assign(req.channels.size(), std::nullopt);
@@ -376,6 +397,9 @@ class HttpSession final : public SessionEntry {
     std::string out;
     boost::system::error_code ec;
     for (bool first = true;; first = false) {
+      // Empty lines after a request's body (RFC 9112 2.2: old clients send a CRLF after
+      // a POST body) belong to no request: they must not count as a request that started.
+      buffer.consume(leadingEmptyLines(bufferView(buffer)));
       if (!first && buffer.size() == 0) {
         // Between requests: wait for the first byte under the keep-alive idle deadline.
         // Draining, our last answer still said keep-alive, so the client may be sending
@@ -397,19 +421,43 @@ class HttpSession final : public SessionEntry {
       parser.header_limit(static_cast<uint32_t>(g.max_header_bytes));
       parser.body_limit(g.max_body_bytes);
       expiresAfter(g.header_timeout);
-      size_t got = co_await readRequest(buffer, parser, ec);
+      // The head first: the framing rules decide before a byte of the body is read.
+      size_t got = co_await readRequest(buffer, parser, ec, /*until_header=*/true);
+      FramingVerdict verdict;
+      if (!ec) {
+        verdict = checkHead(parser.get());
+        if (verdict.ok() && !parser.is_done()) {
+          if (verdict.expect_continue) {
+            // RFC 9110 10.1.1: the client waits for this before it sends the body.
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            expiresAfter(g.write_timeout);
+            ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(kContinue), ec);
+            if (ec) break;
+            expiresAfter(g.header_timeout);
+          }
+          got += co_await readRequest(buffer, parser, ec, /*until_header=*/false);
+        }
+      }
       ctx_.counters.bytes_in += got;
       Reply reply;
       bool keep_alive = false;
       bool head_only = false;
       if (ec) {
         if (timed_out_) break;  // the header deadline: close without a word
-        if (!parseErrorReply(ec, reply)) break;  // end of stream, reset, ...
+        if (too_many_empty_lines_) error(reply, 400, "bad_request", "too many empty lines before the request line");
+        else if (!parseErrorReply(ec, reply)) break;  // end of stream, reset, ...
         ++ctx_.counters.bad_requests;
+      } else if (!verdict.ok()) {
+        const Request& req = parser.get();
+        ++ctx_.counters.requests;
+        ++ctx_.counters.bad_requests;
+        error(reply, verdict.status, "bad_request", verdict.message);
+        keep_alive = !verdict.close && req.keep_alive() && !ctx_.draining;
+        head_only = req.method() == http::verb::head;
       } else {
         const Request& req = parser.get();
         ++ctx_.counters.requests;
-        std::string_view target(req.target().data(), req.target().size());
+        std::string_view target = verdict.target;
         std::string_view path = target.substr(0, target.find('?'));
         if (path == "/v1/ws") {
           std::string accept;
@@ -437,7 +485,7 @@ class HttpSession final : public SessionEntry {
         } else if (path.starts_with("/v1/")) {
           co_await routePubSub(req, target, reply);
         } else {
-          route(req, reply, ctx_);
+          route(req, target, reply, ctx_);
         }
         keep_alive = req.keep_alive() && !ctx_.draining;
         head_only = req.method() == http::verb::head;
@@ -473,10 +521,18 @@ class HttpSession final : public SessionEntry {
       error(r, 405, "bad_request", "/v1/ws answers GET");
       return false;
     }
+    if (req.version() < 11) {  // RFC 6455 4.1: HTTP/1.1 or higher
+      error(r, 400, "bad_request", "a WebSocket upgrade needs HTTP/1.1");
+      return false;
+    }
     std::string_view key = headerOf(req, http::field::sec_websocket_key);
     if (!hasToken(headerOf(req, http::field::upgrade), "websocket") ||
-        !hasToken(headerOf(req, http::field::connection), "upgrade") || key.size() != 24) {
+        !hasToken(headerOf(req, http::field::connection), "upgrade") || key.empty()) {
       error(r, 400, "bad_request", "a WebSocket upgrade needs Upgrade: websocket, Connection: Upgrade and Sec-WebSocket-Key");
+      return false;
+    }
+    if (req.count(http::field::sec_websocket_key) != 1 || !ws::validClientKey(key)) {
+      error(r, 400, "bad_request", "Sec-WebSocket-Key must be one base64 value of 16 bytes");
       return false;
     }
     if (headerOf(req, http::field::sec_websocket_version) != "13") {
@@ -512,8 +568,21 @@ class HttpSession final : public SessionEntry {
       unavailable(r, "this worker is draining");
       return false;
     }
+    if (streamsFull()) {
+      unavailable(r, fmt::format("this worker holds max_streams ({}) polls and event streams", ctx_.config.gateway.max_streams));
+      return false;
+    }
     sse_.channels = std::move(sr.channels);
     sse_.from = std::move(sr.from);
+    sse_.chunked = req.version() >= 11;
+    return true;
+  }
+
+  // Held polls and event streams are the connections that cost a worker the most to
+  // keep (subscriptions, buffers): [gateway] max_streams bounds them together.
+  bool streamsFull() {
+    if (ctx_.counters.held_polls + ctx_.counters.sse_streams < ctx_.config.gateway.max_streams) return false;
+    ++ctx_.counters.stream_limited;
     return true;
   }
 
@@ -625,28 +694,53 @@ class HttpSession final : public SessionEntry {
       unavailable(r, "pub/sub is unavailable");
       co_return;
     }
+    deadline_ms = kNoDeadline;  // the hub answers within hub_timeout, or the poll fails
+    if (!sr.resuming) {
+      co_await firstPoll(sr.channels, r);
+      co_return;
+    }
     PollCache& cache = *ctx_.polls;
-    std::shared_ptr<PollEntry> e = sr.cursor ? cache.find(sr.cursor->session) : nullptr;
+    uint64_t session = sr.cursor ? sr.cursor->session : newCursorSession();
+    std::shared_ptr<PollEntry> e = sr.cursor ? cache.find(session) : nullptr;
+    // Another poll on this cursor is building its entry (the client retried, or shares
+    // the cursor): wait for it instead of replacing it under that poll.
+    while (e && !e->ready() && !e->retired()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
     if (e && e->canServe(sr.channels, sr.from)) {
       ++ctx_.counters.poll_cache_hits;
       e->acknowledge(sr.from);
     } else {
-      if (sr.resuming) ++ctx_.counters.poll_cache_misses;
-      e = cache.create(sr.cursor ? sr.cursor->session : newCursorSession());
-      for (size_t i = 0; i < sr.channels.size(); ++i)
-        e->channels().push_back({sr.channels[i], sr.from[i].value_or(Position{}), nullptr});
+      ++ctx_.counters.poll_cache_misses;
+      e = cache.create(session, sr.channels.size());
+      if (!e) {
+        unavailable(r, "every long-poll session of this worker is in use");
+        co_return;
+      }
+      for (size_t i = 0; i < sr.channels.size(); ++i) {
+        Position from = sr.from[i].value_or(Position{});
+        e->channels().push_back({sr.channels[i], from, nullptr, from});
+      }
       for (size_t i = 0; i < sr.channels.size(); ++i) e->startSubscribe(i, sr.from[i]);
-      deadline_ms = kNoDeadline;  // the hub answers, or fails every request when it goes
-      while (!e->ready()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
+      while (!e->ready() && !e->retired()) co_await waitFor(*e, ctx_.config.gateway.write_timeout);
+      if (!e->ready()) {
+        // A newer poll on the same cursor replaced this entry before the hub answered
+        // (the client retried): this one answers with nothing new, so the client is
+        // exactly where it was.
+        answerUnchanged(session, sr, r);
+        co_return;
+      }
       if (e->broken()) {
         cache.retire(e);
         unavailable(r, "pub/sub is unavailable");
         co_return;
       }
     }
-    // Nothing to say yet: hold, unless this is a first poll (it gets the cursor at once)
-    // or a resume that failed (the client must hear it now), or the worker is draining.
-    if (e->log().empty() && sr.resuming && e->recovered() && !ctx_.draining) {
+    // Nothing to say yet: hold, unless this is a resume that failed (the client must
+    // hear it now), or the worker is draining.
+    if (e->log().empty() && e->recovered() && !ctx_.draining) {
+      if (streamsFull()) {
+        unavailable(r, fmt::format("this worker holds max_streams ({}) polls and event streams", ctx_.config.gateway.max_streams));
+        co_return;
+      }
       // A held poll keeps no read buffer (a pipelined request behind it keeps it).
       if (buffer_.size() == 0) buffer_.shrink_to_fit();
       ++ctx_.counters.held_polls;
@@ -657,12 +751,17 @@ class HttpSession final : public SessionEntry {
     }
     ++ctx_.counters.polls;
     e->last_used_ms = steadyNowMs();
-    Cursor next = e->cursorAfterLog();
+    pollAnswer(e->cursorAfterLog(), e->recovered(), e->log(), r);
+    if (ctx_.config.gateway.session_cache_entries == 0) cache.retire(e);
+  }
+
+  // {"cursor":K,"recovered":B,"messages":[M...],"positions":{C:POS...}}
+  void pollAnswer(const Cursor& next, bool recovered, const std::deque<PollEntry::Message>& log, Reply& r) {
     std::string& out = r.body;
     fmt::format_to(std::back_inserter(out), R"({{"cursor":"{}","recovered":{},"messages":[)",
-                   ctx_.cursors->encode(next), e->recovered());
+                   ctx_.cursors->encode(next), recovered);
     bool first = true;
-    for (const auto& m : e->log()) {
+    for (const auto& m : log) {
       if (!first) out += ',';
       first = false;
       out += m.json;
@@ -673,7 +772,61 @@ class HttpSession final : public SessionEntry {
                      next.positions[i].second.toString());
     out += "}}";
     r.extra_headers = "Cache-Control: no-store\r\n";
-    if (ctx_.config.gateway.session_cache_entries == 0) cache.retire(e);
+  }
+
+  // A poll without a cursor: the channels' current positions, at once, and no cache
+  // entry (a client that never comes back costs nothing; one that does resumes from
+  // these positions through the hub's history).
+  asio::awaitable<void> firstPoll(const std::vector<std::string>& channels, Reply& r) {
+    auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor, asio::steady_timer::time_point::max());
+    struct Wait {
+      std::vector<Position> positions;
+      size_t left = 0;
+      std::string error;
+      asio::steady_timer* timer = nullptr;
+    };
+    auto w = std::make_shared<Wait>();
+    w->positions.resize(channels.size());
+    w->left = channels.size();
+    w->timer = &timer;
+    for (size_t i = 0; i < channels.size(); ++i) {
+      ctx_.broker->info(channels[i], [w, i](const Hub::Info* info, std::string_view err) {
+        if (info) w->positions[i] = info->position;
+        else if (w->error.empty()) w->error.assign(err);
+        if (--w->left == 0 && w->timer) w->timer->cancel();
+      });
+    }
+    if (w->left > 0) {
+      boost::system::error_code ec;
+      co_await timer.async_wait(redirect_error(use_awaitable, ec));
+    }
+    w->timer = nullptr;
+    if (!w->error.empty()) {
+      unavailable(r, w->error);
+      co_return;
+    }
+    Cursor c;
+    c.session = newCursorSession();
+    for (size_t i = 0; i < channels.size(); ++i) c.positions.emplace_back(channels[i], std::move(w->positions[i]));
+    ++ctx_.counters.polls;
+    pollAnswer(c, true, {}, r);
+  }
+
+  // The answer to a poll whose cache entry was replaced before it could be served:
+  // nothing new, the client's own positions back.
+  void answerUnchanged(uint64_t session, const StreamRequest& sr, Reply& r) {
+    Cursor c;
+    c.session = session;
+    for (size_t i = 0; i < sr.channels.size(); ++i) {
+      if (!sr.from[i]) {
+        unavailable(r, "a newer poll on the same cursor took over");
+        return;
+      }
+      c.positions.emplace_back(sr.channels[i], *sr.from[i]);
+    }
+    ++ctx_.counters.polls;
+    pollAnswer(c, true, {}, r);
   }
 
   asio::awaitable<void> publish(const Request& req, const std::string& channel, Reply& r) {
@@ -691,12 +844,13 @@ class HttpSession final : public SessionEntry {
       error(r, 403, "forbidden", "without a publish_token only loopback clients may publish");
       co_return;
     }
-    auto body = nlohmann::json::parse(req.body(), nullptr, false);
-    if (body.is_discarded()) {
-      error(r, 400, "bad_request", "the body must be a JSON value");
+    ParsedJson body = parseJson(req.body());
+    if (!body.ok()) {
+      error(r, 400, "bad_request",
+            fmt::format("the body must be a JSON value nested at most {} deep: {}", kMaxJsonDepth, body.error));
       co_return;
     }
-    std::string data = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string data = body.value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (data.size() > ctx_.config.gateway.max_message_size) {
       error(r, 413, "too_large", fmt::format("a message is at most {} bytes", ctx_.config.gateway.max_message_size));
       co_return;
@@ -709,16 +863,55 @@ class HttpSession final : public SessionEntry {
     else r.body = fmt::format(R"({{"channel":"{}","position":"{}"}})", channel, pos->toString());
   }
 
+  // The framing verdict on a parsed request head (gateway/HttpFraming.h).
+  FramingVerdict checkHead(const Request& req) {
+    head_fields_.clear();
+    for (const auto& f : req) {
+      auto name = f.name_string();
+      auto value = f.value();
+      head_fields_.push_back({{name.data(), name.size()}, {value.data(), value.size()}});
+    }
+    auto method = req.method_string();
+    auto target = req.target();
+    return checkRequestHead({{method.data(), method.size()}, {target.data(), target.size()}, req.version(),
+                             head_fields_});
+  }
+
+  static std::string_view bufferView(const beast::flat_buffer& buffer) {
+    return {static_cast<const char*>(buffer.data().data()), buffer.size()};
+  }
+
   // Reads one request into `parser`; returns the bytes it consumed. Like
-  // http::async_read, except that a complete but unparseable request head is an error
-  // at once (Beast keeps asking for more bytes when a request line is cut short, e.g.
-  // "HELLO WORLD X\r\n\r\n", which would hold a garbage request until the deadline).
+  // http::async_read, except that:
+  // - with `until_header` it returns as soon as the head is parsed, so that the framing
+  //   rules can refuse the request before its body is read (call again for the body);
+  // - empty lines before the request line are skipped (RFC 9112 2.2), up to
+  //   kMaxLeadingEmptyLineBytes;
+  // - a complete but unparseable request head is an error at once (Beast keeps asking
+  //   for more bytes when a request line is cut short, e.g. "HELLO WORLD X\r\n\r\n",
+  //   which would hold a garbage request until the deadline).
   asio::awaitable<size_t> readRequest(beast::flat_buffer& buffer,
                                       http::request_parser<http::string_body>& parser,
-                                      boost::system::error_code& ec) {
+                                      boost::system::error_code& ec, bool until_header) {
     size_t total = 0;
+    too_many_empty_lines_ = false;
+    size_t empty_lines = 0;
+    bool started = parser.got_some();
     for (;;) {
-      if (buffer.size() > 0) {
+      if (!started && buffer.size() > 0) {
+        size_t skip = leadingEmptyLines(bufferView(buffer));
+        buffer.consume(skip);
+        total += skip;
+        empty_lines += skip;
+        if (empty_lines > kMaxLeadingEmptyLineBytes) {
+          too_many_empty_lines_ = true;
+          ec = http::error::bad_method;
+          co_return total;
+        }
+        // A lone CR may be the first half of one more empty line: wait for the next byte.
+        started = buffer.size() > 0 && bufferView(buffer) != "\r";
+      }
+      if (started && buffer.size() > 0) {
         size_t used = parser.put(buffer.data(), ec);
         buffer.consume(used);
         total += used;
@@ -731,6 +924,7 @@ class HttpSession final : public SessionEntry {
         } else if (ec || parser.is_done()) {
           co_return total;
         }
+        if (until_header && parser.is_header_done()) co_return total;
         // Beast stops after the header: the body may already be in the buffer.
         if (used > 0 && buffer.size() > 0) continue;
       }
@@ -766,6 +960,10 @@ class HttpSession final : public SessionEntry {
     expiresAfter(ctx_.config.gateway.write_timeout);
     if (!timed_out_) co_await stream_.shutdown(ec);  // FIN: close below
     deadline_ms = kNoDeadline;
+    if (timed_out_) {
+      resetOnClose(stream_.socket());  // a slowloris or a client that stopped reading
+      ++ctx_.counters.resets;
+    }
     stream_.socket().close(ec);
   }
 
@@ -777,14 +975,71 @@ class HttpSession final : public SessionEntry {
   bool drain_closing_ = false;  // closed idle at a drain, not timed out
   asio::steady_timer* hold_timer_ = nullptr;  // a held poll's timer
   SseRequest sse_;
+  std::vector<HeaderField> head_fields_;  // the request head's fields, for checkHead; reused
+  bool too_many_empty_lines_ = false;     // readRequest's last error was that
   bool timed_out_ = false;
 };
+
+// A connection's place under the per-address limits (PeerLimits.h), given back when
+// the connection ends.
+class PeerSlot {
+ public:
+  PeerSlot(GatewayContext& ctx, const tcp::socket& socket) : ctx_(ctx) {
+    if (!ctx.peers || !ctx.peers->enabled()) return;
+    socklen_t len = sizeof peer_;
+    if (::getpeername(const_cast<tcp::socket&>(socket).native_handle(), reinterpret_cast<sockaddr*>(&peer_), &len) != 0)
+      return;  // gone already: the session finds out on its first read
+    verdict_ = ctx.peers->admit(peer_, steadyNowMs(), counted_);
+  }
+  ~PeerSlot() {
+    if (counted_) ctx_.peers->release(peer_);
+  }
+  PeerSlot(const PeerSlot&) = delete;
+  PeerSlot& operator=(const PeerSlot&) = delete;
+
+  bool admitted() const { return verdict_ == PeerLimits::Verdict::Admitted; }
+  std::string_view why() const {
+    return verdict_ == PeerLimits::Verdict::TooManyOpen ? "too many connections from your address"
+                                                         : "too many new connections from your address";
+  }
+
+ private:
+  GatewayContext& ctx_;
+  sockaddr_storage peer_{};
+  PeerLimits::Verdict verdict_ = PeerLimits::Verdict::Admitted;
+  bool counted_ = false;
+};
+
+// Refuses a connection over the per-address limits without reading from it: plain
+// HTTP gets a 503 with Retry-After in one non-blocking send; TLS (no handshake is spent
+// on it) and whatever the send cannot take are reset.
+void refusePeer(GatewayContext& ctx, tcp::socket& socket, std::string_view why) {
+  ++ctx.counters.peer_limited;
+  std::string body = fmt::format(R"({{"error":{{"code":"limit","message":"{}"}}}})", why);
+  std::string reply = fmt::format(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+      "Retry-After: 1\r\nConnection: close\r\n\r\n{}",
+      body.size(), body);
+  (void)::send(socket.native_handle(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  boost::system::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+}
 
 // One connection, from the first byte to the close: TLS handshake (TLS streams), HTTP
 // requests, then a WebSocket or an event stream if a request asked for one. One
 // coroutine frame for all of it: it stays for the connection's whole life.
 template <typename Stream>
 asio::awaitable<void> serveConnection(GatewayContext& ctx, tcp::socket socket) {
+  PeerSlot slot(ctx, socket);
+  if (!slot.admitted()) {
+    if constexpr (std::is_same_v<Stream, TlsSocket>) {
+      ++ctx.counters.peer_limited;
+      resetOnClose(socket);
+    } else {
+      refusePeer(ctx, socket, slot.why());
+    }
+    co_return;  // the socket closes here
+  }
   Stream stream(std::move(socket), ctx.tls);
   HttpSession<Stream> session(ctx, stream);
   if constexpr (std::is_same_v<Stream, TlsSocket>) {
@@ -793,7 +1048,11 @@ asio::awaitable<void> serveConnection(GatewayContext& ctx, tcp::socket socket) {
     co_await stream.handshake(ec);
     if (ec) {
       ++ctx.counters.tls_failures;
-      if (session.timedOut()) ++ctx.counters.timeouts;
+      if (session.timedOut()) {
+        ++ctx.counters.timeouts;
+        ++ctx.counters.resets;
+        resetOnClose(stream.socket());  // never finished its handshake: nothing to say
+      }
       co_return;
     }
     ++ctx.counters.tls_handshakes;

@@ -69,8 +69,9 @@ bool PollEntry::canServe(const std::vector<std::string>& names,
   if (broken_ || retired_ || pending_ > 0 || names.size() != channels_.size()) return false;
   for (size_t i = 0; i < names.size(); ++i) {
     const Channel& c = channels_[i];
-    if (c.name != names[i] || !from[i] || from[i]->epoch != c.acked.epoch || from[i]->seq < c.acked.seq)
-      return false;
+    if (c.name != names[i] || !from[i]) return false;
+    if (*from[i] == c.requested) continue;  // where it started: everything in the log is new
+    if (from[i]->epoch != c.acked.epoch || from[i]->seq < c.acked.seq) return false;
     // Not ahead of what this entry has seen.
     uint64_t last = c.acked.seq;
     for (const Message& m : log_)
@@ -82,7 +83,8 @@ bool PollEntry::canServe(const std::vector<std::string>& names,
 
 void PollEntry::acknowledge(const std::vector<std::optional<Position>>& from) {
   for (size_t i = 0; i < channels_.size(); ++i)
-    if (from[i] && from[i]->seq > channels_[i].acked.seq) channels_[i].acked.seq = from[i]->seq;
+    if (from[i] && from[i]->epoch == channels_[i].acked.epoch && from[i]->seq > channels_[i].acked.seq)
+      channels_[i].acked.seq = from[i]->seq;
   size_t freed = 0;
   std::erase_if(log_, [&](const Message& m) {
     bool done = m.seq <= channels_[m.channel].acked.seq;
@@ -113,6 +115,8 @@ void PollEntry::startSubscribe(size_t index, const std::optional<Position>& sinc
     if (!e || e->retired_) {
       // The entry went first; the hub counted the subscriber.
       if (c && ctx->broker) ctx->broker->unsubscribe(name);
+      // A poll may still wait on a retired entry: it answers once nothing is pending.
+      if (e && --e->pending_ == 0) e->wake();
       return;
     }
     --e->pending_;
@@ -149,15 +153,25 @@ std::shared_ptr<PollEntry> PollCache::find(uint64_t session) {
   return it == map_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<PollEntry> PollCache::create(uint64_t session) {
+std::shared_ptr<PollEntry> PollCache::create(uint64_t session, size_t channels) {
   if (auto old = find(session)) retire(old);
   auto e = std::make_shared<PollEntry>(*this, session);
   e->last_used_ms = steadyNowMs();
   if (ctx_.config.gateway.session_cache_entries > 0) {
+    if (!evictOverLimits(channels)) return nullptr;
     map_[session] = e;
-    evictOverLimits();
+    subscriptions_ += channels;
+    e->counted_channels_ = channels;
   }
   return e;
+}
+
+void PollCache::erase(const std::shared_ptr<PollEntry>& e) {
+  auto it = map_.find(e->session_);
+  if (it == map_.end() || it->second != e) return;
+  subscriptions_ -= e->counted_channels_;
+  e->counted_channels_ = 0;
+  map_.erase(it);
 }
 
 void PollCache::retire(const std::shared_ptr<PollEntry>& e) {
@@ -165,8 +179,7 @@ void PollCache::retire(const std::shared_ptr<PollEntry>& e) {
   e->retired_ = true;
   e->unsubscribeAll();
   e->wake();
-  auto it = map_.find(e->session_);
-  if (it != map_.end() && it->second == e) map_.erase(it);
+  erase(e);
 }
 
 void PollCache::addBytes(size_t n) {
@@ -174,21 +187,27 @@ void PollCache::addBytes(size_t n) {
   if (bytes_ > ctx_.config.gateway.session_cache_bytes) evictOverLimits();
 }
 
-void PollCache::evictOverLimits() {
+bool PollCache::evictOverLimits(size_t extra_channels) {
   const auto& g = ctx_.config.gateway;
-  if (map_.size() <= g.session_cache_entries && bytes_ <= g.session_cache_bytes) return;
-  // The least recently used eighth (at least one) of the entries no poll is holding.
+  auto within = [&] {
+    return map_.size() + (extra_channels ? 1 : 0) <= g.session_cache_entries &&
+           subscriptions_ + extra_channels <= g.session_cache_subscriptions && bytes_ <= g.session_cache_bytes;
+  };
+  if (within()) return true;
+  if (extra_channels > g.session_cache_subscriptions) return false;
+  // Least recently used first, among the entries no poll is holding; an eighth at a
+  // time (at least one), so that a full cache is not sorted on every poll.
   std::vector<std::shared_ptr<PollEntry>> idle;
   for (auto& [id, e] : map_)
     if (!e->held()) idle.push_back(e);
-  size_t n = std::max<size_t>(1, map_.size() / 8);
-  n = std::min(n, idle.size());
-  std::partial_sort(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end(),
-                    [](const auto& a, const auto& b) { return a->last_used_ms < b->last_used_ms; });
-  for (size_t i = 0; i < n; ++i) {
+  std::sort(idle.begin(), idle.end(), [](const auto& a, const auto& b) { return a->last_used_ms < b->last_used_ms; });
+  size_t batch = std::max<size_t>(1, map_.size() / 8);
+  for (size_t i = 0; i < idle.size(); ++i) {
+    if (i >= batch && within()) break;
     retire(idle[i]);
     ++evictions;
   }
+  return within();
 }
 
 void PollCache::sweep() {

@@ -5,8 +5,10 @@
 // the hub's history. The cache makes the next poll on the same worker cheap: the
 // entry stays subscribed to its channels and keeps what arrived since, so a poll that
 // hits it needs no hub round trip and no history read. Entries that no poll touched
-// for `session_ttl` are swept; the cache is bounded in entries and in buffered bytes
-// (least recently used goes first).
+// for `session_ttl` are swept; the cache is bounded in entries, in subscriptions (what
+// an entry costs the worker and the hub is one subscription per channel) and in
+// buffered bytes (least recently used goes first). A first poll, without a cursor,
+// creates no entry: it costs nothing until the client comes back.
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -30,6 +32,10 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
     std::string name;
     Position acked;  // what the client has: it sent this position (or was given it)
     Subscription* sub = nullptr;
+    // The position the entry was built from, as the client wrote it (an absent
+    // position's epoch is replaced in `acked` by the channel's own): a poll that sends
+    // it again is served here too.
+    Position requested;
   };
   struct Message {
     size_t channel;  // index into channels
@@ -46,6 +52,9 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
   std::vector<Channel>& channels() { return channels_; }
   const std::deque<Message>& log() const { return log_; }
   bool broken() const { return broken_; }
+  // Replaced by a newer poll on the same cursor, evicted or swept: a poll still on it
+  // answers at once.
+  bool retired() const { return retired_; }
   bool ready() const { return pending_ == 0; }
 
   // True when this entry can serve a poll for `names` from `from` (one position per
@@ -85,6 +94,7 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
   bool recovered_ = true;
   bool broken_ = false;  // the log overflowed: the next poll recovers from the hub
   bool retired_ = false;
+  size_t counted_channels_ = 0;  // its share of the cache's subscription count
 };
 
 class PollCache {
@@ -93,8 +103,10 @@ class PollCache {
   ~PollCache();
 
   std::shared_ptr<PollEntry> find(uint64_t session);
-  // A new entry for `session` (an old one with that id is retired first).
-  std::shared_ptr<PollEntry> create(uint64_t session);
+  // A new entry for `session` that will hold `channels` subscriptions (an old one with
+  // that id is retired first). Null when the cache is full of entries that polls are
+  // holding, so that no room can be made: the poll is refused.
+  std::shared_ptr<PollEntry> create(uint64_t session, size_t channels);
   void retire(const std::shared_ptr<PollEntry>& e);
   // Drops entries idle for session_ttl; call it about once a second.
   void sweep();
@@ -103,6 +115,7 @@ class PollCache {
 
   size_t entries() const { return map_.size(); }
   size_t bytes() const { return bytes_; }
+  size_t subscriptions() const { return subscriptions_; }  // channels over all cached entries
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t evictions = 0;
@@ -111,11 +124,15 @@ class PollCache {
   friend class PollEntry;
   void addBytes(size_t n);
   void subBytes(size_t n) { bytes_ -= n; }
-  void evictOverLimits();
+  // Evicts least recently used idle entries until the cache is within its limits with
+  // room for `extra_channels` more subscriptions. False when it cannot get there.
+  bool evictOverLimits(size_t extra_channels = 0);
+  void erase(const std::shared_ptr<PollEntry>& e);
 
   GatewayContext& ctx_;
   std::unordered_map<uint64_t, std::shared_ptr<PollEntry>> map_;
   size_t bytes_ = 0;
+  size_t subscriptions_ = 0;
 };
 
 }  // namespace dingo

@@ -14,8 +14,10 @@ namespace {
 
 constexpr int kRetryMs = 3000;  // the reconnect delay suggested to EventSource
 
-// One chunk of the chunked response body.
-SharedFrame chunk(std::string_view text) {
+// One part of the response body: a chunk of a chunked body, or the bare bytes when the
+// body is delimited by the close (HTTP/1.0 clients).
+SharedFrame bodyPart(std::string_view text, bool chunked) {
+  if (!chunked) return std::make_shared<std::string>(text);
   auto f = std::make_shared<std::string>(fmt::format("{:x}\r\n", text.size()));
   f->append(text);
   f->append("\r\n");
@@ -28,7 +30,7 @@ template <typename Stream>
 class SseSession final : public SessionEntry, public Subscriber, public OutputOwner {
  public:
   SseSession(GatewayContext& ctx, Stream& stream, SseRequest req)
-      : ctx_(ctx), stream_(stream), out_(ctx, stream, *this), life_(std::make_shared<char>(0)) {
+      : ctx_(ctx), stream_(stream), out_(ctx, stream, *this), life_(std::make_shared<char>(0)), chunked_(req.chunked) {
     ctx_.link(this);
     ++ctx_.counters.sse_streams;
     ++ctx_.counters.sse_total;
@@ -47,9 +49,11 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
 
   void start() {
     out_.enqueue(std::make_shared<const std::string>(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
-        "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"));
-    out_.enqueue(chunk(fmt::format("retry: {}\n\n", kRetryMs)));
+        chunked_ ? "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                   "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 : "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                   "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"));
+    out_.enqueue(bodyPart(fmt::format("retry: {}\n\n", kRetryMs), chunked_));
     subs_.assign(cursor_.positions.size(), nullptr);
     pending_ = static_cast<int>(subs_.size());
     GatewayContext* ctx = &ctx_;
@@ -83,6 +87,10 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
       }
     }
     deadline_ms = kNoDeadline;
+    if (stopped_) {
+      resetOnClose(stream_.socket());  // cut: timed out or too slow (see Transport.h)
+      ++ctx_.counters.resets;
+    }
     stream_.socket().close(ec);
   }
 
@@ -127,9 +135,10 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     std::string json;
   };
 
-  static const SharedFrame& heartbeat() {
-    static const SharedFrame frame = chunk(":\n\n");
-    return frame;
+  const SharedFrame& heartbeat() const {
+    static const SharedFrame chunked = bodyPart(":\n\n", true);
+    static const SharedFrame bare = bodyPart(":\n\n", false);
+    return chunked_ ? chunked : bare;
   }
 
   void onSubscribed(size_t i, const Catchup* c) {
@@ -179,15 +188,16 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
 
   void sendEvent(std::string_view event, std::string_view data) {
     if (ending_ || stopped_) return;
-    out_.enqueue(chunk(fmt::format("id: {}\nevent: {}\ndata: {}\n\n", ctx_.cursors->encode(cursor_), event, data)));
+    out_.enqueue(
+        bodyPart(fmt::format("id: {}\nevent: {}\ndata: {}\n\n", ctx_.cursors->encode(cursor_), event, data), chunked_));
     armHeartbeat();
   }
 
   // A planned end: tell the client when to come back, end the body, close.
   void endWithReconnect() {
     if (ending_ || stopped_) return;
-    out_.enqueue(chunk(fmt::format("event: reconnect\ndata: {{\"after_ms\":{}}}\n\n", reconnectJitterMs())));
-    out_.enqueue(std::make_shared<const std::string>("0\r\n\r\n"));
+    out_.enqueue(bodyPart(fmt::format("event: reconnect\ndata: {{\"after_ms\":{}}}\n\n", reconnectJitterMs()), chunked_));
+    if (chunked_) out_.enqueue(std::make_shared<const std::string>("0\r\n\r\n"));  // the last chunk
     ending_ = true;
     boost::system::error_code ec;
     stream_.socket().cancel(ec);  // the read loop ends; close() sends the rest
@@ -226,6 +236,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
   int64_t next_heartbeat_ms_ = 0;
   bool ending_ = false;
   bool stopped_ = false;
+  bool chunked_;  // false: an HTTP/1.0 client, the close ends the body
 };
 
 template <typename Stream>

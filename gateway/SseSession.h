@@ -17,6 +17,9 @@ class TlsSocket;
 struct SseRequest {
   std::vector<std::string> channels;
   std::vector<std::optional<Position>> from;  // per channel: resume after this
+  // HTTP/1.1 clients get a chunked body. An HTTP/1.0 client knows no chunking: its body
+  // is the bare event stream, delimited by the close (RFC 9112 6.3 rule 8).
+  bool chunked = true;
 };
 
 // Runs an event stream on a connection whose request was validated; the response head

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/Hub.h"
+#include "core/Json.h"
 #include "core/Log.h"
 #include "core/WebSocket.h"
 #include "gateway/Broker.h"
@@ -175,7 +176,8 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
         break;
       case ws::Event::Kind::Error:
         ++ctx_.counters.ws_protocol_errors;
-        startClose(e.code, e.code == ws::kTooBig         ? "message too big"
+        startClose(e.code, !e.payload.empty()               ? e.payload
+                           : e.code == ws::kTooBig         ? "message too big"
                            : e.code == ws::kInvalidPayload ? "invalid UTF-8"
                                                            : "protocol error");
         break;
@@ -199,24 +201,42 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
 
   // ---- commands -----------------------------------------------------------------------
 
+  // A client that goes on sending after this many refusals in a row is not a client
+  // that backs off: it is closed with 1008.
+  static constexpr uint32_t kMaxRefusedInRow = 1000;
+
   void onCommand(std::string_view text) {
     ++ctx_.counters.ws_commands;
-    json cmd = json::parse(text, nullptr, false);
-    if (cmd.is_discarded() || !cmd.is_object()) {
-      replyError("null", "bad_request", "a command is a JSON object");
-      return;
-    }
+    ParsedJson parsed = parseJson(text);
+    json& cmd = parsed.value;
+    // The id first, so that every reply (the rate limit's too) can echo it.
     std::string id = "null";
-    if (auto it = cmd.find("id"); it != cmd.end()) {
-      if (!it->is_number() && !it->is_string() && !it->is_null()) {
-        replyError("null", "bad_request", "id must be a number or a string");
-        return;
+    bool id_ok = true;
+    if (parsed.ok() && cmd.is_object()) {
+      if (auto it = cmd.find("id"); it != cmd.end()) {
+        id_ok = it->is_number() || it->is_string() || it->is_null();
+        if (id_ok) id = dumpCompact(*it);
       }
-      id = dumpCompact(*it);
     }
+    // Every command counts against the rate, malformed ones too: a flood of garbage
+    // costs its sender the same as a flood of pings.
     if (!takeToken()) {
       ++ctx_.counters.rate_limited;
+      if (++refused_in_row_ > kMaxRefusedInRow) {
+        startClose(ws::kPolicyViolation, "command rate exceeded");
+        return;
+      }
       replyError(id, "limit", fmt::format("more than {} commands per second", g_.commands_per_second));
+      return;
+    }
+    refused_in_row_ = 0;
+    if (!parsed.ok() || !cmd.is_object()) {
+      replyError("null", "bad_request",
+                 fmt::format("a command is a JSON object nested at most {} deep", kMaxJsonDepth));
+      return;
+    }
+    if (!id_ok) {
+      replyError("null", "bad_request", "id must be a number or a string");
       return;
     }
     auto op = cmd.find("op");
@@ -401,6 +421,10 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       }
     }
     deadline_ms = kNoDeadline;
+    if (stopped_) {
+      resetOnClose(stream_.socket());  // cut: timed out, too slow, or silent after our close
+      ++ctx_.counters.resets;
+    }
     stream_.socket().close(ec);
   }
 
@@ -423,6 +447,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   uint64_t next_token_ = 1;
 
   double tokens_ = 0;
+  uint32_t refused_in_row_ = 0;  // rate-limit refusals since the last accepted command
   int64_t last_refill_ms_ = 0;
   int64_t next_ping_ms_ = 0;
   int64_t pong_due_ms_ = 0;

@@ -169,7 +169,9 @@ void Store::open() {
 }
 
 void Store::moveAside(const std::string& why) {
-  std::string aside = path_ + ".corrupt-" + std::to_string(std::time(nullptr));
+  // Never over an earlier one: two damaged files within a second get .corrupt-T, .corrupt-T.1...
+  std::string base = path_ + ".corrupt-" + std::to_string(std::time(nullptr)), aside = base;
+  for (int n = 1; ::access(aside.c_str(), F_OK) == 0; ++n) aside = base + "." + std::to_string(n);
   if (::rename(path_.c_str(), aside.c_str()) != 0)
     throw StoreError(path_ + " is unreadable (" + why + ") and cannot be moved aside: " + std::strerror(errno));
   for (const char* ext : {"-wal", "-shm"}) {

@@ -105,6 +105,10 @@ class LeastConnDispatcher final : public Dispatcher {
 }  // namespace
 
 uint64_t hashPeer(std::string_view bytes) {
+  // An IPv4 client that reached a dual-stack listener shows up as ::ffff:a.b.c.d; it is
+  // the same client as a.b.c.d, so it hashes as its 4 bytes.
+  static constexpr std::string_view kV4MappedPrefix("\0\0\0\0\0\0\0\0\0\0\xff\xff", 12);
+  if (bytes.size() == 16 && bytes.substr(0, 12) == kV4MappedPrefix) bytes.remove_prefix(12);
   return mix64(fnv1a64(bytes));
 }
 

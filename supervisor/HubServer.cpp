@@ -1,5 +1,7 @@
 #include "supervisor/HubServer.h"
 
+#include <malloc.h>
+
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -16,6 +18,9 @@ constexpr const char* kLog = "hub";
 // A worker that stops reading its hub link for this much is broken: the link closes,
 // the worker loses pub/sub and tells its clients to reconnect (elsewhere).
 constexpr size_t kMaxLinkQueue = 256u << 20;
+constexpr std::string_view kHubFull = "the hub holds [history] max_channels channels already";
+// Channels forgotten in one sweep past which the freed memory is returned (malloc_trim).
+constexpr size_t kTrimAfterForgetting = 1000;
 }  // namespace
 
 struct HubServer::Impl {
@@ -36,6 +41,7 @@ struct HubServer::Impl {
   std::unordered_map<uint32_t, Link> links;
   uint32_t next_id = 1;
   uint64_t overflows = 0;
+  uint64_t refused = 0;  // subscribes and publishes refused at max_channels
   hubwire::Frame frame;  // reused
   std::string reply;     // reused
 
@@ -64,6 +70,12 @@ struct HubServer::Impl {
     reply.clear();
     if (f.type != hubwire::Type::Unsubscribe && !validChannel(f.channel)) {
       hubwire::encodeError(reply, f.id, "invalid channel name");
+      link.send(reply);
+      return;
+    }
+    if ((f.type == hubwire::Type::Subscribe || f.type == hubwire::Type::Publish) && !hub.admits(f.channel)) {
+      ++refused;
+      hubwire::encodeError(reply, f.id, kHubFull);
       link.send(reply);
       return;
     }
@@ -111,7 +123,9 @@ struct HubServer::Impl {
     sweep_timer.expires_after(std::chrono::seconds(1));
     sweep_timer.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      hub.sweep();
+      // Many channels gone at once (an attack's, or a burst of expired history): give
+      // the memory back to the system instead of keeping the peak for ever.
+      if (hub.sweep() >= kTrimAfterForgetting) ::malloc_trim(0);
       scheduleSweep();
     });
   }
@@ -149,7 +163,8 @@ nlohmann::json HubServer::stats() const {
           {"history_messages", h.historyMessages()},
           {"history_bytes", h.historyBytes()},
           {"links", impl_->links.size()},
-          {"link_overflows", impl_->overflows}};
+          {"link_overflows", impl_->overflows},
+          {"refused_full", impl_->refused}};
 }
 
 }  // namespace dingo

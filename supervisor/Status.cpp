@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 namespace dingo {
@@ -12,11 +15,15 @@ using json = nlohmann::json;
 
 class MetricWriter {
  public:
-  // Starts a metric family with its HELP and TYPE lines.
+  // Starts a metric family. Its HELP and TYPE lines are written with its first sample:
+  // a family with no series is left out, so that a test looking for a family's name
+  // finds it only when there is a value to read.
   void family(const char* name, const char* type, const char* help) {
-    out_ += fmt::format("# HELP dingo_{} {}\n# TYPE dingo_{} {}\n", name, help, name, type);
+    pending_ = fmt::format("# HELP dingo_{} {}\n# TYPE dingo_{} {}\n", name, help, name, type);
   }
   void sample(const char* name, const std::string& labels, double value) {
+    out_ += pending_;
+    pending_.clear();
     if (labels.empty()) out_ += fmt::format("dingo_{} {}\n", name, value);
     else out_ += fmt::format("dingo_{}{{{}}} {}\n", name, labels, value);
   }
@@ -24,6 +31,7 @@ class MetricWriter {
 
  private:
   std::string out_;
+  std::string pending_;  // the current family's HELP and TYPE, until its first sample
 };
 
 std::string labelValue(const std::string& v) {
@@ -156,12 +164,37 @@ std::string renderMetrics(const json& status) {
        "poll_evictions", 1},
       {"worker_sse_streams", "gauge", "Open SSE streams.", "sse_streams", 1},
       {"worker_sse_streams_total", "counter", "SSE streams opened.", "sse_total", 1},
+      {"worker_rejected_total", "counter",
+       "Connections closed unserved: over max_connections, or TLS with no certificate loaded.", "rejected", 1},
+      {"worker_resets_total", "counter",
+       "Connections cut with a reset (SO_LINGER 0): timed out, too slow to read, or silent after our close.",
+       "resets", 1},
+      {"worker_peer_limited_total", "counter",
+       "Connections refused by max_connections_per_ip or new_connections_per_ip.", "peer_limited", 1},
+      {"worker_stream_limited_total", "counter", "Long-polls and SSE streams refused over max_streams.",
+       "stream_limited", 1},
+      {"worker_peers_tracked", "gauge", "Client addresses the per-address limits remember.", "peers_tracked", 1},
+      {"worker_probes_served_total", "counter", "Internal watchdog probes the worker process answered.",
+       "probes_served", 1},
+      {"worker_reattachments_total", "counter",
+       "Times the worker process re-attached to a new supervisor after its own died.", "reattached", 1},
   };
+  // A slot can hold two processes at once (a reload or drain-worker starts the new one
+  // while the old one drains), so a series is per process: the slot and the pid. The
+  // same (slot, pid) twice (an exited slot and an exited replaced worker, both pid 0)
+  // is written once, so that no scrape ever has a duplicate series.
+  std::vector<std::string> worker_labels;
+  std::vector<const json*> worker_rows;
+  for (const auto& w : workers) {
+    std::string labels = fmt::format("worker=\"{}\",pid=\"{}\"", w.value("id", 0), w.value("pid", 0));
+    if (std::find(worker_labels.begin(), worker_labels.end(), labels) != worker_labels.end()) continue;
+    worker_labels.push_back(std::move(labels));
+    worker_rows.push_back(&w);
+  }
   for (const auto& metric : per_worker) {
     m.family(metric.name, metric.type, metric.help);
-    for (const auto& w : workers)
-      m.sample(metric.name, fmt::format("worker=\"{}\"", w.value("id", 0)),
-               num(w, metric.key) * metric.scale);
+    for (size_t i = 0; i < worker_rows.size(); ++i)
+      m.sample(metric.name, worker_labels[i], num(*worker_rows[i], metric.key) * metric.scale);
   }
 
   if (status.contains("hub")) {
@@ -176,6 +209,9 @@ std::string renderMetrics(const json& status) {
     m.sample("hub_history_bytes", "", num(hub, "history_bytes"));
     m.family("hub_link_overflows_total", "counter", "Worker links closed because the worker stopped reading.");
     m.sample("hub_link_overflows_total", "", num(hub, "link_overflows"));
+    m.family("hub_refused_full_total", "counter",
+             "Subscribes and publishes to new channels refused at [history] max_channels.");
+    m.sample("hub_refused_full_total", "", num(hub, "refused_full"));
   }
   return m.take();
 }

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -22,6 +24,7 @@
 
 #include "core/Asio.h"
 #include "core/Ipc.h"
+#include "core/Json.h"
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/Process.h"
@@ -31,6 +34,7 @@
 #include "supervisor/Dispatcher.h"
 #include "supervisor/HubServer.h"
 #include "supervisor/Spawn.h"
+#include "supervisor/ControlRequest.h"
 #include "supervisor/Status.h"
 
 namespace dingo {
@@ -179,6 +183,8 @@ class Supervisor {
             worker_count_, dispatchName(config_.supervisor.dispatch), listeners_.size(),
             config_.supervisor.control_socket,
             config_.admin.address.empty() ? "" : ", admin http://" + config_.admin.address);
+    if (config_.bus.engine == "local" && !config_.bus.redis.empty())
+      logInfo(kLog, "[bus] redis lists {} address(es), which the local engine does not use", config_.bus.redis.size());
     io_.run();
     cleanup();
     return 0;
@@ -440,7 +446,15 @@ class Supervisor {
     }
     w.probe = std::make_unique<asio::local::stream_protocol::socket>(io_);
     boost::system::error_code ec;
-    w.probe->assign(asio::local::stream_protocol(), ours.release(), ec);
+    w.probe->assign(asio::local::stream_protocol(), ours.get(), ec);
+    if (ec) {
+      // `ours` still owns the fd and closes it; the worker sees its end close.
+      logWarn(kLog, "probe of worker {}: {}", w.slot, ec.message());
+      w.probe.reset();
+      finishProbe(w, ProbeOutcome::Failed);
+      return;
+    }
+    ours.release();  // the socket owns it now
     w.probe_reply.clear();
     std::weak_ptr<char> life = w.life;
     w.probe_timer.expires_after(config_.watchdog.timeout);
@@ -645,21 +659,24 @@ class Supervisor {
     std::map<int, pid_t> out;
     auto text = readFile(workersFile());
     if (!text) return out;
-    json j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("workers") || !j["workers"].is_array()) {
+    // Written by our predecessor, but a file on disk: a damaged one is ignored, entry by
+    // entry, and never stops the start.
+    ParsedJson parsed = parseJson(*text);
+    const json& j = parsed.value;
+    if (!parsed.ok() || !j.is_object() || !j.contains("workers") || !j["workers"].is_array()) {
       logWarn(kLog, "{} is not a workers file; ignored", workersFile());
       return out;
     }
-    generation_ = std::max(generation_, j.value("generation", 1));
+    generation_ = std::max(generation_, field<int>(j, "generation").value_or(1));
     for (const auto& w : j["workers"]) {
-      if (!w.is_object()) continue;
-      int slot = w.value("slot", -1);
-      pid_t pid = w.value("pid", 0);
-      auto ps = pid > 0 ? readProcStats(pid) : std::nullopt;
+      int slot = field<int>(w, "slot").value_or(-1);
+      pid_t pid = field<int>(w, "pid").value_or(0);
+      auto start_ticks = field<uint64_t>(w, "start_ticks");
+      auto ps = pid > 0 && start_ticks ? readProcStats(pid) : std::nullopt;
       // The start time tells the worker from a process that reused its pid; a zombie has
       // exited already (an idle orphan leaves at once).
-      if (ps && ps->state != 'Z' && ps->state != 'X' && ps->start_ticks == w.value("start_ticks", uint64_t{0}) &&
-          slot >= 0 && slot < worker_count_)
+      if (ps && ps->state != 'Z' && ps->state != 'X' && ps->start_ticks == *start_ticks && slot >= 0 &&
+          slot < worker_count_)
         out[slot] = pid;
     }
     return out;
@@ -667,15 +684,15 @@ class Supervisor {
 
   // The control socket's "adopt" command. On success `pass` holds the worker's ends of
   // its new IPC socket and hub link, sent with the answer.
-  json adopt(const json& req, int sock, std::vector<UniqueFd>& pass) {
+  json adopt(const AdoptRequest& req, int sock, std::vector<UniqueFd>& pass) {
     auto refuse = [](const std::string& why) { return json{{"ok", false}, {"error", why}}; };
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
       return refuse("SO_PEERCRED: " + errnoText(errno));
-    pid_t pid = req.value("pid", 0);
-    int slot = req.value("worker", -1);
-    if (pid <= 0 || cred.pid != pid) return refuse("the pid does not match the peer's");
+    pid_t pid = req.pid;
+    int slot = req.slot;
+    if ( cred.pid != pid) return refuse("the pid does not match the peer's");
     if (cred.uid != ::geteuid()) return refuse("the worker runs as another user");
     std::error_code fs_ec;
     std::string exe = std::filesystem::read_symlink(fmt::format("/proc/{}/exe", pid), fs_ec).filename().string();
@@ -695,7 +712,7 @@ class Supervisor {
 
     std::string why_not;
     if (slot < 0 || slot >= worker_count_) why_not = fmt::format("there is no slot {}", slot);
-    else if (req.value("config_digest", std::string()) != config_.digest) why_not = "it read another configuration";
+    else if (req.config_digest != config_.digest) why_not = "it read another configuration";
     else if (workers_[static_cast<size_t>(slot)]->alive() || workers_[static_cast<size_t>(slot)]->successor)
       why_not = "its slot has a new worker already";
     else if (reloading_) why_not = "a reload is under way";
@@ -710,14 +727,14 @@ class Supervisor {
       spare = std::make_unique<Worker>(io_, slot);
       w = spare.get();
     }
-    attach(*w, pid, std::move(ipc_ours), std::move(hub_ours), req.value("generation", generation_));
+    attach(*w, pid, std::move(ipc_ours), std::move(hub_ours), req.generation.value_or(generation_));
     w->adopted = true;
     w->pidfd = std::make_unique<stream_descriptor>(io_, pidfd.release());
     watchPidfd(*w);
     ++adopted_total_;
     pass.push_back(std::move(ipc_theirs));
     pass.push_back(std::move(hub_theirs));
-    uint64_t connections = req.value("connections", uint64_t{0});
+    uint64_t connections = req.connections;
     if (spare) {
       logInfo(kLog, "adopted worker {} (pid {}, {} connections) to drain it: {}", slot, pid, connections, why_not);
       retire(std::move(spare));
@@ -1006,21 +1023,38 @@ class Supervisor {
         break;
       }
       case ipc::MsgType::Stats: {
-        json j = json::parse(msg.payload, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) break;
-        w.stats = std::move(j);
+        auto stats = workerStats(msg.payload);
+        if (!stats) {
+          logWarn(kLog, "worker {} sent stats that are not a flat JSON object of numbers; ignored", w.slot);
+          break;
+        }
+        w.stats = std::move(*stats);
         w.last_stats_at = Clock::now();
         w.progress = 0;
         for (const char* k : {"accepted", "requests", "bytes_in", "bytes_out", "delivered", "polls", "probes"})
-          w.progress += w.stats.value(k, uint64_t{0});
-        w.reported_accepted = w.stats.value("accepted", uint64_t{0});
-        w.reported_connections = w.stats.value("connections", uint64_t{0});
+          w.progress += field<uint64_t>(w.stats, k).value_or(0);
+        w.reported_accepted = field<uint64_t>(w.stats, "accepted").value_or(0);
+        w.reported_connections = field<uint64_t>(w.stats, "connections").value_or(0);
         break;
       }
       default:
         logWarn(kLog, "worker {} sent unexpected message type {}", w.slot,
                 static_cast<int>(msg.type));
     }
+  }
+
+  // A worker's stats report, kept only if it is what a worker sends: one flat object of
+  // at most kMaxStatsKeys numbers and booleans with short names. A compromised worker
+  // must not be able to put anything else into status, metrics or our memory.
+  static constexpr size_t kMaxStatsKeys = 128;
+  static std::optional<json> workerStats(std::string_view payload) {
+    ParsedJson parsed = parseJson(payload, 1);
+    if (!parsed.ok() || !parsed.value.is_object() || parsed.value.size() > kMaxStatsKeys) return std::nullopt;
+    for (const auto& [key, value] : parsed.value.items()) {
+      bool number = value.is_number_integer() || (value.is_number_float() && std::isfinite(value.get<double>()));
+      if (key.empty() || key.size() > 64 || !(number || value.is_boolean())) return std::nullopt;
+    }
+    return std::move(parsed.value);
   }
 
   void sendTicketKeys(Worker& w) {
@@ -1147,7 +1181,7 @@ class Supervisor {
       if (!w.alive()) continue;
       auto ps = readProcStats(w.pid);
       if (!ps) continue;
-      uint64_t requests = w.stats.value("requests", uint64_t{0});
+      uint64_t requests = field<uint64_t>(w.stats, "requests").value_or(0);
       if (w.prev_sample != Clock::time_point{}) {
         double dt = std::chrono::duration<double>(now - w.prev_sample).count();
         if (dt > 0) {
@@ -1227,8 +1261,11 @@ class Supervisor {
                               "ws_commands", "ws_protocol_errors", "published", "delivered", "recovered",
                               "not_recovered", "slow_consumers", "rate_limited", "channels", "polls",
                               "held_polls", "poll_cache_hits", "poll_cache_misses", "poll_sessions",
-                              "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total"})
+                              "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total",
+                              "rejected", "reattached", "resets", "peer_limited", "stream_limited",
+                              "peers_tracked"})
         j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
+      j["probes_served"] = w.alive() ? w.stats.value("probes", json(0)) : json(0);  // the worker's count
       ws.push_back(std::move(j));
     }
     st["workers"] = ws;
@@ -1274,6 +1311,8 @@ class Supervisor {
       ::unlink(config_.supervisor.control_socket.c_str());
       control_ = std::make_unique<asio::local::stream_protocol::acceptor>(
           io_, asio::local::stream_protocol::endpoint(config_.supervisor.control_socket));
+      if (::chmod(config_.supervisor.control_socket.c_str(), 0660) != 0)
+        logWarn(kLog, "chmod 0660 {}: {}", config_.supervisor.control_socket, errnoText(errno));
       acceptControl();
     } catch (const std::exception& e) {
       logError(kLog, "control socket {}: {}", config_.supervisor.control_socket, e.what());
@@ -1295,14 +1334,63 @@ class Supervisor {
       ::unlink(path.c_str());
     }
     control_ = std::make_unique<stream_protocol::acceptor>(io_, stream_protocol::endpoint(path));
-    ::chmod(path.c_str(), 0660);
+    if (::chmod(path.c_str(), 0660) != 0) logWarn(kLog, "chmod 0660 {}: {}", path, errnoText(errno));
     acceptControl();
+  }
+
+  // Who may use the control socket: root, our own user (the workers that ask to be
+  // adopted run as it), and members of the socket's group (the `dingo` group when
+  // [supervisor] user is set). The file's mode (0660) says the same; this holds even
+  // when someone loosens the mode or the folder.
+  bool controlPeerAllowed(int fd, std::string& why) const {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      why = "SO_PEERCRED: " + errnoText(errno);
+      return false;
+    }
+    if (cred.uid == 0 || cred.uid == ::geteuid()) return true;
+    struct stat st {};
+    if (::stat(config_.supervisor.control_socket.c_str(), &st) != 0) {
+      why = "stat: " + errnoText(errno);
+      return false;
+    }
+    if (cred.gid == st.st_gid || processInGroup(cred.pid, st.st_gid)) return true;
+    why = fmt::format("uid {} is neither root, uid {}, nor in group {}", cred.uid, ::geteuid(), st.st_gid);
+    return false;
+  }
+
+  // The supplementary groups of `pid`, from /proc/PID/status ("Groups:\t4 27 1000").
+  static bool processInGroup(pid_t pid, gid_t gid) {
+    auto text = readFile(fmt::format("/proc/{}/status", pid));
+    if (!text) return false;
+    size_t at = text->find("\nGroups:");
+    if (at == std::string::npos) return false;
+    std::string_view line(*text);
+    line = line.substr(at + 8, line.find('\n', at + 1) - (at + 8));
+    while (!line.empty()) {
+      size_t skip = line.find_first_not_of(" \t");
+      if (skip == std::string_view::npos) break;
+      line.remove_prefix(skip);
+      gid_t g = 0;
+      auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), g);
+      if (ec != std::errc()) break;
+      if (g == gid) return true;
+      line.remove_prefix(static_cast<size_t>(p - line.data()));
+    }
+    return false;
   }
 
   void acceptControl() {
     control_->async_accept([this](boost::system::error_code ec, asio::local::stream_protocol::socket s) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) {
+      std::string why;
+      if (!ec && !controlPeerAllowed(s.native_handle(), why)) {
+        logWarn(kLog, "control socket: refused a caller: {}", why);
+        std::string reply = json{{"ok", false}, {"error", "permission denied: " + why}}.dump() + "\n";
+        // Small, on a fresh socket: one non-blocking send, then the socket closes.
+        (void)::send(s.native_handle(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      } else if (!ec) {
         auto conn = std::make_shared<ControlConn>(std::move(s), io_);
         serveControl(conn);
       }
@@ -1326,13 +1414,18 @@ class Supervisor {
       if (!ec) c->socket.close();
     });
     asio::async_read_until(
-        c->socket, asio::dynamic_buffer(c->in, 64 * 1024), '\n',
-        [this, c](boost::system::error_code ec, size_t) {
-          if (ec) {
+        c->socket, asio::dynamic_buffer(c->in, kMaxControlLine + 1), '\n',
+        [this, c](boost::system::error_code ec, size_t line_end) {
+          if (ec == asio::error::not_found) {
+            // No newline within the limit: longer than any request. Answered, not dropped.
+            c->out = json{{"ok", false}, {"error", fmt::format("a request is one line of at most {} bytes",
+                                                                  kMaxControlLine)}}.dump() + "\n";
+          } else if (ec) {
             c->deadline.cancel();
             return;
+          } else {
+            c->out = controlReply(std::string_view(c->in).substr(0, line_end), *c);
           }
-          c->out = handleControl(c->in, *c) + "\n";
           if (!c->pass.empty()) {
             // Small, on a fresh socket: one sendmsg with the fds, no waiting.
             std::vector<int> fds;
@@ -1354,42 +1447,56 @@ class Supervisor {
         });
   }
 
-  std::string handleControl(const std::string& line, ControlConn& conn) {
-    json req = json::parse(line, nullptr, false);
-    if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
-      return json{{"ok", false}, {"error", "expected a JSON object with a \"cmd\" string"}}.dump();
-    std::string cmd = req["cmd"];
-    if (cmd == "status") return json{{"ok", true}, {"status", status()}}.dump();
-    if (cmd == "adopt") return adopt(req, conn.socket.native_handle(), conn.pass).dump();
-    if (cmd == "metrics") return json{{"ok", true}, {"text", renderMetrics(status())}}.dump();
-    if (cmd == "stop") {
-      Duration drain = config_.supervisor.drain_timeout;
-      if (req.contains("drain_ms") && req["drain_ms"].is_number_unsigned())
-        drain = Duration(req["drain_ms"].get<int64_t>());
-      logInfo(kLog, "stop requested over the control socket (drain {})", formatDuration(drain));
-      asio::post(io_, [this, drain] { beginStop(drain); });
-      return json{{"ok", true}}.dump();
+  // The answer to one request line, as the text to send. Nothing a caller sends can
+  // make it throw: the line is parsed without exceptions, and strings that are not
+  // UTF-8 (an error naming a byte of a bad config file) are sent with U+FFFD.
+  std::string controlReply(std::string_view line, ControlConn& conn) {
+    json reply;
+    try {
+      reply = handleControl(line, conn);
+    } catch (const std::exception& e) {
+      // A defect of ours, not of the caller: say so, keep serving.
+      logError(kLog, "control request failed: {}", e.what());
+      reply = json{{"ok", false}, {"error", std::string("internal error: ") + e.what()}};
     }
-    if (cmd == "reload") {
-      std::string error;
-      if (!reload(error)) {
-        logError(kLog, "reload refused, the running configuration stays: {}", error);
-        return json{{"ok", false}, {"error", error}, {"kind", "config"}}.dump();
+    return reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+
+  json handleControl(std::string_view line, ControlConn& conn) {
+    auto parsed = parseControlRequest(line);
+    if (auto* why = std::get_if<std::string>(&parsed)) return json{{"ok", false}, {"error", *why}};
+    const ControlRequest& req = std::get<ControlRequest>(parsed);
+    using Cmd = ControlRequest::Cmd;
+    switch (req.cmd) {
+      case Cmd::Status: return json{{"ok", true}, {"status", status()}};
+      case Cmd::Metrics: return json{{"ok", true}, {"text", renderMetrics(status())}};
+      case Cmd::Adopt: return adopt(req.adopt, conn.socket.native_handle(), conn.pass);
+      case Cmd::Stop: {
+        Duration drain = req.drain.value_or(config_.supervisor.drain_timeout);
+        logInfo(kLog, "stop requested over the control socket (drain {})", formatDuration(drain));
+        asio::post(io_, [this, drain] { beginStop(drain); });
+        return json{{"ok", true}};
       }
-      return json{{"ok", true}, {"generation", generation_}}.dump();
+      case Cmd::Reload: {
+        std::string error;
+        if (!reload(error)) {
+          logError(kLog, "reload refused, the running configuration stays: {}", error);
+          return json{{"ok", false}, {"error", error}, {"kind", "config"}};
+        }
+        return json{{"ok", true}, {"generation", generation_}};
+      }
+      case Cmd::Upgrade: {
+        std::string error;
+        if (!upgrade(error)) return json{{"ok", false}, {"error", error}};
+        return json{{"ok", true}, {"pid", upgrade_child_}};
+      }
+      case Cmd::DrainWorker: {
+        std::string error;
+        if (!drainWorker(req.worker, error)) return json{{"ok", false}, {"error", error}};
+        return json{{"ok", true}};
+      }
     }
-    if (cmd == "upgrade") {
-      std::string error;
-      if (!upgrade(error)) return json{{"ok", false}, {"error", error}}.dump();
-      return json{{"ok", true}, {"pid", upgrade_child_}}.dump();
-    }
-    if (cmd == "drain-worker") {
-      std::string error;
-      int id = req.contains("id") && req["id"].is_number_integer() ? req["id"].get<int>() : -1;
-      if (!drainWorker(id, error)) return json{{"ok", false}, {"error", error}}.dump();
-      return json{{"ok", true}}.dump();
-    }
-    return json{{"ok", false}, {"error", "unknown command '" + cmd + "'"}}.dump();
+    return json{{"ok", false}, {"error", "unhandled command"}};
   }
 
   // ---- signals and stopping ---------------------------------------------------------

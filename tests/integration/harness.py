@@ -2,6 +2,7 @@
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -209,3 +210,109 @@ def terminate(proc, timeout=10):
 
 def count_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# ---- Prometheus text exposition format ------------------------------------------------
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _parse_labels(line, i):
+    """Labels from line[i] (just after "{") to the closing "}": (dict, index after "}")."""
+    labels = {}
+    while True:
+        if line[i] == "}":
+            return labels, i + 1
+        m = _LABEL_NAME.match(line, i)
+        if not m or line[m.end():m.end() + 2] != '="':
+            raise ValueError(f"bad label at column {i}: {line!r}")
+        name, i = m.group(0), m.end() + 2
+        value = []
+        while line[i] != '"':
+            if line[i] == "\\":
+                i += 1
+                value.append({"n": "\n", "\\": "\\", '"': '"'}[line[i]])
+            else:
+                value.append(line[i])
+            i += 1
+        if name in labels:
+            raise ValueError(f"label {name} twice: {line!r}")
+        labels[name] = "".join(value)
+        i += 1
+        if line[i] == ",":
+            i += 1
+
+
+def parse_metrics(text):
+    """Parses Prometheus text format 0.0.4. Returns (families, samples): families maps a
+    family name to {"type": T, "help": H}; samples is a list of (name, labels, value) in
+    the order they appear. Raises ValueError on a line it cannot read."""
+    families, samples = {}, []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                fam = families.setdefault(parts[2], {})
+                fam[parts[1].lower()] = parts[3] if len(parts) > 3 else ""
+            continue
+        m = _METRIC_NAME.match(line)
+        if not m:
+            raise ValueError(f"bad sample line: {line!r}")
+        name, i = m.group(0), m.end()
+        labels = {}
+        if i < len(line) and line[i] == "{":
+            labels, i = _parse_labels(line, i + 1)
+        fields = line[i:].split()
+        if len(fields) not in (1, 2):
+            raise ValueError(f"bad sample line: {line!r}")
+        samples.append((name, labels, float(fields[0])))
+    return families, samples
+
+
+def family_of(sample_name, families):
+    """The family a sample belongs to (histograms and summaries add suffixes)."""
+    if sample_name in families:
+        return sample_name
+    for suffix in ("_bucket", "_sum", "_count", "_total", "_created"):
+        if sample_name.endswith(suffix) and sample_name[:-len(suffix)] in families:
+            return sample_name[:-len(suffix)]
+    return None
+
+
+def metrics_problems(text):
+    """What a Prometheus server would reject or a reader would be misled by, and that
+    `promtool check metrics` lets through: a series (name and label set) given twice,
+    a family announced by HELP/TYPE with no series, and a sample of no announced family."""
+    families, samples = parse_metrics(text)
+    problems = []
+    seen = {}
+    for name, labels, value in samples:
+        key = (name, tuple(sorted(labels.items())))
+        if key in seen:
+            problems.append(f"duplicate series {name}{labels} (values {seen[key]} and {value})")
+        seen[key] = value
+    with_series = {family_of(name, families) for name, _, _ in samples}
+    for fam in families:
+        if fam not in with_series:
+            problems.append(f"family {fam} has HELP/TYPE but no series")
+    for name, labels, _ in samples:
+        if family_of(name, families) is None:
+            problems.append(f"sample {name}{labels} has no HELP/TYPE")
+    return problems
+
+
+def series(text, name, **labels):
+    """The samples of metric `name` whose labels include `labels`: [(labels, value)]."""
+    _, samples = parse_metrics(text)
+    want = {k: str(v) for k, v in labels.items()}
+    return [(l, v) for n, l, v in samples if n == name and all(l.get(k) == x for k, x in want.items())]
+
+
+def promtool_check(text):
+    """`promtool check metrics` on `text`: (ok, output)."""
+    r = subprocess.run(["promtool", "check", "metrics"], input=text.encode() if isinstance(text, str) else text,
+                       capture_output=True, timeout=30)
+    return r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")

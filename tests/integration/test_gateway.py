@@ -100,16 +100,42 @@ class StandaloneGatewayTest(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 4)
 
     def test_tls_handshake_deadline(self):
-        # Connect to the TLS port and say nothing: closed at the handshake deadline (10s
-        # default is too long for a test, so only check that a byte-less peer is not
-        # answered and that a good client is served meanwhile).
-        with socket.create_connection(("127.0.0.1", self.gw.tls_port), timeout=5):
+        # A peer that connects to the TLS port and never sends its ClientHello (or stops
+        # half way through it) is closed at handshake_timeout, not before, and not at the
+        # header or idle deadlines (set far away here); a good client is served meanwhile.
+        deadline = 2.0
+        gw = Standalone(f'[gateway]\nhandshake_timeout = "{deadline:g}s"\nheader_timeout = "60s"\n'
+                        'idle_timeout = "60s"\n', tls=True)
+        try:
+            silent = socket.create_connection(("127.0.0.1", gw.tls_port), timeout=30)
+            partial = socket.create_connection(("127.0.0.1", gw.tls_port), timeout=30)
+            t0 = time.monotonic()
+            partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's first bytes
             ctx = ssl.create_default_context(cafile=os.path.join(certs(), "ca.pem"))
-            with socket.create_connection(("127.0.0.1", self.gw.tls_port), timeout=5) as raw:
+            with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5) as raw:
                 with ctx.wrap_socket(raw, server_hostname="localhost") as t:
                     t.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                     self.assertIn(b"200 OK", t.recv(4096))
                     self.assertEqual(t.version(), "TLSv1.3")
+            for s in (silent, partial):
+                try:
+                    data = s.recv(4096)
+                except ConnectionResetError:
+                    data = b""
+                elapsed = time.monotonic() - t0
+                # No answer (a failed handshake may end with a TLS alert record, never
+                # with anything else), and the connection ends.
+                self.assertTrue(data == b"" or data.startswith(b"\x15\x03"), data)
+                if data:
+                    self.assertEqual(s.recv(4096), b"")
+                # Not before the deadline, and well before the 10 s default (so a setting
+                # that is ignored fails) and the 60 s header and idle deadlines. The margin
+                # is for a busy machine; the gateway checks deadlines every 250 ms.
+                self.assertGreaterEqual(elapsed, deadline - 0.05)
+                self.assertLess(elapsed, deadline + 6)
+                s.close()
+        finally:
+            gw.stop()
 
     def test_tls_alpn_offers_only_http11(self):
         ctx = ssl.create_default_context(cafile=os.path.join(certs(), "ca.pem"))
@@ -132,6 +158,45 @@ class StandaloneGatewayTest(unittest.TestCase):
             second.wait(timeout=10)
 
 
+class StandaloneFdExhaustionTest(unittest.TestCase):
+    def test_out_of_fds_the_listener_pauses_instead_of_spinning(self):
+        import resource
+        port = free_port()
+        d = tempfile.mkdtemp(prefix="dingo-gw-")
+        log_path = os.path.join(d, "gateway.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [binary("dingo-gateway"), "--standalone", "--listen", f"127.0.0.1:{port}"],
+                stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
+        socks = []
+        try:
+            wait_for(lambda: healthz_worker(port), 10, what="standalone gateway")
+            for _ in range(80):  # more than it has fds: the rest wait in the backlog
+                socks.append(socket.create_connection(("127.0.0.1", port)))
+            ticks = os.sysconf("SC_CLK_TCK")
+
+            def cpu():
+                with open(f"/proc/{proc.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / ticks
+            before = cpu()
+            time.sleep(2)  # what is measured: how busy it is while it cannot accept
+            busy = cpu() - before
+            self.assertLess(busy, 1.0, f"{busy:.2f} s of CPU in 2 s: the accept loop spins")
+            with open(log_path) as f:
+                accept_lines = [l for l in f if "accept:" in l]
+            self.assertLess(len(accept_lines), 60, "one log line per failed accept")
+            for s in socks:
+                s.close()
+            socks.clear()
+            wait_for(lambda: healthz_worker(port), 10, what="serving again once fds are free")
+        finally:
+            for s in socks:
+                s.close()
+            terminate(proc)
+
+
 class StandaloneStartupTest(unittest.TestCase):
     def test_worker_mode_needs_a_supervisor(self):
         r = subprocess.run([binary("dingo-gateway")], capture_output=True, text=True, timeout=10)
@@ -149,13 +214,45 @@ class StandaloneStartupTest(unittest.TestCase):
         self.assertIn(f"127.0.0.1:{port}", r.stderr)
 
     def test_term_drains(self):
-        gw = Standalone()
-        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
-        conn.request("GET", "/healthz")
-        conn.getresponse().read()
-        gw.proc.send_signal(signal.SIGTERM)
-        self.assertEqual(gw.proc.wait(timeout=5), 0)
-        gw.stop()
+        gw = Standalone('[gateway]\npoll_timeout = "60s"\n')
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            # In flight: a long-poll the gateway holds (nothing after its cursor) and a
+            # request whose body is still coming.
+            # Each connection is served once first, so the gateway surely holds it.
+            held = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+            held.request("GET", "/v1/poll?channel=/t")
+            cursor = json.loads(held.getresponse().read())["cursor"]
+            held.request("GET", f"/v1/poll?channel=/t&cursor={cursor}")
+            slow = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = b""
+            while not first.endswith(b"}"):
+                first += slow.recv(4096)
+            slow.sendall(b"POST /v1/publish/t HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n{\"a\"")
+            gw.proc.send_signal(signal.SIGTERM)
+            # The held poll is answered at once, with no message and a cursor to resume.
+            r = held.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("Connection"), "close")
+            answer = json.loads(r.read())
+            self.assertEqual(answer["messages"], [])
+            self.assertTrue(answer["cursor"])
+            # The request still arriving is finished and answered.
+            slow.sendall(b":1}")
+            data = b""
+            while True:
+                chunk = slow.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+            self.assertIn(b"connection: close", data.lower())
+            self.assertEqual(gw.proc.wait(timeout=20), 0)
+        finally:
+            gw.stop()
 
 
 if __name__ == "__main__":

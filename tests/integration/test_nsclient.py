@@ -2,6 +2,7 @@
 and real gateways on several loopback addresses."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -79,14 +80,34 @@ class Dnsmasq:
             for a in addrs:
                 args.append(f"--host-record={name},{a}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.2)
-        assert self.proc.poll() is None, "dnsmasq did not start"
         self.server = f"127.0.0.1:{self.port}"
+
+        def answers():
+            assert self.proc.poll() is None, "dnsmasq did not start"
+            return dns_answers(self.port)
+        wait_for(answers, 10, what="dnsmasq answering")
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait()
+
+
+def dns_answers(port, name="dingo.test"):
+    """True when a DNS server on 127.0.0.1:PORT answers a query (any answer, NXDOMAIN too)."""
+    qid = os.urandom(2)
+    query = qid + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"  # recursion desired, one question
+    query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        s.sendto(query, ("127.0.0.1", port))
+        try:
+            reply, _ = s.recvfrom(4096)
+        except socket.timeout:
+            return False
+        except ConnectionRefusedError:  # ICMP port unreachable: nothing bound yet
+            return False
+    return reply[:2] == qid and reply[2] & 0x80 != 0
 
 
 class BlackHole:
@@ -126,7 +147,7 @@ class SlowProxy:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
-        time.sleep(self.delay)
+        time.sleep(self.delay)  # the slowness is what the test is about, not a wait
         try:
             u = socket.create_connection(self.target, timeout=5)
         except OSError:
@@ -317,20 +338,56 @@ class NsClientTest(unittest.TestCase):
         self.assertEqual(self.ns("forget", "nonsense").returncode, 2)
 
     def test_a_corrupt_database_file_is_moved_aside_and_rebuilt(self):
+        folder = os.path.dirname(self.db)
+
+        def moved_aside(stderr, content):
+            """The one new .corrupt- file: named on stderr, holding `content`."""
+            m = re.search(r"(\S+) was unreadable \((.+)\); moved it to (\S+) and started a new one", stderr, re.S)
+            self.assertIsNotNone(m, stderr)
+            self.assertEqual(m.group(1), self.db)
+            aside = m.group(3)
+            self.assertEqual(os.path.dirname(aside), folder)
+            self.assertTrue(os.path.basename(aside).startswith(os.path.basename(self.db) + ".corrupt-"), aside)
+            with open(aside, "rb") as f:
+                self.assertEqual(f.read(), content, "the moved file is not the damaged one")
+            return aside
+
+        def works():
+            """The rebuilt file is a valid store of the current schema, and is used."""
+            db = sqlite3.connect(self.db)
+            try:
+                self.assertEqual(db.execute("PRAGMA quick_check").fetchone()[0], "ok")
+                self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], 2)
+            finally:
+                db.close()
+            r = self.ns_json("refresh", "--seed", f"127.0.0.2:{self.port}", dns=False)
+            self.assertEqual(r["nodes"], 2)
+            self.assertEqual(sorted(x["host"] for x in self.ns_json("list")["candidates"]),
+                             ["127.0.0.2", "127.0.0.3"])
+
+        junk = b"this is not an SQLite database" * 100
         with open(self.db, "wb") as f:
-            f.write(b"this is not an SQLite database" * 100)
+            f.write(junk)
         r = self.ns("refresh", "--seed", f"127.0.0.2:{self.port}", dns=False)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("moved it to", r.stderr)
-        aside = [f for f in os.listdir(os.path.dirname(self.db)) if ".corrupt-" in f]
-        self.assertEqual(len(aside), 1)
-        self.assertEqual(len(self.ns_json("list")["candidates"]), 2)
-        # A file damaged inside (a valid header, pages of garbage) recovers too.
+        first = moved_aside(r.stderr, junk)
+        works()
+
+        # A file damaged inside (a valid header, pages of garbage) is moved aside too.
         with open(self.db, "r+b") as f:
             f.seek(4096)
             f.write(os.urandom(8192))
+        with open(self.db, "rb") as f:
+            damaged = f.read()
         r = self.ns("list", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
+        second = moved_aside(r.stderr, damaged)
+        self.assertNotEqual(second, first)
+        self.assertEqual(json.loads(r.stdout)["candidates"], [])  # the new store starts empty
+        works()
+        # Both damaged files are kept, none overwritten.
+        self.assertEqual(sorted(f for f in os.listdir(folder) if ".corrupt-" in f and not f.endswith(("-wal", "-shm"))),
+                         sorted([os.path.basename(first), os.path.basename(second)]))
 
     def test_a_version_1_database_is_migrated(self):
         db = sqlite3.connect(self.db)
@@ -487,7 +544,7 @@ class ConnectTest(unittest.TestCase):
             os.kill(holder[0]["pid"], signal.SIGKILL)
             for i in range(20, 60):
                 wait_for(lambda: publish(sup.http_port, "/resume", {"n": i})[0] == 200, 10, what="a publish")
-                time.sleep(0.02)
+                time.sleep(0.02)  # pacing: the publishes spread over the reconnect
             self.assertEqual(proc.wait(timeout=30), 0, open(err.name).read())
             lines = [json.loads(x) for x in open(out.name).read().splitlines()]
             self.assertEqual([m["data"]["n"] for m in lines], list(range(60)), open(err.name).read())

@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import SANITIZED, Supervisor, certs, wait_for
+from harness import SANITIZED, Supervisor, certs, metrics_problems, series, wait_for
 from wsclient import BINARY, CLOSE, CONT, PING, PONG, TEXT, Closed, WsClient, wait_closed
 
 
@@ -247,11 +247,22 @@ class PubSubTest(unittest.TestCase):
             return sum(w["delivered"] for w in ws) >= 1 and sum(w["published"] for w in ws) >= 1
         wait_for(counted, 5, what="delivery counters")
         text = self.sup.ctl("metrics").stdout
-        for name in ["dingo_worker_messages_delivered_total", "dingo_worker_messages_published_total",
-                     "dingo_worker_recoveries_total", "dingo_worker_recovery_failures_total",
-                     "dingo_worker_slow_consumer_disconnects_total", "dingo_worker_channels",
-                     "dingo_hub_channels", "dingo_hub_messages_published_total"]:
-            self.assertIn(name, text)
+        self.assertEqual(metrics_problems(text), [])
+
+        def total(name):
+            found = series(text, name)
+            self.assertTrue(found, f"no {name} series")
+            return sum(v for _, v in found)
+        # What this test did shows up as values, not only as family names.
+        self.assertGreaterEqual(total("dingo_worker_messages_delivered_total"), 1)
+        self.assertGreaterEqual(total("dingo_worker_messages_published_total"), 1)
+        self.assertGreaterEqual(total("dingo_hub_messages_published_total"), 1)
+        self.assertGreaterEqual(total("dingo_hub_channels"), 1)
+        # The others are there, per worker, even at zero.
+        workers = self.sup.status()["workers"]
+        for name in ["dingo_worker_recoveries_total", "dingo_worker_recovery_failures_total",
+                     "dingo_worker_slow_consumer_disconnects_total", "dingo_worker_channels"]:
+            self.assertEqual(len(series(text, name)), len(workers), name)
 
 
 class RestTest(unittest.TestCase):

@@ -1,12 +1,14 @@
 """Reload (dingoctl reload, SIGHUP) and drain-worker: rolling, nothing dropped."""
 import http.client
 import json
+import os
 import signal
+import socket
 import threading
 import time
 import unittest
 
-from harness import Supervisor, http_get, wait_for
+from harness import Supervisor, http_get, metrics_problems, promtool_check, series, wait_for
 from test_pubsub import publish
 from wsclient import Closed, WsClient
 
@@ -14,6 +16,51 @@ from wsclient import Closed, WsClient
 def current(sup):
     """The workers that hold the slots now (replaced ones still draining are left out)."""
     return {w["id"]: w for w in sup.status()["workers"] if w["state"] != "draining"}
+
+
+class Load:
+    """Threads running `fn` in a loop until stopped. Whatever a thread raises is kept, so
+    that a thread can never die unseen: the test fails on it."""
+
+    def __init__(self, fn, threads):
+        self.stop = threading.Event()
+        self.errors = []
+        self.threads = [threading.Thread(target=self._run, args=(fn,)) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, fn):
+        try:
+            while not self.stop.is_set():
+                fn()
+        except BaseException as e:  # noqa: B036 (reported by finish)
+            self.errors.append(repr(e))
+
+    def ok(self):
+        """True while no thread has raised; else fails the test at once with what they raised
+        (for wait_for conditions, so that a dead thread is not mistaken for a slow one)."""
+        if self.errors:
+            raise AssertionError(f"{len(self.errors)} load threads raised: {self.errors[:3]}")
+        return True
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+        alive = [t for t in self.threads if t.is_alive()]
+        assert not alive, f"{len(alive)} load threads still running"
+        return self.errors
+
+
+def scrape_problems(sup):
+    """One /metrics scrape: what a Prometheus server would reject, or promtool's complaint."""
+    status, body, _ = http_get(sup.admin_port, "/metrics")
+    if status != 200:
+        return [f"/metrics answered {status}"]
+    text = body.decode()
+    problems = metrics_problems(text)
+    ok, out = promtool_check(text)
+    return problems + ([] if ok else [f"promtool: {out}"])
 
 
 def reloaded(sup, old_pids, generation):
@@ -33,33 +80,36 @@ class ReloadTest(unittest.TestCase):
         port = self.sup.http_port
         old = self.sup.worker_pids()
         gen = self.sup.status()["generation"]
-        stop = threading.Event()
-        failures, done = [], [0]
+        failures, done, scrapes = [], [0], [0]
 
         def client():
-            while not stop.is_set():
-                try:
-                    status, _, _ = http_get(port, "/healthz", timeout=5)
-                    if status != 200:
-                        failures.append(status)
-                    done[0] += 1
-                except OSError as e:
-                    failures.append(repr(e))
+            # Any exception (HTTPException, a reset, a timeout...) fails the test: Load keeps it.
+            status, _, _ = http_get(port, "/healthz", timeout=5)
+            if status != 200:
+                failures.append(status)
+            done[0] += 1
 
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
-        time.sleep(0.5)
-        r = self.sup.ctl("reload")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn(f"generation {gen + 1}", r.stdout)
-        wait_for(lambda: reloaded(self.sup, old, gen + 1), 10, what="every worker replaced")
-        time.sleep(0.5)
-        stop.set()
-        for t in threads:
-            t.join()
+        def scraper():
+            # Meanwhile Prometheus scrapes: old and new workers side by side stay distinct.
+            failures.extend(scrape_problems(self.sup))
+            scrapes[0] += 1
+
+        load = Load(client, 4)
+        scraping = Load(scraper, 1)
+        try:
+            wait_for(lambda: load.ok() and done[0] >= 50, 10, what="load before the reload")
+            r = self.sup.ctl("reload")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"generation {gen + 1}", r.stdout)
+            wait_for(lambda: reloaded(self.sup, old, gen + 1), 10, what="every worker replaced")
+            after = done[0]
+            wait_for(lambda: load.ok() and scraping.ok() and done[0] >= after + 50, 10, what="load after the reload")
+        finally:
+            errors = load.finish() + scraping.finish()
+        self.assertEqual(errors, [], f"{len(errors)} client threads raised")
         self.assertEqual(failures, [], f"{len(failures)} failed of {done[0]}")
         self.assertGreater(done[0], 100)
+        self.assertGreater(scrapes[0], 0)
         # The replaced workers drain out.
         wait_for(lambda: all(w["state"] != "draining" for w in self.sup.status()["workers"]), 10,
                  what="the old generation gone")
@@ -75,7 +125,7 @@ class ReloadTest(unittest.TestCase):
         # SIGHUP says the same in the log and changes nothing either.
         self.sup.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: self.sup.log().count("reload refused") >= 2, 5, what="both refusals logged")
-        time.sleep(0.3)
+        time.sleep(0.3)  # nothing is to happen: a short look that nothing did
         self.assertEqual(self.sup.worker_pids(), old)
         self.assertEqual(self.sup.status()["generation"], gen)
         self.assertEqual(http_get(self.sup.http_port)[0], 200)
@@ -121,6 +171,15 @@ class ReloadTest(unittest.TestCase):
 
     def test_drain_worker_replaces_one_slot_only(self):
         old = self.sup.worker_pids()
+        # A request half sent to each worker keeps the drained one draining (until the
+        # header deadline): round-robin gives one connection to each.
+        held = []
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            held.append(s)
+        wait_for(lambda: all(w["connections"] == 1 for w in self.sup.status()["workers"]), 10,
+                 what="one connection on each worker")
         r = self.sup.ctl("drain-worker", "1")
         self.assertEqual(r.returncode, 0, r.stderr)
 
@@ -129,48 +188,63 @@ class ReloadTest(unittest.TestCase):
             return len(ws) == 2 and ws[1]["pid"] != old[1] and ws[1]["state"] == "ready"
         wait_for(replaced, 10, what="worker 1 replaced")
         self.assertEqual(current(self.sup)[0]["pid"], old[0])
+        # The old worker 1 drains beside its successor: two processes in slot 1, and a
+        # scrape that tells them apart.
+        st = self.sup.status()
+        slot1 = sorted((w["state"], w["pid"]) for w in st["workers"] if w["id"] == 1)
+        self.assertEqual(slot1, sorted([("draining", old[1]), ("ready", current(self.sup)[1]["pid"])]))
+        self.assertEqual(scrape_problems(self.sup), [])
+        text = self.sup.ctl("metrics").stdout
+        self.assertEqual(metrics_problems(text), [])
+        self.assertEqual(sorted(l["pid"] for l, _ in series(text, "dingo_worker_connections", worker=1)),
+                         sorted(str(pid) for _, pid in slot1))
+        self.assertEqual(series(text, "dingo_worker_connections", worker=1, pid=old[1])[0][1], 1)
+        # Its request in flight is still served, then the connection closes.
+        for s in held:
+            s.sendall(b"\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+                if b"\r\n\r\n" in data and b"connection: close" not in data.lower():
+                    break  # the live worker keeps the connection open
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+            s.close()
+        wait_for(lambda: not os.path.exists(f"/proc/{old[1]}") or
+                 "zombie" in open(f"/proc/{old[1]}/status").read(), 10, what="the old worker 1 gone")
         r = self.sup.ctl("drain-worker", "7")
         self.assertEqual(r.returncode, 1)
         self.assertIn("no worker 7", r.stderr)
 
-
-if __name__ == "__main__":
-    unittest.main()
-
-
 class UpgradeTest(unittest.TestCase):
     def test_upgrade_under_load_refuses_nothing(self):
-        import os
-        import socket as sk
         sup = Supervisor(workers=2, tls=False).start()
-        new_pid = None
+        new_pid, load = None, None
         try:
             old = sup.status()["pid"]
-            stop = threading.Event()
             refused, served, other = [], [0], []
 
             def client():
-                while not stop.is_set():
-                    try:
-                        s = sk.create_connection(("127.0.0.1", sup.http_port), timeout=10)
-                    except ConnectionRefusedError:
-                        refused.append(1)
-                        continue
-                    try:
-                        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        if s.recv(4096).startswith(b"HTTP/1.1 200"):
-                            served[0] += 1
-                        else:
-                            other.append("bad answer")
-                    except OSError as e:
-                        other.append(repr(e))
-                    finally:
-                        s.close()
+                try:
+                    s = socket.create_connection(("127.0.0.1", sup.http_port), timeout=10)
+                except ConnectionRefusedError:
+                    refused.append(1)
+                    return
+                try:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if s.recv(4096).startswith(b"HTTP/1.1 200"):
+                        served[0] += 1
+                    else:
+                        other.append("bad answer")
+                except OSError as e:
+                    other.append(repr(e))
+                finally:
+                    s.close()
 
-            threads = [threading.Thread(target=client) for _ in range(2)]
-            for t in threads:
-                t.start()
-            time.sleep(0.3)
+            load = Load(client, 2)
+            wait_for(lambda: load.ok() and served[0] >= 20, 10, what="load before the upgrade")
             r = sup.ctl("upgrade")
             self.assertEqual(r.returncode, 0, r.stderr)
 
@@ -183,10 +257,9 @@ class UpgradeTest(unittest.TestCase):
                 return st["pid"] if st["pid"] != old and ready else None
             new_pid = wait_for(taken_over, 10, what="the new supervisor")
             sup.proc.wait(timeout=10)  # the old one drains and exits
-            time.sleep(0.3)
-            stop.set()
-            for t in threads:
-                t.join()
+            after = served[0]
+            wait_for(lambda: load.ok() and served[0] >= after + 20, 10, what="load after the upgrade")
+            self.assertEqual(load.finish(), [])
             print(f"\nupgrade under load: {served[0]} served, {len(refused)} refused, {len(other)} other {other[:3]}")
             self.assertEqual(refused, [])
             self.assertEqual(other, [])
@@ -195,6 +268,8 @@ class UpgradeTest(unittest.TestCase):
                 self.assertEqual(int(f.read()), new_pid)
             self.assertEqual(http_get(sup.http_port)[0], 200)
         finally:
+            if load:
+                load.stop.set()
             if new_pid:
                 try:
                     for w in sup.status()["workers"]:
@@ -203,3 +278,7 @@ class UpgradeTest(unittest.TestCase):
                     pass
                 os.kill(new_pid, signal.SIGKILL)
             sup.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -6,9 +6,18 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, SANITIZED, Supervisor, wait_for
+from harness import BIN, SANITIZED, Supervisor, series, wait_for
 
 FAST = '[watchdog]\ninterval = "300ms"\ntimeout = "500ms"\nfailures = 2\n'
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (R, S, T, Z...), None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def worker(sup, slot):
@@ -23,7 +32,14 @@ class WatchdogTest(unittest.TestCase):
             for w in sup.status()["workers"]:
                 self.assertIsInstance(w["last_probe_ms"], float)
                 self.assertLess(w["last_probe_ms"], 500)
-            self.assertIn("dingo_worker_probe_latency_seconds", sup.ctl("metrics").stdout)
+            text = sup.ctl("metrics").stdout
+            for w in sup.status()["workers"]:
+                latency = series(text, "dingo_worker_probe_latency_seconds", worker=w["id"], pid=w["pid"])
+                self.assertEqual(len(latency), 1, text)
+                self.assertGreater(latency[0][1], 0)
+                self.assertLess(latency[0][1], 0.5)
+                ok = series(text, "dingo_worker_probes_ok_total", worker=w["id"], pid=w["pid"])
+                self.assertGreaterEqual(ok[0][1], 2)
             self.assertRegex(sup.ctl("status").stdout, r"\d+\.\dms")  # the PROBE column
             # Probes are not client connections.
             wait_for(lambda: all(w["accepted"] == 0 for w in sup.status()["workers"]), 3, what="no accepted")
@@ -69,16 +85,44 @@ class WatchdogTest(unittest.TestCase):
             sup.cleanup()
 
     def test_never_more_than_the_fraction_at_once(self):
-        # All four workers stopped: with max_kill_fraction 0.25 only one is killed at a
-        # time, and the rest wait their turn.
-        sup = Supervisor(workers=4, extra=FAST + "max_kill_fraction = 0.25\n").start()
+        # All four workers stopped: with max_kill_fraction 0.5 two are killed at a time,
+        # and the other two wait their turn. The workers here ignore SIGABRT, so each
+        # kill lasts until the SIGKILL 2 s later and can be watched from outside: the
+        # supervisor sends SIGCONT with the SIGABRT, so a worker being killed is one of
+        # the stopped ones that runs again and is not dead yet.
+        fraction, workers = 0.5, 4
+        allowed = max(1, int(fraction * workers))
+        sup = Supervisor(workers=workers, extra=FAST + f"max_kill_fraction = {fraction}\n")
+        wrapper = os.path.join(sup.dir, "gateway-ignoring-sigabrt")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\ntrap "" ABRT\nexec "{os.path.join(BIN, "dingo-gateway")}" "$@"\n')
+        os.chmod(wrapper, 0o755)
+        with open(sup.config) as f:
+            text = f.read()
+        with open(sup.config, "w") as f:
+            f.write(text.replace("[supervisor]\n", f'[supervisor]\ngateway = "{wrapper}"\n', 1))
+        sup.start()
+        pids = {}
         try:
             pids = sup.worker_pids()
             for p in pids.values():
                 os.kill(p, signal.SIGSTOP)
-            wait_for(lambda: "not killing worker" in sup.log(), 15, what="the cap holding back")
+            wait_for(lambda: all(proc_state(p) == "T" for p in pids.values()), 10, what="all four stopped")
+            killed_at_once, ever_killed = 0, set()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                states = {p: proc_state(p) for p in pids.values()}
+                being_killed = {p for p, st in states.items() if st not in ("T", "t", "Z", None)}
+                ever_killed |= being_killed
+                killed_at_once = max(killed_at_once, len(being_killed))
+                if all(st in ("Z", None) for st in states.values()):
+                    break
+                time.sleep(0.02)  # sampling; each kill lasts about 2 s
+            self.assertEqual(killed_at_once, allowed, f"workers killed at once (max_kill_fraction {fraction})")
+            self.assertEqual(ever_killed, set(pids.values()), "every stopped worker killed in turn")
+            self.assertIn("not killing worker", sup.log())
             wait_for(lambda: all(w["pid"] not in pids.values() and w["state"] == "ready"
-                                 for w in sup.status()["workers"]), 30, what="all replaced, one by one")
+                                 for w in sup.status()["workers"]), 30, what="all replaced")
         finally:
             for p in pids.values():
                 try:

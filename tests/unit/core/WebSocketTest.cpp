@@ -404,6 +404,56 @@ TEST(WebSocketParserTest, TooBigFromTheHeader1009) {
   EXPECT_EQ(two[1].payload, std::string(800, 'b'));
 }
 
+// An endless run of empty fragments (6 bytes each: nothing for the size limit to see)
+// is cut: a message may have only so many frames.
+TEST(WebSocketParserTest, EndlessEmptyFragmentsAreCut) {
+  Parser p(1 << 20);
+  std::vector<uint16_t> codes;
+  auto cb = [&](const Event& e) { codes.push_back(e.code); };
+  std::string batch;
+  for (int i = 0; i < 1000; ++i) batch += clientFrame(kCont, "", false);
+  p.feed(clientFrame(kText, "", false), cb);
+  for (size_t frames = 0; frames < 1'000'000 && !p.failed(); frames += 1000) p.feed(batch, cb);
+  EXPECT_TRUE(p.failed());
+  EXPECT_EQ(codes, std::vector<uint16_t>{kTooBig});
+}
+
+// Exactly kMaxFramesPerMessage frames make a message; one more closes with 1009, with a
+// reason. Control frames between the fragments do not count.
+TEST(WebSocketParserTest, FramesPerMessageLimit) {
+  auto fragments = [](size_t frames, bool ping_between) {
+    std::string bytes = clientFrame(kText, "a", false);
+    for (size_t i = 1; i + 1 < frames; ++i) {
+      bytes += clientFrame(kCont, i % 2 ? "" : "b", false);
+      if (ping_between) bytes += clientFrame(kPing, "");
+    }
+    return bytes + clientFrame(kCont, "c");
+  };
+  auto ok = parseAll(fragments(kMaxFramesPerMessage, false));
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].kind, Event::Kind::Text);
+  auto with_pings = parseAll(fragments(kMaxFramesPerMessage, true));
+  ASSERT_EQ(with_pings.size(), kMaxFramesPerMessage - 1);  // the pings, then the message
+  EXPECT_EQ(with_pings.back().kind, Event::Kind::Text);
+  auto over = parseAll(fragments(kMaxFramesPerMessage + 1, false));
+  ASSERT_EQ(over.size(), 1u);
+  EXPECT_EQ(over[0].kind, Event::Kind::Error);
+  EXPECT_EQ(over[0].code, kTooBig);
+  EXPECT_EQ(over[0].payload, "too many frames in one message");
+  // The count is per message: two messages of the maximum pass one after the other.
+  auto two = parseAll(fragments(kMaxFramesPerMessage, false) + fragments(kMaxFramesPerMessage, false));
+  EXPECT_EQ(two.size(), 2u);
+  // A smaller limit, as a constructor argument.
+  Parser p(1 << 20, 3);
+  std::vector<uint16_t> codes;
+  auto cb = [&](const Event& e) { codes.push_back(e.code); };
+  EXPECT_TRUE(p.feed(clientFrame(kText, "", false) + clientFrame(kCont, "", false) + clientFrame(kCont, ""), cb));
+  EXPECT_FALSE(p.feed(clientFrame(kText, "", false) + clientFrame(kCont, "", false) + clientFrame(kCont, "", false) +
+                          clientFrame(kCont, ""),
+                      cb));
+  EXPECT_EQ(codes, (std::vector<uint16_t>{0, kTooBig}));
+}
+
 TEST(WebSocketParserTest, BufferedBytes) {
   Parser p(1 << 20);
   auto ignore = [](const Event&) {};
@@ -577,6 +627,19 @@ TEST(WebSocketFrameTest, CloseFrameTruncationKeepsCharactersWhole) {
   auto seen = parseAll(clientFrame(kClose, closeFrame(1000, reason).substr(2)));
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0], (Seen{Event::Kind::Close, reason.substr(0, 122), 1000}));
+}
+
+TEST(WebSocketKeyTest, OnlyBase64Of16Bytes) {
+  EXPECT_TRUE(validClientKey("dGhlIHNhbXBsZSBub25jZQ=="));  // RFC 6455 4.2.2's example
+  EXPECT_TRUE(validClientKey("AAAAAAAAAAAAAAAAAAAAAA=="));
+  EXPECT_TRUE(validClientKey("/////////////////////w=="));
+  EXPECT_TRUE(validClientKey("+++++++++++++++++++++g=="));
+  for (const char* bad : {"", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===",
+                          "!!!!!!!!!!!!!!!!!!!!!!==", "dGhlIHNhbXBsZSBub25jZ===", "AAAAAAAAAAAAAAAAAAAAAAA=",
+                          "AAAAAAAAAAAAAAAAAAAAAAAA", "dGhlIHNhbXBsZSBub25j", "AAAAAAAAAAAAAAAAAAAAAB==",
+                          "dGhlIHNhbXBsZSBub25jZQ==\r", " dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub2-jZQ==",
+                          "dGhlIHNhbXBsZSBub2_jZQ=="})
+    EXPECT_FALSE(validClientKey(bad)) << bad;
 }
 
 TEST(WebSocketFrameTest, AcceptKeyFromRfc6455) {

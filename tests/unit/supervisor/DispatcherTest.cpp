@@ -6,6 +6,8 @@
 #include <map>
 #include <random>
 
+#include "core/Net.h"
+
 using namespace dingo;
 
 namespace {
@@ -13,6 +15,14 @@ namespace {
 std::string ipv4(uint32_t n) {
   uint32_t be = htonl(n);
   return std::string(reinterpret_cast<const char*>(&be), 4);
+}
+
+// ::ffff:a.b.c.d, as a dual-stack (IPv6) listener reports an IPv4 client.
+std::string ipv4Mapped(uint32_t n) {
+  std::string v6(16, '\0');
+  v6[10] = '\xff';
+  v6[11] = '\xff';
+  return v6.replace(12, 4, ipv4(n));
 }
 
 std::vector<SlotView> allEligible(size_t n) { return std::vector<SlotView>(n, SlotView{true, 0}); }
@@ -93,8 +103,46 @@ TEST(IpHash, Ipv6AndMappedAddresses) {
   auto d = makeDispatcher(DispatchPolicy::IpHash, 3);
   auto slots = allEligible(3);
   std::string v6(16, '\0');
-  v6[15] = 1;
+  v6[15] = 1;  // ::1
   EXPECT_GE(first(*d, v6, slots), 0);
+  // An IPv4 client is the same client whether it reached an IPv4 or a dual-stack
+  // listener: same hash, same worker, same fallback order.
+  std::mt19937 rng(5);
+  std::map<int, int> count;
+  for (int i = 0; i < 1000; ++i) {
+    uint32_t n = i == 0 ? 0x7f000001 : static_cast<uint32_t>(rng());
+    SCOPED_TRACE(testing::Message() << "address " << i);
+    EXPECT_EQ(hashPeer(ipv4Mapped(n)), hashPeer(ipv4(n)));
+    std::vector<int> plain, mapped;
+    d->order(ipv4(n), slots, 3, plain);
+    d->order(ipv4Mapped(n), slots, 3, mapped);
+    EXPECT_EQ(mapped, plain);
+    ++count[plain[0]];
+  }
+  EXPECT_EQ(count.size(), 3u) << "the addresses all hashed to one worker";
+  // Not every 16-byte address is a mapped one: ::a.b.c.d (deprecated IPv4-compatible) and
+  // 64:ff9b::a.b.c.d (NAT64) are IPv6 clients of their own.
+  std::string compatible = ipv4Mapped(0x0a000001);
+  compatible[10] = compatible[11] = '\0';
+  EXPECT_NE(hashPeer(compatible), hashPeer(ipv4(0x0a000001)));
+  std::string nat64 = ipv4Mapped(0x0a000001);
+  nat64[10] = nat64[11] = '\0';
+  nat64[0] = 0x00;
+  nat64[1] = 0x64;
+  nat64[2] = '\xff';
+  nat64[3] = '\x9b';
+  EXPECT_NE(hashPeer(nat64), hashPeer(ipv4(0x0a000001)));
+}
+
+// The supervisor dispatches on SockAddr::ipBytes: a dual-stack listener's IPv4 client
+// gives the same bytes as on an IPv4 listener.
+TEST(IpHash, PeerBytesOfAMappedSocketAddressAreItsIpv4Address) {
+  auto plain = parseSockAddr("10.1.2.3:80");
+  auto mapped = parseSockAddr("[::ffff:10.1.2.3]:80");
+  ASSERT_TRUE(plain && mapped);
+  EXPECT_EQ(mapped->family(), AF_INET6);
+  EXPECT_EQ(mapped->ipBytes(), plain->ipBytes());
+  EXPECT_EQ(mapped->ipBytes(), ipv4(0x0a010203));
 }
 
 TEST(RoundRobin, TakesTurnsAndSkipsIneligible) {
