@@ -5,7 +5,7 @@
 //   1: the rest is a cursor body that this target signs with the codec's MAC, so the
 //      layout parser behind the MAC is fuzzed too (as with a leaked secret);
 //   2: the rest is a position, parsed and printed back.
-// Whatever decodes must encode back to the same token.
+// Whatever decodes must encode to a token that decodes the same.
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -95,7 +95,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(dingo::validChannel(name));
         FUZZ_CHECK(dingo::Position::parse(pos.toString()) == pos);
       }
-      FUZZ_CHECK(codec().encode(*c) == token);
+      // Encoded again, it decodes to the same cursor; a token in the current version
+      // comes back byte for byte (older versions are read, and written as the current).
+      std::string again = codec().encode(*c);
+      auto d = codec().decode(again);
+      FUZZ_CHECK(d && d->session == c->session && d->positions == c->positions);
+      if (codec().encode(*d) != again) FUZZ_CHECK(!"encode is not stable");
       break;
     }
     case 2: {

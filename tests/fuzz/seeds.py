@@ -80,8 +80,9 @@ for name, cmd in {
 SECRET = b"fuzz cursor secret"  # CursorFuzz.cpp's kSecret
 
 
-def cursor_body(session, positions):
-    body = bytes([1]) + struct.pack("<Q", session) + bytes([len(positions)])
+def cursor_body(session, positions, version=2):
+    count = struct.pack("<H", len(positions)) if version == 2 else bytes([len(positions)])
+    body = bytes([version]) + struct.pack("<Q", session) + count
     for name, epoch, seq in positions:
         body += bytes([len(name)]) + name + bytes([len(epoch)]) + epoch + struct.pack("<Q", seq)
     return body
@@ -97,6 +98,8 @@ many = cursor_body(2**63, [(b"/ch/%d" % i, b"k3j9x2", i * 1000) for i in range(2
 write("cursor", "token-one", b"\0" + cursor_token(one))
 write("cursor", "token-many", b"\0" + cursor_token(many))
 write("cursor", "token-empty", b"\0" + cursor_token(cursor_body(1, [])))
+write("cursor", "token-v1", b"\0" + cursor_token(cursor_body(7, [(b"/a", b"e1", 3)], version=1)))
+write("cursor", "token-300", b"\0" + cursor_token(cursor_body(3, [(b"/c%d" % i, b"e", i) for i in range(300)])))
 write("cursor", "body-one", b"\1" + one)
 write("cursor", "body-bad-channel", b"\1" + cursor_body(1, [(b"no-slash", b"e", 1)]))
 write("cursor", "body-trailing", b"\1" + one + b"x")
