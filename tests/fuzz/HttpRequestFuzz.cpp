@@ -7,8 +7,9 @@
 // connection, each read with a fresh parser, until one fails or does not keep alive.
 //
 // Each complete request goes through checkRequest(): what the gateway relies on in a
-// request that Beast accepted. Checks that move out of HttpSession (framing rules,
-// gateway/HttpFraming.h) belong there, called on the same request.
+// request that Beast accepted, and the framing rules of gateway/HttpFraming.h on its
+// head. Where both accept a request they must agree on its body: a server that
+// delimits a body otherwise than the parser that read it is a smuggling gap.
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
@@ -16,8 +17,10 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/Config.h"
+#include "gateway/HttpFraming.h"
 #include "tests/fuzz/FuzzCheck.h"
 
 namespace {
@@ -90,6 +93,24 @@ void checkRequest(const Request& req, const dingo::GatewayConfig& g) {
   (void)req.keep_alive();
   (void)req.chunked();
   (void)req.has_content_length();
+
+  auto view = [](boost::beast::string_view v) { return std::string_view(v.data(), v.size()); };
+  std::vector<dingo::HeaderField> fields;
+  for (const auto& field : req) fields.push_back({view(field.name_string()), view(field.value())});
+  dingo::RequestHead head{view(req.method_string()), target, req.version(), fields};
+  auto verdict = dingo::checkRequestHead(head);
+  if (!verdict.ok()) {
+    FUZZ_CHECK(verdict.status >= 400 && verdict.status <= 599 && !verdict.message.empty());
+    return;
+  }
+  switch (verdict.body) {
+    case dingo::BodyFraming::None: FUZZ_CHECK(req.body().empty() && !req.chunked()); break;
+    case dingo::BodyFraming::ContentLength:
+      FUZZ_CHECK(!req.chunked() && req.body().size() == verdict.content_length);
+      break;
+    case dingo::BodyFraming::Chunked: FUZZ_CHECK(req.chunked()); break;
+  }
+  FUZZ_CHECK(!verdict.target.empty());
 }
 
 }  // namespace
