@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -253,12 +254,18 @@ std::optional<NodesMeta> Store::nodesMeta() const {
   Stmt s(db_, "SELECT key, value FROM meta WHERE key LIKE 'nodes_%'");
   NodesMeta m;
   bool any = false;
+  // A value that is not a whole decimal number (another program wrote it, or a disk
+  // did) reads as 0, as if never stored: the list is then refreshed at once.
+  auto number = [](const std::string& v, auto& out) {
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    if (ec != std::errc() || end != v.data() + v.size()) out = 0;
+  };
   while (s.step()) {
     std::string k = s.text(0), v = s.text(1);
     any = true;
-    if (k == "nodes_version") m.version = std::stoull(v);
-    else if (k == "nodes_ttl_s") m.ttl_s = std::stoll(v);
-    else if (k == "nodes_refreshed_at") m.refreshed_at = std::stoll(v);
+    if (k == "nodes_version") number(v, m.version);
+    else if (k == "nodes_ttl_s") number(v, m.ttl_s);
+    else if (k == "nodes_refreshed_at") number(v, m.refreshed_at);
   }
   if (!any) return std::nullopt;
   return m;

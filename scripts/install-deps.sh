@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config
+  # the sanitizer tree and the fuzzers: clang-14 with its ASan/UBSan/libFuzzer runtimes
+  clang-14 libclang-rt-14-dev
   # libraries
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
   libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev

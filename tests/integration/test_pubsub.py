@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import Supervisor, certs, metrics_problems, series, wait_for
+from harness import SANITIZED, Supervisor, certs, metrics_problems, series, wait_for
 from wsclient import BINARY, CLOSE, CONT, PING, PONG, TEXT, Closed, WsClient, wait_closed
 
 
@@ -353,7 +353,8 @@ class LimitsTest(unittest.TestCase):
             # Its socket is closed: reading drains what the kernel held, then EOF.
             self.assertTrue(wait_closed(c.sock, timeout=10))
             grown = rss_kb(pid) - rss_before
-            self.assertLess(grown, 16 * 1024, f"worker RSS grew {grown} KiB")
+            if not SANITIZED:  # ASan's quarantine alone holds up to 256 MB of freed memory
+                self.assertLess(grown, 16 * 1024, f"worker RSS grew {grown} KiB")
         finally:
             sup.cleanup()
 
