@@ -13,6 +13,8 @@ packages=(
   libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev
   # tools the tests drive
   openssl curl python3 python3-websockets prometheus groff-base
+  # the TLS audit (tests/integration/test_tls_audit.py, docs/security.md)
+  testssl.sh
   # nsclient's tests run a real DNS server
   dnsmasq-base
   # the package test: lintian checks the .deb, systemd-analyze verifies the units, man
