@@ -5,16 +5,22 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 namespace dingo::ns {
 
 namespace {
+
+// PRAGMA journal_mode=WAL retried on SQLITE_BUSY: 50 tries 100 ms apart, the 5 s busy timeout.
+constexpr int kWalTries = 50;
+constexpr int kWalRetryMs = 100;
 
 // One prepared statement, finalized on scope exit.
 class Stmt {
@@ -143,7 +149,15 @@ void Store::open() {
   };
   if (rc != SQLITE_OK) fail("opening");
   sqlite3_busy_timeout(db_, 5000);
-  if (sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr) != SQLITE_OK) fail("WAL mode");
+  // Switching to WAL (or finding it on while another connection of this process or
+  // another one recovers or checkpoints) can answer SQLITE_BUSY without consulting the
+  // busy handler: try again for as long as the busy timeout.
+  for (int tries = 0;; ++tries) {
+    rc = sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) break;
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= kWalTries) fail("WAL mode");
+    std::this_thread::sleep_for(std::chrono::milliseconds(kWalRetryMs));
+  }
   // Reads every page: a damaged file shows here, not in the middle of a refresh.
   sqlite3_stmt* check = nullptr;
   if (sqlite3_prepare_v2(db_, "PRAGMA quick_check", -1, &check, nullptr) != SQLITE_OK) fail("checking");
