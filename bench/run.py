@@ -318,6 +318,7 @@ def bench_handoff(rows, seconds):
 
 def main():
     global BUILD, WORK, CERTS, ROUNDS
+    import abuse_bench
     import nsclient_bench
     import ops_bench
     import polling_bench
@@ -330,6 +331,9 @@ def main():
     ap.add_argument("--trials", type=int, default=20, help="(reconnect) trials per case")
     ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
     ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
+    ap.add_argument("--abuse-seconds", type=float, default=15,
+                    help="(abuse) seconds the well-behaved client measures, idle and under each case")
+    ap.add_argument("--abuse-cases", default=",".join(abuse_bench.CASES), help="(abuse) cases to run")
     args = ap.parse_args()
     BUILD = os.path.abspath(args.build)
     ROUNDS = args.rounds
@@ -338,7 +342,7 @@ def main():
     subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)
     rows, idle_rows, fanout_rows = [], [], []
     held_rows, pollcache_rows, roundtrip_rows, ops_rows = [], [], [], {}
-    reconnect_rows, storm_text = [], ""
+    reconnect_rows, storm_text, abuse_rows = [], "", []
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -356,6 +360,8 @@ def main():
                 reconnect_rows = nsclient_bench.bench_reconnect(env, args.trials)
             elif part == "storm":
                 storm_text = nsclient_bench.bench_storm(env)
+            elif part == "abuse":
+                abuse_rows = abuse_bench.bench_abuse(env, args.abuse_seconds, args.abuse_cases.split(","))
             elif part == "roundtrip":
                 roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
@@ -373,6 +379,7 @@ def main():
     polling_bench.print_tables(held_rows, pollcache_rows, roundtrip_rows)
     ops_bench.print_table(ops_rows)
     nsclient_bench.print_tables(reconnect_rows, storm_text)
+    abuse_bench.print_table(abuse_rows)
 
 
 if __name__ == "__main__":
