@@ -17,6 +17,10 @@ machine the load generator's own CPU competes as little as it can with the serve
 would from another host; the probe runs at normal priority.
 
 Cases (each bounded in count and time, loopback only):
+  benign        not an attack, the reference: wrk with 4 keep-alive connections asking
+                GET /healthz as fast as it can, also at nice 10. It shows what plain CPU
+                contention on these 2 cores does to the probe, so that a case's ratio can
+                be read against it.
   deepjson      JSON nested 100,000 deep, published every 0.3 s, alternately over REST and
                 over WebSocket (`max_message_size` raised to 256 KiB so the frame is read).
   continuation  WebSocket connections that send a text frame without FIN and then empty
@@ -56,7 +60,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CASES = ("deepjson", "continuation", "firstpolls", "racingpolls", "slowloris", "flood", "large")
+CASES = ("benign", "deepjson", "continuation", "firstpolls", "racingpolls", "slowloris", "flood", "large")
 RAMP_S = 1.0          # the attacker runs alone this long before the probe starts
 PROBE_SOURCE = "127.0.0.2"
 GOAL_RATIO = 2.0      # the probe's p99 under abuse, at most this times its idle p99
@@ -511,10 +515,13 @@ def attack_slowloris(port, seconds, count=2000):
     return out
 
 
-def attack_flood(port, seconds):
-    """New connections from one IP (127.0.0.1) as fast as wrk makes them."""
-    r = subprocess.run(["wrk", "-t1", "-c64", f"-d{max(1, int(round(seconds)))}s", "-H", "Connection: close",
-                        f"http://127.0.0.1:{port}/healthz"], capture_output=True, text=True, timeout=seconds + 60)
+def wrk(port, seconds, connections, close):
+    """Runs wrk against GET /healthz; returns what it counted (connections = requests)."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(round(seconds)))}s"]
+    if close:
+        args += ["-H", "Connection: close"]
+    r = subprocess.run(args + [f"http://127.0.0.1:{port}/healthz"], capture_output=True, text=True,
+                       timeout=seconds + 60)
     m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", r.stdout)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", r.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
@@ -522,6 +529,17 @@ def attack_flood(port, seconds):
     return {"connections": requests, "per_s": round(requests / max(seconds, 1e-9)),
             "non_2xx": int(non2xx.group(1)) if non2xx else 0,
             "socket_errors": errors.group(0) if errors else "none"}
+
+
+def attack_benign(port, seconds):
+    """The reference load: keep-alive requests as fast as 4 connections go."""
+    r = wrk(port, seconds, 4, False)
+    return {"requests": r.pop("connections"), **r}
+
+
+def attack_flood(port, seconds):
+    """New connections from one IP (127.0.0.1) as fast as wrk makes them."""
+    return wrk(port, seconds, 64, True)
 
 
 def big_document(size=1_000_000):
@@ -571,7 +589,7 @@ def attack_large(port, seconds, clients=4):
     return out
 
 
-ATTACKS = {"deepjson": attack_deepjson, "continuation": attack_continuation, "firstpolls": attack_firstpolls,
+ATTACKS = {"benign": attack_benign, "deepjson": attack_deepjson, "continuation": attack_continuation, "firstpolls": attack_firstpolls,
            "racingpolls": attack_racingpolls, "slowloris": attack_slowloris, "flood": attack_flood,
            "large": attack_large}
 
@@ -804,7 +822,8 @@ def summarize(samples):
     }
 
 
-LABELS = {"deepjson": "1. deep JSON (100,000 levels) every 0.3 s, REST and WS",
+LABELS = {"benign": "0. reference, not an attack: keep-alive load (wrk -c4)",
+          "deepjson": "1. deep JSON (100,000 levels) every 0.3 s, REST and WS",
           "continuation": "2. endless empty WS continuation frames (2 clients)",
           "firstpolls": "3. first polls over 128 random channels (4 clients, back to back)",
           "racingpolls": "4. 200 polls racing on one cursor, per round",
@@ -829,10 +848,11 @@ def print_table(rows):
         s = summarize(samples)
         ratio = s["p99"] / max(s["idle_p99"], 1e-9)
         met = ratio <= GOAL_RATIO and s["errors"] == 0
+        verdict = "(reference)" if case == "benign" else "met" if met else "**not met**"
         print(f"| {LABELS[case]} | {mb(s['rss_idle'])} → {mb(s['rss_max'])} | {s['cpu_idle']:.0f} → {s['cpu']:.0f} | "
               f"{mb(s['sup_idle'])} → {mb(s['sup_max'])} ({mb(s['sup_after'])}) | "
               f"{s['idle_p50']:.2f} / {s['idle_p99']:.2f} | {s['p50']:.2f} / {s['p99']:.2f} | {ratio:.1f}× | "
-              f"{s['errors']} | {s['restarts']} | {s['lag']:.1f} | {'met' if met else '**not met**'} |")
+              f"{s['errors']} | {s['restarts']} | {s['lag']:.1f} | {verdict} |")
     print()
     print("What the attackers saw (per round), and CLOSE-WAIT sockets on the server port 1 s after:")
     print()
