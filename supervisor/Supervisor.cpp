@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -1301,6 +1302,8 @@ class Supervisor {
       ::unlink(config_.supervisor.control_socket.c_str());
       control_ = std::make_unique<asio::local::stream_protocol::acceptor>(
           io_, asio::local::stream_protocol::endpoint(config_.supervisor.control_socket));
+      if (::chmod(config_.supervisor.control_socket.c_str(), 0660) != 0)
+        logWarn(kLog, "chmod 0660 {}: {}", config_.supervisor.control_socket, errnoText(errno));
       acceptControl();
     } catch (const std::exception& e) {
       logError(kLog, "control socket {}: {}", config_.supervisor.control_socket, e.what());
@@ -1322,14 +1325,63 @@ class Supervisor {
       ::unlink(path.c_str());
     }
     control_ = std::make_unique<stream_protocol::acceptor>(io_, stream_protocol::endpoint(path));
-    ::chmod(path.c_str(), 0660);
+    if (::chmod(path.c_str(), 0660) != 0) logWarn(kLog, "chmod 0660 {}: {}", path, errnoText(errno));
     acceptControl();
+  }
+
+  // Who may use the control socket: root, our own user (the workers that ask to be
+  // adopted run as it), and members of the socket's group (the `dingo` group when
+  // [supervisor] user is set). The file's mode (0660) says the same; this holds even
+  // when someone loosens the mode or the folder.
+  bool controlPeerAllowed(int fd, std::string& why) const {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      why = "SO_PEERCRED: " + errnoText(errno);
+      return false;
+    }
+    if (cred.uid == 0 || cred.uid == ::geteuid()) return true;
+    struct stat st {};
+    if (::stat(config_.supervisor.control_socket.c_str(), &st) != 0) {
+      why = "stat: " + errnoText(errno);
+      return false;
+    }
+    if (cred.gid == st.st_gid || processInGroup(cred.pid, st.st_gid)) return true;
+    why = fmt::format("uid {} is neither root, uid {}, nor in group {}", cred.uid, ::geteuid(), st.st_gid);
+    return false;
+  }
+
+  // The supplementary groups of `pid`, from /proc/PID/status ("Groups:\t4 27 1000").
+  static bool processInGroup(pid_t pid, gid_t gid) {
+    auto text = readFile(fmt::format("/proc/{}/status", pid));
+    if (!text) return false;
+    size_t at = text->find("\nGroups:");
+    if (at == std::string::npos) return false;
+    std::string_view line(*text);
+    line = line.substr(at + 8, line.find('\n', at + 1) - (at + 8));
+    while (!line.empty()) {
+      size_t skip = line.find_first_not_of(" \t");
+      if (skip == std::string_view::npos) break;
+      line.remove_prefix(skip);
+      gid_t g = 0;
+      auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), g);
+      if (ec != std::errc()) break;
+      if (g == gid) return true;
+      line.remove_prefix(static_cast<size_t>(p - line.data()));
+    }
+    return false;
   }
 
   void acceptControl() {
     control_->async_accept([this](boost::system::error_code ec, asio::local::stream_protocol::socket s) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) {
+      std::string why;
+      if (!ec && !controlPeerAllowed(s.native_handle(), why)) {
+        logWarn(kLog, "control socket: refused a caller: {}", why);
+        std::string reply = json{{"ok", false}, {"error", "permission denied: " + why}}.dump() + "\n";
+        // Small, on a fresh socket: one non-blocking send, then the socket closes.
+        (void)::send(s.native_handle(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      } else if (!ec) {
         auto conn = std::make_shared<ControlConn>(std::move(s), io_);
         serveControl(conn);
       }

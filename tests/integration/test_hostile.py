@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -79,6 +81,27 @@ class ControlSocketTest(unittest.TestCase):
             self.assertIsNone(sup.proc.poll())
             # Still itself: answers status, with the same pid.
             self.assertEqual(sup.status()["pid"], pid)
+        finally:
+            sup.cleanup()
+
+    def test_callers_outside_root_our_user_and_the_group_are_refused(self):
+        sup = Supervisor(workers=1, tls=False).start()
+        try:
+            # Open the way on purpose (folder and socket mode): the peer check must hold alone.
+            os.chmod(sup.dir, 0o755)
+            os.chmod(sup.control, 0o666)
+            script = ("import socket,sys\n"
+                      "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+                      "try: s.sendall(b'{\"cmd\":\"stop\"}\\n')\n"
+                      "except BrokenPipeError: pass\n"
+                      "print(s.recv(4096).decode())")
+            out = subprocess.run(["/usr/bin/python3", "-c", script, sup.control], user=65534, group=65534,
+                                 extra_groups=[], capture_output=True, text=True, timeout=10)
+            reply = json.loads(out.stdout)
+            self.assertIs(reply["ok"], False, out)
+            self.assertIn("permission denied", reply["error"])
+            self.assertIsNone(sup.proc.poll(), "a refused caller stopped the supervisor")
+            self.assertTrue(sup.status()["pid"])
         finally:
             sup.cleanup()
 
