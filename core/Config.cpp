@@ -167,10 +167,10 @@ std::string resolvePath(const std::string& dir, const std::string& p) {
 }
 
 void checkAddress(TableReader& r, const std::string& key, const std::string& value,
-                  bool allow_empty) {
+                  bool allow_empty, const toml::node* where = nullptr) {
   if (allow_empty && value.empty()) return;
   if (!parseSockAddr(value))
-    r.fail(key, nullptr,
+    r.fail(key, where,
            fmt::format("'{}' is not a numeric HOST:PORT (e.g. \"127.0.0.1:8080\", \"[::1]:8080\")",
                        value));
 }
@@ -294,6 +294,9 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.size("send_queue_bytes", g.send_queue_bytes, 1024);
     r.integer("max_channels", g.max_channels, 1, kMaxChannelsPerClient);
     r.integer("max_connections", g.max_connections, 1, 10'000'000);
+    r.integer("max_connections_per_ip", g.max_connections_per_ip, 0, 10'000'000);
+    r.integer("new_connections_per_ip", g.new_connections_per_ip, 0, 10'000'000);
+    r.integer("max_streams", g.max_streams, 1, 10'000'000);
     r.integer("commands_per_second", g.commands_per_second, 1, 1'000'000);
     r.integer("session_cache_entries", g.session_cache_entries, 0, 10'000'000);
     r.size("session_cache_bytes", g.session_cache_bytes);
@@ -330,7 +333,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
     TableReader r(*t, "bus", path);
     r.str("engine", cfg.bus.engine);
     r.strings("redis", cfg.bus.redis);
-    for (const auto& a : cfg.bus.redis) checkAddress(r, "redis", a, false);
+    for (const auto& a : cfg.bus.redis) checkAddress(r, "redis", a, false, r.find("redis"));
     if (cfg.bus.engine != "local" && cfg.bus.engine != "redis")
       r.fail("engine", t->get("engine"), fmt::format("expected local or redis, got '{}'", cfg.bus.engine));
     if (cfg.bus.engine == "redis")

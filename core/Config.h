@@ -66,6 +66,9 @@ struct GatewayConfig {
   uint64_t send_queue_bytes = 1024 * 1024;
   uint32_t max_channels = 128;
   uint32_t max_connections = 50000;
+  uint32_t max_connections_per_ip = 0;  // open at once from one address (IPv6: its /64), per worker; 0: off
+  uint32_t new_connections_per_ip = 0;  // per second from one address, per worker; 0: off
+  uint32_t max_streams = 20000;         // held long-polls plus SSE streams, per worker
   uint32_t commands_per_second = 50;  // WebSocket commands per connection (burst: twice that)
   uint32_t session_cache_entries = 100000;        // long-poll sessions kept per worker (0: no cache)
   uint64_t session_cache_bytes = 64 * 1024 * 1024;  // their buffered messages, per worker

@@ -35,8 +35,9 @@ class CursorCodec {
  public:
   // Every channel a client may name (kMaxChannelsPerClient in core/Config.h).
   static constexpr size_t kMaxChannels = 65535;
-  // The longest cursor text decode() reads: more than any request head may hold.
-  static constexpr size_t kMaxText = 2 * 1024 * 1024;
+  // The longest cursor text decode() reads: 65535 channels with short names, more
+  // than any request head may hold (kMaxHeaderBytes).
+  static constexpr size_t kMaxText = 4 * 1024 * 1024;
   explicit CursorCodec(std::string_view secret);
   ~CursorCodec();
   CursorCodec(const CursorCodec&) = delete;

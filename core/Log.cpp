@@ -1,5 +1,7 @@
 #include "core/Log.h"
 
+#include <cerrno>
+
 #include <unistd.h>
 
 #include <chrono>
@@ -98,7 +100,8 @@ void logWrite(LogLevel level, std::string_view component, std::string_view messa
   size_t left = line.size();
   while (left > 0) {
     ssize_t n = ::write(STDERR_FILENO, p, left);
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR) continue;  // a signal came first: the line still goes out
+    if (n <= 0) break;  // nowhere to log to; never worth stopping for
     p += n;
     left -= static_cast<size_t>(n);
   }

@@ -1,6 +1,5 @@
 #include "core/Process.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -72,19 +71,6 @@ std::optional<ProcStats> readProcStats(pid_t pid) {
   st.start_ticks = fields[22];
   st.rss_bytes = fields[24] * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   return st;
-}
-
-int countOpenFds(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/fd", static_cast<int>(pid));
-  DIR* d = ::opendir(path);
-  if (!d) return -1;
-  int count = 0;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] != '.') ++count;
-  }
-  ::closedir(d);
-  return count - 1;  // the directory stream itself
 }
 
 std::string selfExeDir() {

@@ -23,8 +23,6 @@ struct ProcStats {
 std::optional<ProcStats> readProcStats(pid_t pid);
 long clockTicksPerSecond();
 
-// Number of open fds of a process (/proc/PID/fd), or -1.
-int countOpenFds(pid_t pid);
 
 // The directory holding the running executable.
 std::string selfExeDir();

@@ -151,7 +151,10 @@ int ocspStatus(SSL* ssl, void*) {
   auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(x->ocsp.size()));
   if (!copy) return SSL_TLSEXT_ERR_NOACK;
   std::memcpy(copy, x->ocsp.data(), x->ocsp.size());
-  SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(x->ocsp.size()));
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(x->ocsp.size())) != 1) {
+    OPENSSL_free(copy);  // not taken: ours to free; the handshake goes on without a staple
+    return SSL_TLSEXT_ERR_NOACK;
+  }
   return SSL_TLSEXT_ERR_OK;
 }
 
@@ -183,7 +186,10 @@ SslCtxPtr createServerContext(const TlsConfig& tls, const TicketKeyRing* ring) {
   }
 
   auto* extras = new ContextExtras;
-  SSL_CTX_set_ex_data(c, extrasIndex(), extras);
+  if (SSL_CTX_set_ex_data(c, extrasIndex(), extras) != 1) {
+    delete extras;  // not attached: the context's free callback will never see it
+    throw std::runtime_error("SSL_CTX_set_ex_data: " + opensslError());
+  }
   extras->ring = ring;
   extras->aes = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);
   if (!extras->aes) throw std::runtime_error("EVP_CIPHER_fetch(AES-256-CBC): " + opensslError());

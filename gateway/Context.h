@@ -16,6 +16,7 @@ class Broker;
 class ChannelTable;
 class CursorCodec;
 class PollCache;
+class PeerLimits;
 
 struct GatewayCounters {
   uint64_t connections = 0;  // open now
@@ -40,6 +41,9 @@ struct GatewayCounters {
   uint64_t recovered = 0;            // subscribes with `since` that got what they missed
   uint64_t not_recovered = 0;        // ... that got recovered: false
   uint64_t slow_consumers = 0;       // closed because their send queue overflowed
+  uint64_t resets = 0;               // cut with a reset: timed out, too slow, silent after close
+  uint64_t peer_limited = 0;         // connections refused by the per-address limits
+  uint64_t stream_limited = 0;       // polls and SSE streams refused over max_streams
   uint64_t rate_limited = 0;         // commands refused with `limit`
   // Long-polling and SSE
   uint64_t polls = 0;                // /v1/poll requests answered
@@ -101,6 +105,7 @@ struct GatewayContext {
   ChannelTable* channels = nullptr;
   PollCache* polls = nullptr;
   const CursorCodec* cursors = nullptr;
+  PeerLimits* peers = nullptr;  // per-address connection limits
   // Output to send at the end of this event-loop turn; schedule_flush posts runFlushes.
   std::vector<Flushable*> flush_queue;
   std::vector<Flushable*> flushing;

@@ -16,6 +16,7 @@
 #include "core/Tls.h"
 #include "gateway/Brokers.h"
 #include "gateway/HttpSession.h"
+#include "gateway/PeerLimits.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 
@@ -72,6 +73,7 @@ class Gateway {
     polls_ = std::make_unique<PollCache>(ctx_);
     ctx_.polls = polls_.get();
     ctx_.cursors = &cursors_;
+    ctx_.peers = &peers_;
     ctx_.broker = broker_.get();
     if (broker_) broker_->setSink(channels_.get());
     else logWarn(kLog, "no hub link from the supervisor: pub/sub is unavailable");
@@ -309,16 +311,15 @@ class Gateway {
   // ---- standalone mode --------------------------------------------------------------
 
   void startStandalone() {
-    std::vector<std::pair<std::string, bool>> addrs;
-    for (const auto& a : options_.listen) addrs.emplace_back(a, false);
-    for (const auto& a : options_.listen_tls) addrs.emplace_back(a, true);
-    if (addrs.empty())
-      for (const auto& l : ctx_.config.listen) addrs.emplace_back(l.address, l.tls);
-    for (const auto& [text, tls] : addrs) {
+    std::vector<ListenConfig> addrs;  // --listen and --listen-tls, else the config's [[listen]]
+    for (const auto& a : options_.listen) addrs.push_back({a, false});
+    for (const auto& a : options_.listen_tls) addrs.push_back({a, true});
+    if (addrs.empty()) addrs = ctx_.config.listen;
+    for (const auto& [text, tls, backlog] : addrs) {
       auto addr = parseSockAddr(text);
       if (!addr) throw std::runtime_error("--listen: '" + text + "' is not a numeric HOST:PORT");
       // SO_REUSEPORT so that several standalone processes can share one port.
-      UniqueFd fd = listenTcp(*addr, ListenOptions{4096, true});
+      UniqueFd fd = listenTcp(*addr, ListenOptions{backlog, true});
       auto acceptor = std::make_unique<tcp::acceptor>(io_);
       acceptor->assign(addr->family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.release());
       logInfo(kLog, "listening on {} ({})", localAddress(acceptor->native_handle()).toString(),
@@ -330,6 +331,10 @@ class Gateway {
     scheduleTicketRotation();
   }
 
+  // Out of fds or memory, accept fails at once and would again: the listener pauses
+  // this long instead of spinning, and says so once per pause.
+  static constexpr std::chrono::milliseconds kAcceptPause{100};
+
   void acceptLoop(tcp::acceptor& acceptor, bool tls) {
     acceptor.async_accept([this, &acceptor, tls](boost::system::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted || ctx_.draining) return;
@@ -337,8 +342,15 @@ class Gateway {
         ++ctx_.counters.accepted;
         if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
         else startSession(ctx_, std::move(s), tls);
+      } else if (ec == asio::error::connection_aborted) {
+        // The client left before we took it: nothing to do.
       } else {
-        logWarn(kLog, "accept: {}", ec.message());
+        logWarn(kLog, "accept: {}; pausing this listener for {}ms", ec.message(), kAcceptPause.count());
+        auto pause = std::make_shared<asio::steady_timer>(io_, kAcceptPause);
+        pause->async_wait([this, &acceptor, tls, pause](boost::system::error_code wait_ec) {
+          if (!wait_ec && !ctx_.draining) acceptLoop(acceptor, tls);
+        });
+        return;
       }
       acceptLoop(acceptor, tls);
     });
@@ -378,6 +390,7 @@ class Gateway {
       last_tick_ = now;
       if (broker_) broker_->sweep();
       if (polls_) polls_->sweep();
+      peers_.sweep(steadyNowMs());
       sendStats(lag_ms);
       scheduleStats();
     });
@@ -399,6 +412,8 @@ class Gateway {
                         {"published", c.published},           {"delivered", c.delivered},
                         {"recovered", c.recovered},           {"not_recovered", c.not_recovered},
                         {"slow_consumers", c.slow_consumers}, {"rate_limited", c.rate_limited},
+                        {"resets", c.resets},                 {"peer_limited", c.peer_limited},
+                        {"stream_limited", c.stream_limited}, {"peers_tracked", peers_.tracked()},
                         {"polls", c.polls},                   {"held_polls", c.held_polls},
                         {"poll_cache_hits", c.poll_cache_hits}, {"poll_cache_misses", c.poll_cache_misses},
                         {"poll_sessions", polls_ ? polls_->entries() : 0},
@@ -492,6 +507,7 @@ class Gateway {
   // Both outlive io_: sessions destroyed with it leave their channels (see ~Gateway).
   std::unique_ptr<ChannelTable> channels_;
   CursorCodec cursors_{ctx_.config.gateway.cursor_secret};
+  PeerLimits peers_{ctx_.config.gateway.max_connections_per_ip, ctx_.config.gateway.new_connections_per_ip};
   std::unique_ptr<PollCache> polls_;  // after channels_: its entries leave their channels
   std::unique_ptr<Broker> broker_;
   asio::io_context io_{1};

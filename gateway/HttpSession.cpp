@@ -18,6 +18,7 @@
 #include "gateway/Broker.h"
 #include "core/Cursor.h"
 #include "gateway/HttpFraming.h"
+#include "gateway/PeerLimits.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 #include "gateway/SseSession.h"
@@ -567,9 +568,21 @@ class HttpSession final : public SessionEntry {
       unavailable(r, "this worker is draining");
       return false;
     }
+    if (streamsFull()) {
+      unavailable(r, fmt::format("this worker holds max_streams ({}) polls and event streams", ctx_.config.gateway.max_streams));
+      return false;
+    }
     sse_.channels = std::move(sr.channels);
     sse_.from = std::move(sr.from);
     sse_.chunked = req.version() >= 11;
+    return true;
+  }
+
+  // Held polls and event streams are the connections that cost a worker the most to
+  // keep (subscriptions, buffers): [gateway] max_streams bounds them together.
+  bool streamsFull() {
+    if (ctx_.counters.held_polls + ctx_.counters.sse_streams < ctx_.config.gateway.max_streams) return false;
+    ++ctx_.counters.stream_limited;
     return true;
   }
 
@@ -724,6 +737,10 @@ class HttpSession final : public SessionEntry {
     // Nothing to say yet: hold, unless this is a resume that failed (the client must
     // hear it now), or the worker is draining.
     if (e->log().empty() && e->recovered() && !ctx_.draining) {
+      if (streamsFull()) {
+        unavailable(r, fmt::format("this worker holds max_streams ({}) polls and event streams", ctx_.config.gateway.max_streams));
+        co_return;
+      }
       // A held poll keeps no read buffer (a pipelined request behind it keeps it).
       if (buffer_.size() == 0) buffer_.shrink_to_fit();
       ++ctx_.counters.held_polls;
@@ -943,6 +960,10 @@ class HttpSession final : public SessionEntry {
     expiresAfter(ctx_.config.gateway.write_timeout);
     if (!timed_out_) co_await stream_.shutdown(ec);  // FIN: close below
     deadline_ms = kNoDeadline;
+    if (timed_out_) {
+      resetOnClose(stream_.socket());  // a slowloris or a client that stopped reading
+      ++ctx_.counters.resets;
+    }
     stream_.socket().close(ec);
   }
 
@@ -959,11 +980,66 @@ class HttpSession final : public SessionEntry {
   bool timed_out_ = false;
 };
 
+// A connection's place under the per-address limits (PeerLimits.h), given back when
+// the connection ends.
+class PeerSlot {
+ public:
+  PeerSlot(GatewayContext& ctx, const tcp::socket& socket) : ctx_(ctx) {
+    if (!ctx.peers || !ctx.peers->enabled()) return;
+    socklen_t len = sizeof peer_;
+    if (::getpeername(const_cast<tcp::socket&>(socket).native_handle(), reinterpret_cast<sockaddr*>(&peer_), &len) != 0)
+      return;  // gone already: the session finds out on its first read
+    verdict_ = ctx.peers->admit(peer_, steadyNowMs(), counted_);
+  }
+  ~PeerSlot() {
+    if (counted_) ctx_.peers->release(peer_);
+  }
+  PeerSlot(const PeerSlot&) = delete;
+  PeerSlot& operator=(const PeerSlot&) = delete;
+
+  bool admitted() const { return verdict_ == PeerLimits::Verdict::Admitted; }
+  std::string_view why() const {
+    return verdict_ == PeerLimits::Verdict::TooManyOpen ? "too many connections from your address"
+                                                         : "too many new connections from your address";
+  }
+
+ private:
+  GatewayContext& ctx_;
+  sockaddr_storage peer_{};
+  PeerLimits::Verdict verdict_ = PeerLimits::Verdict::Admitted;
+  bool counted_ = false;
+};
+
+// Refuses a connection over the per-address limits without reading from it: plain
+// HTTP gets a 503 with Retry-After in one non-blocking send; TLS (no handshake is spent
+// on it) and whatever the send cannot take are reset.
+void refusePeer(GatewayContext& ctx, tcp::socket& socket, std::string_view why) {
+  ++ctx.counters.peer_limited;
+  std::string body = fmt::format(R"({{"error":{{"code":"limit","message":"{}"}}}})", why);
+  std::string reply = fmt::format(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+      "Retry-After: 1\r\nConnection: close\r\n\r\n{}",
+      body.size(), body);
+  (void)::send(socket.native_handle(), reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  boost::system::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+}
+
 // One connection, from the first byte to the close: TLS handshake (TLS streams), HTTP
 // requests, then a WebSocket or an event stream if a request asked for one. One
 // coroutine frame for all of it: it stays for the connection's whole life.
 template <typename Stream>
 asio::awaitable<void> serveConnection(GatewayContext& ctx, tcp::socket socket) {
+  PeerSlot slot(ctx, socket);
+  if (!slot.admitted()) {
+    if constexpr (std::is_same_v<Stream, TlsSocket>) {
+      ++ctx.counters.peer_limited;
+      resetOnClose(socket);
+    } else {
+      refusePeer(ctx, socket, slot.why());
+    }
+    co_return;  // the socket closes here
+  }
   Stream stream(std::move(socket), ctx.tls);
   HttpSession<Stream> session(ctx, stream);
   if constexpr (std::is_same_v<Stream, TlsSocket>) {
@@ -972,7 +1048,11 @@ asio::awaitable<void> serveConnection(GatewayContext& ctx, tcp::socket socket) {
     co_await stream.handshake(ec);
     if (ec) {
       ++ctx.counters.tls_failures;
-      if (session.timedOut()) ++ctx.counters.timeouts;
+      if (session.timedOut()) {
+        ++ctx.counters.timeouts;
+        ++ctx.counters.resets;
+        resetOnClose(stream.socket());  // never finished its handshake: nothing to say
+      }
       co_return;
     }
     ++ctx.counters.tls_handshakes;

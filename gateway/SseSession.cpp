@@ -87,6 +87,10 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
       }
     }
     deadline_ms = kNoDeadline;
+    if (stopped_) {
+      resetOnClose(stream_.socket());  // cut: timed out or too slow (see Transport.h)
+      ++ctx_.counters.resets;
+    }
     stream_.socket().close(ec);
   }
 

@@ -1,5 +1,7 @@
 #include "gateway/Transport.h"
 
+#include "core/Log.h"
+
 #include <openssl/err.h>
 
 #include <cstring>
@@ -104,14 +106,20 @@ long bioCtrl(BIO* bio, int cmd, long, void*) {
 
 BIO_METHOD* bufferMethod() {
   static BIO_METHOD* method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dingo-buffers");
-    BIO_meth_set_read(m, bioRead);
-    BIO_meth_set_write(m, bioWrite);
-    BIO_meth_set_ctrl(m, bioCtrl);
-    BIO_meth_set_create(m, [](BIO* b) {
-      BIO_set_init(b, 1);
-      return 1;
-    });
+    int index = BIO_get_new_index();
+    BIO_METHOD* m = index == -1 ? nullptr : BIO_meth_new(index | BIO_TYPE_SOURCE_SINK, "dingo-buffers");
+    bool ok = m && BIO_meth_set_read(m, bioRead) == 1 && BIO_meth_set_write(m, bioWrite) == 1 &&
+              BIO_meth_set_ctrl(m, bioCtrl) == 1 && BIO_meth_set_create(m, [](BIO* b) {
+                BIO_set_init(b, 1);
+                return 1;
+              }) == 1;
+    if (!ok) {
+      // Only out of memory at start-up; every TLS connection then fails its BIO_new
+      // (TlsSocket handles a null method) and is closed.
+      logError("gateway", "cannot set up the TLS buffer BIO");
+      BIO_meth_free(m);
+      return static_cast<BIO_METHOD*>(nullptr);
+    }
     return m;
   }();
   return method;
@@ -126,7 +134,8 @@ const boost::system::error_category& tlsCategory() {
 
 TlsSocket::TlsSocket(tcp::socket s, SSL_CTX* ctx) : socket_(std::move(s)), ssl_(SSL_new(ctx)) {
   if (!ssl_) return;
-  BIO* bio = BIO_new(bufferMethod());
+  BIO_METHOD* method = bufferMethod();
+  BIO* bio = method ? BIO_new(method) : nullptr;
   if (!bio) {
     SSL_free(ssl_);
     ssl_ = nullptr;
@@ -367,6 +376,13 @@ asio::awaitable<void> TlsSocket::shutdown(boost::system::error_code& ec) {
     if (SSL_shutdown(ssl_) < 0) ERR_clear_error();
   }
   co_await flush(ec);  // the FIN follows with close()
+}
+
+void resetOnClose(asio::ip::tcp::socket& socket) {
+  ::linger lg{1, 0};
+  // Fails only on a socket that is closed already: then there is nothing to reset.
+  if (::setsockopt(socket.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg) != 0 && socket.is_open())
+    logWarn("gateway", "SO_LINGER 0: {}", errnoText(errno));
 }
 
 }  // namespace dingo

@@ -23,6 +23,13 @@
 
 namespace dingo {
 
+// Makes the coming close() send a reset instead of a FIN (SO_LINGER 0). For clients we
+// cut (timed out, too slow to read, abusive): a FIN would wait behind whatever they
+// did not read, holding the socket and its kernel buffers in FIN-WAIT-1 for minutes;
+// a reset frees both at once (nginx's reset_timedout_connection). Never for a clean
+// end: a reset may destroy the last answer before the client reads it.
+void resetOnClose(asio::ip::tcp::socket& socket);
+
 class PlainSocket {
  public:
   explicit PlainSocket(asio::ip::tcp::socket s) : socket_(std::move(s)) {}

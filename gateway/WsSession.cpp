@@ -421,6 +421,10 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       }
     }
     deadline_ms = kNoDeadline;
+    if (stopped_) {
+      resetOnClose(stream_.socket());  // cut: timed out, too slow, or silent after our close
+      ++ctx_.counters.resets;
+    }
     stream_.socket().close(ec);
   }
 

@@ -446,7 +446,15 @@ class Supervisor {
     }
     w.probe = std::make_unique<asio::local::stream_protocol::socket>(io_);
     boost::system::error_code ec;
-    w.probe->assign(asio::local::stream_protocol(), ours.release(), ec);
+    w.probe->assign(asio::local::stream_protocol(), ours.get(), ec);
+    if (ec) {
+      // `ours` still owns the fd and closes it; the worker sees its end close.
+      logWarn(kLog, "probe of worker {}: {}", w.slot, ec.message());
+      w.probe.reset();
+      finishProbe(w, ProbeOutcome::Failed);
+      return;
+    }
+    ours.release();  // the socket owns it now
     w.probe_reply.clear();
     std::weak_ptr<char> life = w.life;
     w.probe_timer.expires_after(config_.watchdog.timeout);
@@ -1254,7 +1262,8 @@ class Supervisor {
                               "not_recovered", "slow_consumers", "rate_limited", "channels", "polls",
                               "held_polls", "poll_cache_hits", "poll_cache_misses", "poll_sessions",
                               "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total",
-                              "rejected", "reattached"})
+                              "rejected", "reattached", "resets", "peer_limited", "stream_limited",
+                              "peers_tracked"})
         j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
       j["probes_served"] = w.alive() ? w.stats.value("probes", json(0)) : json(0);  // the worker's count
       ws.push_back(std::move(j));

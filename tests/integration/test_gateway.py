@@ -158,6 +158,45 @@ class StandaloneGatewayTest(unittest.TestCase):
             second.wait(timeout=10)
 
 
+class StandaloneFdExhaustionTest(unittest.TestCase):
+    def test_out_of_fds_the_listener_pauses_instead_of_spinning(self):
+        import resource
+        port = free_port()
+        d = tempfile.mkdtemp(prefix="dingo-gw-")
+        log_path = os.path.join(d, "gateway.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [binary("dingo-gateway"), "--standalone", "--listen", f"127.0.0.1:{port}"],
+                stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
+        socks = []
+        try:
+            wait_for(lambda: healthz_worker(port), 10, what="standalone gateway")
+            for _ in range(80):  # more than it has fds: the rest wait in the backlog
+                socks.append(socket.create_connection(("127.0.0.1", port)))
+            ticks = os.sysconf("SC_CLK_TCK")
+
+            def cpu():
+                with open(f"/proc/{proc.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / ticks
+            before = cpu()
+            time.sleep(2)  # what is measured: how busy it is while it cannot accept
+            busy = cpu() - before
+            self.assertLess(busy, 1.0, f"{busy:.2f} s of CPU in 2 s: the accept loop spins")
+            with open(log_path) as f:
+                accept_lines = [l for l in f if "accept:" in l]
+            self.assertLess(len(accept_lines), 60, "one log line per failed accept")
+            for s in socks:
+                s.close()
+            socks.clear()
+            wait_for(lambda: healthz_worker(port), 10, what="serving again once fds are free")
+        finally:
+            for s in socks:
+                s.close()
+            terminate(proc)
+
+
 class StandaloneStartupTest(unittest.TestCase):
     def test_worker_mode_needs_a_supervisor(self):
         r = subprocess.run([binary("dingo-gateway")], capture_output=True, text=True, timeout=10)

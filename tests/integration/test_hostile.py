@@ -300,5 +300,137 @@ class FirstPollMemoryTest(unittest.TestCase):
             sup.cleanup()
 
 
+def fin_wait_sockets(port):
+    """Server-side sockets of `port` stuck in FIN-WAIT-1 (waiting behind unread data)."""
+    out = subprocess.run(["ss", "-Htn", "state", "fin-wait-1", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+class ResetTest(unittest.TestCase):
+    def test_a_cut_slow_consumer_is_reset_not_left_in_fin_wait(self):
+        sup = Supervisor(workers=1, tls=False, gateway_extra='send_queue_bytes = "256KiB"\n').start()
+        try:
+            port = sup.http_port
+            c = WsClient(port)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.assertTrue(c.command("subscribe", channel="/slow")["ok"])
+            # Never read again: the kernel buffers fill, then the worker's queue.
+            payload = "x" * 60000
+            pub = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            for _ in range(200):
+                pub.request("POST", "/v1/publish/slow", body=json.dumps(payload),
+                            headers={"Content-Type": "application/json"})
+                pub.getresponse().read()
+                if sup.status()["workers"][0]["slow_consumers"] >= 1:
+                    break
+            wait_for(lambda: sup.status()["workers"][0]["slow_consumers"] >= 1, 10, what="the slow consumer cut")
+            # A FIN would wait behind the unread megabytes for minutes: nothing may wait.
+            wait_for(lambda: fin_wait_sockets(port) == [], 3, what="no socket of the port in FIN-WAIT-1")
+            wait_for(lambda: sup.status()["workers"][0].get("resets", 0) >= 1, 5, what="the cut counted as a reset")
+            text = sup.ctl("metrics").stdout
+            self.assertRegex(text, r'dingo_worker_resets_total\{[^}]*\} [1-9]')
+        finally:
+            sup.cleanup()
+
+    def test_a_slowloris_is_reset_at_the_header_deadline(self):
+        sup = Supervisor(workers=1, tls=False, gateway_extra='header_timeout = "1s"\n').start()
+        try:
+            s = socket.create_connection(("127.0.0.1", sup.http_port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            s.settimeout(10)
+            with self.assertRaises(ConnectionResetError):
+                while s.recv(4096):
+                    pass
+        finally:
+            sup.cleanup()
+
+
+class PeerLimitsTest(unittest.TestCase):
+    def test_open_connections_per_address(self):
+        sup = Supervisor(workers=2, dispatch="ip-hash", tls=False,
+                         gateway_extra="max_connections_per_ip = 5\n").start()
+        try:
+            port = sup.http_port
+            held = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+            for s in held:  # each one served: the five are in
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+            status, body = None, None
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.getheader("Retry-After"), "1")
+            self.assertEqual(json.loads(r.read())["error"]["code"], "limit")
+            conn.close()
+            # Another address is not limited by this one's connections.
+            other = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.7", 0))
+            other.request("GET", "/healthz")
+            self.assertEqual(other.getresponse().status, 200)
+            other.close()
+            # One closes: room for one more.
+            held.pop().close()
+            wait_for(lambda: http_status(port) == 200, 5, what="a free place again")
+            wait_for(lambda: sum(x["peer_limited"] for x in sup.status()["workers"]) >= 1, 5,
+                     what="the refusal counted")
+            for s in held:
+                s.close()
+        finally:
+            sup.cleanup()
+
+    def test_new_connections_per_second_per_address(self):
+        sup = Supervisor(workers=1, tls=False, gateway_extra="new_connections_per_ip = 20\n").start()
+        try:
+            codes = [http_status(sup.http_port) for _ in range(60)]
+            self.assertGreaterEqual(codes.count(503), 20, codes)
+            self.assertGreaterEqual(codes.count(200), 20, codes)
+            time.sleep(1.1)  # the bucket refills: what is tested is the rate itself
+            self.assertEqual(http_status(sup.http_port), 200)
+        finally:
+            sup.cleanup()
+
+
+def http_status(port, source="127.0.0.1"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
+class StreamLimitTest(unittest.TestCase):
+    def test_held_polls_and_sse_streams_are_bounded_together(self):
+        sup = Supervisor(workers=1, tls=False, gateway_extra='max_streams = 3\npoll_timeout = "20s"\n').start()
+        try:
+            port = sup.http_port
+            _, first = poll(port, ["/st"])
+            socks = []
+            q = urllib.parse.urlencode([("channel", "/st"), ("cursor", first["cursor"])])
+            for _ in range(2):
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(f"GET /v1/poll?{q} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                socks.append(s)
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /v1/sse?channel=/st HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+            wait_for(lambda: (lambda w: w["held_polls"] + w["sse_streams"] == 3)(sup.status()["workers"][0]), 10,
+                     what="three streams held")
+            status, body = poll(port, ["/st"], first["cursor"])
+            self.assertEqual(status, 503, body)
+            self.assertIn("max_streams", body["error"]["message"])
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/v1/sse?channel=/st")
+            self.assertEqual(conn.getresponse().status, 503)
+            conn.close()
+            for s in socks:
+                s.close()
+        finally:
+            sup.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -117,3 +117,46 @@ TEST(Config, TlsListenerNeedsReadableCertificates) {
 TEST(Config, CertAndKeyCountsMustMatch) {
   expectError("[tls]\ncert = [\"a.pem\", \"b.pem\"]\nkey = \"a.key\"\n", 3, "tls.key", "one key per certificate");
 }
+
+namespace dingo {
+namespace {
+
+// Hardening: limits the config cannot raise past what a worker can afford.
+TEST(Config, LimitsHaveUpperBounds) {
+  expectError("[gateway]\nmax_message_size = \"64MiB\"\n", 2, "gateway.max_message_size", "at most");
+  expectError("[gateway]\nmax_body_bytes = \"1GiB\"\n", 2, "gateway.max_body_bytes", "at most");
+  // 8 GiB would have been truncated to 32 bits (0) by the parser's header limit.
+  expectError("[gateway]\nmax_header_bytes = \"8GiB\"\n", 2, "gateway.max_header_bytes", "at most");
+  // A cursor carries at most 65535 channels: no client may name more.
+  expectError("[gateway]\nmax_channels = 70000\n", 2, "gateway.max_channels", "between 1 and 65535");
+  Config c = parseConfig("[gateway]\nmax_channels = 65535\nmax_message_size = \"16MiB\"\n", "/x.toml");
+  EXPECT_EQ(c.gateway.max_channels, 65535u);
+}
+
+TEST(Config, NanIsNotAFraction) {
+  expectError("[watchdog]\nmax_kill_fraction = nan\n", 2, "watchdog.max_kill_fraction", "greater than 0");
+  expectError("[watchdog]\nmax_kill_fraction = inf\n", 2, "watchdog.max_kill_fraction", "greater than 0");
+}
+
+TEST(Config, RedisAddressesAreChecked) {
+  Config one = parseConfig("[bus]\nredis = \"127.0.0.1:6379\"\n", "/x.toml");
+  EXPECT_EQ(one.bus.redis, std::vector<std::string>{"127.0.0.1:6379"});
+  Config two = parseConfig("[bus]\nredis = [\"127.0.0.1:7000\", \"[::1]:7001\"]\n", "/x.toml");
+  EXPECT_EQ(two.bus.redis.size(), 2u);
+  expectError("[bus]\nredis = \"localhost\"\n", 2, "bus.redis", "numeric HOST:PORT");
+}
+
+TEST(Config, AbuseLimits) {
+  Config c = parseConfig("[gateway]\nmax_connections_per_ip = 100\nnew_connections_per_ip = 20\nmax_streams = 5\n"
+                         "hub_timeout = \"2s\"\nsession_cache_subscriptions = 1000\n[history]\nmax_channels = 10\n",
+                         "/x.toml");
+  EXPECT_EQ(c.gateway.max_connections_per_ip, 100u);
+  EXPECT_EQ(c.gateway.new_connections_per_ip, 20u);
+  EXPECT_EQ(c.gateway.max_streams, 5u);
+  EXPECT_EQ(c.gateway.hub_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(c.gateway.session_cache_subscriptions, 1000u);
+  EXPECT_EQ(c.history.max_channels, 10u);
+}
+
+}  // namespace
+}  // namespace dingo

@@ -65,3 +65,41 @@ TEST(CursorTest, NoChannels) {
 
 }  // namespace
 }  // namespace dingo
+
+namespace dingo {
+namespace {
+
+// Hardening, defect 3: the count was one byte, so channels past the 255th were dropped.
+TEST(CursorTest, CarriesEveryChannelUpToTheLimit) {
+  CursorCodec codec("k");
+  for (size_t n : {255u, 256u, 300u, 65535u}) {
+    Cursor c;
+    for (size_t i = 0; i < n; ++i) c.positions.emplace_back("/c" + std::to_string(i), Position{"abcdefghij", i});
+    auto back = codec.decode(codec.encode(c));
+    ASSERT_TRUE(back) << n;
+    ASSERT_EQ(back->positions.size(), n);
+    EXPECT_EQ(back->positions.back().first, "/c" + std::to_string(n - 1));
+    EXPECT_EQ(back->positions.back().second.seq, n - 1);
+  }
+}
+
+TEST(CursorTest, RefusesToDropChannels) {
+  CursorCodec codec("k");
+  Cursor c;
+  for (size_t i = 0; i < CursorCodec::kMaxChannels + 1; ++i) c.positions.emplace_back("/c", Position{"abcdefghij", 0});
+  EXPECT_THROW(codec.encode(c), std::length_error);
+}
+
+TEST(CursorTest, EncodedSizeIsExact) {
+  CursorCodec codec("k");
+  Cursor c;
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) {
+    names.push_back("/room/" + std::to_string(i * 7919));
+    c.positions.emplace_back(names.back(), Position{"abcdefghij", 123456789});
+  }
+  EXPECT_EQ(codec.encode(c).size(), CursorCodec::encodedSize(names, Position::kEpochLength));
+}
+
+}  // namespace
+}  // namespace dingo
