@@ -24,7 +24,8 @@ import subprocess
 import threading
 import time
 
-CASES = ("benign", "deepjson", "continuation", "firstpolls", "racingpolls", "slowloris", "flood", "large")
+CASES = ("benign", "deepjson", "continuation", "firstpolls", "racingpolls", "slowloris", "flood_nolimit", "flood",
+         "large")
 PROBE_SOURCE = "127.0.0.2"
 
 
@@ -538,9 +539,9 @@ def attack_large(port, seconds, clients=4):
     return out
 
 
-ATTACKS = {"benign": attack_benign, "deepjson": attack_deepjson, "continuation": attack_continuation, "firstpolls": attack_firstpolls,
-           "racingpolls": attack_racingpolls, "slowloris": attack_slowloris, "flood": attack_flood,
-           "large": attack_large}
+ATTACKS = {"benign": attack_benign, "deepjson": attack_deepjson, "continuation": attack_continuation,
+           "firstpolls": attack_firstpolls, "racingpolls": attack_racingpolls, "slowloris": attack_slowloris,
+           "flood_nolimit": attack_flood, "flood": attack_flood, "large": attack_large}
 
 
 
