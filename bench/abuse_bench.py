@@ -250,7 +250,8 @@ def phase(env, srv, seconds, attack=None):
         w.get("restarts", 0) for w in before["workers"])
     return {"probe": p, "cpu_pct": cpu / wall * 100, "rss_kb_max": max(sampler.rss, default=0),
             "rss_kb_first": sampler.rss[0] if sampler.rss else 0,
-            "sup_rss_kb_max": max(sampler.sup_rss, default=0), "sup_rss_kb_first": sampler.sup_rss[0] if sampler.sup_rss else 0,
+            "sup_rss_kb_max": max(sampler.sup_rss, default=0),
+            "sup_rss_kb_first": sampler.sup_rss[0] if sampler.sup_rss else 0,
             "sup_rss_kb_after": rss_kb(srv.proc.pid), "lag_ms_max": max(sampler.lag, default=0.0),
             "restarts": restarts, "close_wait": close_wait(srv.port), "attack": attack_out}
 
@@ -317,14 +318,16 @@ def print_table(rows):
     if not rows:
         return
     print()
-    print("| abuse case | workers' RSS idle → max | workers' CPU % of a core idle → during | supervisor RSS idle → max (1 s after) "
+    print("| abuse case | workers' RSS idle → max | workers' CPU % of a core idle → during "
+          "| supervisor RSS idle → max (1 s after) "
           "| well-behaved p50 / p99 ms, idle | during | p99 ratio | failed requests | worker restarts "
           "| loop_lag_ms max, idle → during | met (p99 ≤ 2× idle, none failed)? |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for case, samples, _ in rows:
         s = summarize(samples)
         verdict = "(reference)" if case == "benign" else "met" if s["met"] else "**not met**"
-        print(f"| {LABELS[case]} | {mb(s['rss_idle'])} → {mb(s['rss_max'])} | {s['cpu_idle']:.0f} → {s['cpu']:.0f} | "
+        print(f"| {LABELS[case]} | {mb(s['rss_idle'])} → {mb(s['rss_max'])} | "
+              f"{s['cpu_idle']:.0f} → {s['cpu']:.0f} | "
               f"{mb(s['sup_idle'])} → {mb(s['sup_max'])} ({mb(s['sup_after'])}) | "
               f"{s['idle']} | {s['during']} | {'; '.join(f'{r:.1f}×' for r in s['ratios'])} | "
               f"{s['errors']} | {s['restarts']} | {s['lag_idle']:.1f} → {s['lag']:.1f} | {verdict} |")
