@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include <simdjson.h>
+
 namespace dingo {
 
 bool jsonDepthWithin(std::string_view text, size_t max_depth) {
@@ -40,6 +42,39 @@ ParsedJson parseJson(std::string_view text, size_t max_depth) {
   }
   out.value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (out.value.is_discarded()) out.error = "not valid JSON";
+  return out;
+}
+
+std::optional<std::string> compactJson(std::string_view text, size_t max_depth, std::string_view& error) {
+  // One parser per thread, grown to the largest document seen (its buffers are reused).
+  thread_local simdjson::dom::parser parser;
+  thread_local size_t depth_allocated = 0;
+  if (parser.capacity() < text.size() || depth_allocated != max_depth) {
+    if (parser.allocate(std::max<size_t>(text.size(), 4096), max_depth) != simdjson::SUCCESS) {
+      error = "out of memory for the JSON parser";
+      return std::nullopt;
+    }
+    depth_allocated = max_depth;
+  }
+  simdjson::dom::element doc;
+  auto code = parser.parse(text.data(), text.size(), /*realloc_if_needed=*/true).get(doc);
+  if (code == simdjson::DEPTH_ERROR) {
+    error = "JSON nested too deep";
+    return std::nullopt;
+  }
+  if (code != simdjson::SUCCESS) {
+    error = code == simdjson::UTF8_ERROR ? "not valid UTF-8" : "not valid JSON";
+    return std::nullopt;
+  }
+  // Valid: the whitespace goes with the raw minifier, which keeps every token as it was
+  // written (no number or escape is rewritten) and runs at memory speed.
+  std::string out(text.size() + simdjson::SIMDJSON_PADDING, '\0');
+  size_t out_size = 0;
+  if (simdjson::minify(text.data(), text.size(), out.data(), out_size) != simdjson::SUCCESS) {
+    error = "not valid JSON";
+    return std::nullopt;
+  }
+  out.resize(out_size);
   return out;
 }
 

@@ -34,6 +34,13 @@ bool jsonDepthWithin(std::string_view text, size_t max_depth);
 // Parses `text`, refusing documents nested deeper than `max_depth`. Never throws.
 ParsedJson parseJson(std::string_view text, size_t max_depth = kMaxJsonDepth);
 
+// `text` checked (JSON, UTF-8, nested at most `max_depth`) and rewritten compact, for
+// payloads that are stored and sent on as they are (a REST publish's body). Uses
+// simdjson: about a millisecond per megabyte, where parsing into nlohmann and dumping
+// again costs a hundred, all of it on the event loop. nullopt with `error` set when
+// the text is refused.
+std::optional<std::string> compactJson(std::string_view text, size_t max_depth, std::string_view& error);
+
 // Typed reads of an object's member: nullopt when `obj` is not an object, the key is
 // absent, or the value is of another type or out of the target's range. Never throws.
 template <typename T>

@@ -1,5 +1,6 @@
 #include "gateway/Gateway.h"
 
+#include <malloc.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -331,6 +332,8 @@ class Gateway {
     scheduleTicketRotation();
   }
 
+  static constexpr size_t kTrimAfterSweeping = 1000;
+
   // Out of fds or memory, accept fails at once and would again: the listener pauses
   // this long instead of spinning, and says so once per pause.
   static constexpr std::chrono::milliseconds kAcceptPause{100};
@@ -389,7 +392,9 @@ class Gateway {
       double lag_ms = std::max(0.0, std::chrono::duration<double, std::milli>(now - last_tick_).count() - 1000.0);
       last_tick_ = now;
       if (broker_) broker_->sweep();
-      if (polls_) polls_->sweep();
+      // Many sessions gone at once (a burst of clients that never came back): give the
+      // memory back instead of keeping the peak for ever.
+      if (polls_ && polls_->sweep() >= kTrimAfterSweeping) ::malloc_trim(0);
       peers_.sweep(steadyNowMs());
       sendStats(lag_ms);
       scheduleStats();

@@ -381,6 +381,9 @@ class HttpSession final : public SessionEntry {
 
   void onDeadline() override {
     timed_out_ = true;
+    // Mid-request (a slowloris, a client that stopped reading): reset. Between requests
+    // the client did nothing wrong: an idle keep-alive ends with a FIN.
+    cut_ = !idle_;
     deadline_ms = kNoDeadline;
     cancel();
   }
@@ -844,13 +847,14 @@ class HttpSession final : public SessionEntry {
       error(r, 403, "forbidden", "without a publish_token only loopback clients may publish");
       co_return;
     }
-    ParsedJson body = parseJson(req.body());
-    if (!body.ok()) {
+    std::string_view why;
+    auto compact = compactJson(req.body(), kMaxJsonDepth, why);
+    if (!compact) {
       error(r, 400, "bad_request",
-            fmt::format("the body must be a JSON value nested at most {} deep: {}", kMaxJsonDepth, body.error));
+            fmt::format("the body must be a JSON value nested at most {} deep: {}", kMaxJsonDepth, why));
       co_return;
     }
-    std::string data = body.value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string data = std::move(*compact);
     if (data.size() > ctx_.config.gateway.max_message_size) {
       error(r, 413, "too_large", fmt::format("a message is at most {} bytes", ctx_.config.gateway.max_message_size));
       co_return;
@@ -960,7 +964,7 @@ class HttpSession final : public SessionEntry {
     expiresAfter(ctx_.config.gateway.write_timeout);
     if (!timed_out_) co_await stream_.shutdown(ec);  // FIN: close below
     deadline_ms = kNoDeadline;
-    if (timed_out_) {
+    if (cut_) {
       resetOnClose(stream_.socket());  // a slowloris or a client that stopped reading
       ++ctx_.counters.resets;
     }
@@ -978,6 +982,7 @@ class HttpSession final : public SessionEntry {
   std::vector<HeaderField> head_fields_;  // the request head's fields, for checkHead; reused
   bool too_many_empty_lines_ = false;     // readRequest's last error was that
   bool timed_out_ = false;
+  bool cut_ = false;  // timed out mid-request: reset at the close
 };
 
 // A connection's place under the per-address limits (PeerLimits.h), given back when

@@ -210,7 +210,7 @@ bool PollCache::evictOverLimits(size_t extra_channels) {
   return within();
 }
 
-void PollCache::sweep() {
+size_t PollCache::sweep() {
   int64_t oldest = steadyNowMs() - ctx_.config.gateway.session_ttl.count();
   std::vector<std::shared_ptr<PollEntry>> expired;
   for (auto& [id, e] : map_)
@@ -219,6 +219,7 @@ void PollCache::sweep() {
     retire(e);
     ++evictions;
   }
+  return expired.size();
 }
 
 void PollCache::clear() {

@@ -108,8 +108,8 @@ class PollCache {
   // holding, so that no room can be made: the poll is refused.
   std::shared_ptr<PollEntry> create(uint64_t session, size_t channels);
   void retire(const std::shared_ptr<PollEntry>& e);
-  // Drops entries idle for session_ttl; call it about once a second.
-  void sweep();
+  // Drops entries idle for session_ttl; call it about once a second. Returns how many.
+  size_t sweep();
   // The broker is gone: every entry goes (held polls are answered).
   void clear();
 

@@ -1,7 +1,5 @@
 #include "gateway/WsSession.h"
 
-#include <nlohmann/json.hpp>
-
 #include <random>
 
 #include "core/Hub.h"
@@ -12,6 +10,7 @@
 #include "gateway/Output.h"
 #include "gateway/PubSub.h"
 #include "gateway/Transport.h"
+#include "gateway/WsCommand.h"
 
 // Every co_await is a statement of its own (see Transport.cpp: g++ 12 miscompiles some
 // co_await expressions inside conditions).
@@ -20,7 +19,6 @@ namespace dingo {
 
 namespace {
 
-using json = nlohmann::json;
 using asio::redirect_error;
 using asio::use_awaitable;
 
@@ -40,7 +38,6 @@ SharedFrame textFrame(std::string_view text) {
   return f;
 }
 
-std::string dumpCompact(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 const char* channelRule() {
   return "a channel is 1 to 255 characters of [A-Za-z0-9_.:/-] starting with /";
@@ -207,17 +204,10 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
 
   void onCommand(std::string_view text) {
     ++ctx_.counters.ws_commands;
-    ParsedJson parsed = parseJson(text);
-    json& cmd = parsed.value;
+    std::string_view why;
+    std::optional<WsCommand> cmd = parseWsCommand(text, why);
     // The id first, so that every reply (the rate limit's too) can echo it.
-    std::string id = "null";
-    bool id_ok = true;
-    if (parsed.ok() && cmd.is_object()) {
-      if (auto it = cmd.find("id"); it != cmd.end()) {
-        id_ok = it->is_number() || it->is_string() || it->is_null();
-        if (id_ok) id = dumpCompact(*it);
-      }
-    }
+    std::string id = cmd && cmd->id_has == WsCommand::Has::Yes ? cmd->id : "null";
     // Every command counts against the rate, malformed ones too: a flood of garbage
     // costs its sender the same as a flood of pings.
     if (!takeToken()) {
@@ -230,26 +220,25 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       return;
     }
     refused_in_row_ = 0;
-    if (!parsed.ok() || !cmd.is_object()) {
+    if (!cmd) {
       replyError("null", "bad_request",
-                 fmt::format("a command is a JSON object nested at most {} deep", kMaxJsonDepth));
+                 fmt::format("a command is a JSON object nested at most {} deep ({})", kMaxJsonDepth, why));
       return;
     }
-    if (!id_ok) {
+    if (cmd->id_has == WsCommand::Has::WrongType) {
       replyError("null", "bad_request", "id must be a number or a string");
       return;
     }
-    auto op = cmd.find("op");
-    if (op == cmd.end() || !op->is_string()) {
+    if (cmd->op_has != WsCommand::Has::Yes) {
       replyError(id, "bad_request", "op is missing (subscribe, unsubscribe, publish or ping)");
       return;
     }
-    const std::string& name = op->get_ref<const std::string&>();
-    if (name == "subscribe") subscribe(id, cmd);
-    else if (name == "unsubscribe") unsubscribe(id, cmd);
-    else if (name == "publish") publish(id, cmd);
+    const std::string& name = cmd->op;
+    if (name == "subscribe") subscribe(id, *cmd);
+    else if (name == "unsubscribe") unsubscribe(id, *cmd);
+    else if (name == "publish") publish(id, *cmd);
     else if (name == "ping") replyOk(id);
-    else replyError(id, "bad_request", fmt::format("unknown op '{}'", name.substr(0, 64)));
+    else replyError(id, "bad_request", fmt::format("unknown op '{}'", jsonEscape(name.substr(0, 64))));
   }
 
   bool takeToken() {
@@ -263,13 +252,12 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   }
 
   // The channel field, validated; empty (and an error sent) when bad.
-  std::string channelOf(const std::string& id, const json& cmd) {
-    auto it = cmd.find("channel");
-    if (it == cmd.end() || !it->is_string() || !validChannel(it->get_ref<const std::string&>())) {
+  std::string channelOf(const std::string& id, const WsCommand& cmd) {
+    if (cmd.channel_has != WsCommand::Has::Yes || !validChannel(cmd.channel)) {
       replyError(id, "bad_request", channelRule());
       return {};
     }
-    return it->get<std::string>();
+    return cmd.channel;
   }
 
   Subscription* findSubscription(std::string_view channel) {
@@ -278,12 +266,12 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     return nullptr;
   }
 
-  void subscribe(const std::string& id, const json& cmd) {
+  void subscribe(const std::string& id, const WsCommand& cmd) {
     std::string channel = channelOf(id, cmd);
     if (channel.empty()) return;
     std::optional<Position> since;
-    if (auto it = cmd.find("since"); it != cmd.end() && !it->is_null()) {
-      if (it->is_string()) since = Position::parse(it->get_ref<const std::string&>());
+    if (cmd.since_has != WsCommand::Has::No) {
+      if (cmd.since_has == WsCommand::Has::Yes) since = Position::parse(cmd.since);
       if (!since) {
         replyError(id, "bad_request", "since must be a position, EPOCH.SEQ");
         return;
@@ -344,7 +332,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     enqueueText(out);
   }
 
-  void unsubscribe(const std::string& id, const json& cmd) {
+  void unsubscribe(const std::string& id, const WsCommand& cmd) {
     std::string channel = channelOf(id, cmd);
     if (channel.empty()) return;
     if (Subscription* s = findSubscription(channel)) {
@@ -357,15 +345,14 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     replyOk(id);
   }
 
-  void publish(const std::string& id, const json& cmd) {
+  void publish(const std::string& id, const WsCommand& cmd) {
     if (!g_.client_publish) {
       replyError(id, "forbidden", "publishing over WebSocket is disabled ([gateway] client_publish)");
       return;
     }
     std::string channel = channelOf(id, cmd);
     if (channel.empty()) return;
-    auto data = cmd.find("data");
-    if (data == cmd.end()) {
+    if (cmd.data_has != WsCommand::Has::Yes) {
       replyError(id, "bad_request", "publish needs data (any JSON value)");
       return;
     }
@@ -374,7 +361,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       return;
     }
     ++ctx_.counters.published;
-    ctx_.broker->publish(channel, dumpCompact(*data),
+    ctx_.broker->publish(channel, cmd.data,
                          [this, life = std::weak_ptr<char>(life_), id](const Position* p, std::string_view error) {
                            if (life.expired()) return;
                            if (!p) replyError(id, "unavailable", error);

@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   # libraries
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
-  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libgtest-dev libc-ares-dev
+  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev
   # tools the tests drive
   openssl curl python3 python3-websockets prometheus groff-base
   # nsclient's tests run a real DNS server

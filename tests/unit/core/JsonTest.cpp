@@ -49,3 +49,26 @@ TEST(JsonTest, FieldsOfTheWrongTypeAreAbsent) {
 
 }  // namespace
 }  // namespace dingo
+
+namespace dingo {
+namespace {
+
+TEST(CompactJsonTest, KeepsTokensDropsWhitespace) {
+  std::string_view err;
+  EXPECT_EQ(compactJson(" { \"a\" : [ 1 , 2.50 , \"x y\\u00e9\" ] } \n", 64, err), R"({"a":[1,2.50,"x y\u00e9"]})");
+  EXPECT_EQ(compactJson("42", 64, err), "42");
+}
+
+TEST(CompactJsonTest, RefusesWhatParseJsonRefuses) {
+  std::string_view err;
+  EXPECT_FALSE(compactJson(std::string(65, '[') + std::string(65, ']'), 64, err));
+  EXPECT_EQ(err, "JSON nested too deep");
+  EXPECT_TRUE(compactJson(std::string(64, '[') + std::string(64, ']'), 64, err));
+  EXPECT_FALSE(compactJson("{\"a\":\"\xc3\x28\"}", 64, err));
+  EXPECT_FALSE(compactJson("[1,]", 64, err));
+  EXPECT_FALSE(compactJson("", 64, err));
+  EXPECT_FALSE(compactJson(std::string(100000, '['), 64, err));
+}
+
+}  // namespace
+}  // namespace dingo
