@@ -25,7 +25,7 @@ import threading
 import time
 
 CASES = ("benign", "deepjson", "continuation", "firstpolls", "racingpolls", "slowloris", "flood_nolimit", "flood",
-         "large")
+         "large_paced", "large")
 PROBE_SOURCE = "127.0.0.2"
 
 
@@ -504,8 +504,9 @@ def big_document(size=1_000_000):
     return ('{"items":[' + ",".join(items) + "]}").encode()
 
 
-def attack_large(port, seconds, clients=4):
-    """`clients` keep-alive connections publishing 1 MB documents back to back."""
+def attack_large(port, seconds, clients=4, every=None):
+    """`clients` keep-alive connections publishing 1 MB documents back to back, or each
+    one every `every` seconds (a fixed offered load that any build can keep up with)."""
     doc = big_document()
     alive = until(seconds)
     out = {"publishes": 0, "status": {}, "errors": 0, "bytes": len(doc)}
@@ -513,7 +514,11 @@ def attack_large(port, seconds, clients=4):
 
     def one(i):
         s = None
+        next_t = time.monotonic() + (every or 0) * i / clients  # paced clients take turns
         while alive():
+            if every:
+                time.sleep(max(0.0, next_t - time.monotonic()))
+                next_t = max(next_t + every, time.monotonic())
             try:
                 if s is None:
                     s = connect(port)
@@ -541,7 +546,8 @@ def attack_large(port, seconds, clients=4):
 
 ATTACKS = {"benign": attack_benign, "deepjson": attack_deepjson, "continuation": attack_continuation,
            "firstpolls": attack_firstpolls, "racingpolls": attack_racingpolls, "slowloris": attack_slowloris,
-           "flood_nolimit": attack_flood, "flood": attack_flood, "large": attack_large}
+           "flood_nolimit": attack_flood, "flood": attack_flood,
+           "large_paced": lambda port, seconds: attack_large(port, seconds, every=0.5), "large": attack_large}
 
 
 
