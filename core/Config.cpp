@@ -247,6 +247,8 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.strings("key", s.key);
     r.str("ocsp", s.ocsp);
     r.duration("ticket_rotation", s.ticket_rotation, std::chrono::seconds(1));
+    r.str("ciphers", s.ciphers);
+    r.str("groups", s.groups);
     for (const char* k : {"min_version", "max_version"}) {
       std::string& v = std::string(k) == "min_version" ? s.min_version : s.max_version;
       r.str(k, v);

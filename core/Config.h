@@ -38,6 +38,17 @@ struct TlsConfig {
   Duration ticket_rotation = std::chrono::hours(1);
   std::string min_version = "TLSv1.2";  // TLSv1.2 | TLSv1.3
   std::string max_version = "TLSv1.3";
+  // TLS 1.2 cipher list (OpenSSL syntax): forward-secret AEAD suites only, so no static
+  // RSA key exchange and no CBC (LUCKY13). TLS 1.3's suites are all AEAD and stay
+  // OpenSSL's.
+  std::string ciphers =
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+  // Key exchange groups (OpenSSL syntax): the curves every client has. OpenSSL's own
+  // list adds the finite-field groups, and a client that offers only ffdhe8192 costs
+  // the server about 10 ms of CPU per handshake (X25519: 40 us).
+  std::string groups = "X25519:P-256:P-384";
 };
 
 // Upper bounds of the client-facing limits, whatever the config says: past them a

@@ -170,8 +170,15 @@ SslCtxPtr createServerContext(const TlsConfig& tls, const TicketKeyRing* ring) {
   SSL_CTX* c = ctx.get();
   SSL_CTX_set_min_proto_version(c, protoVersion(tls.min_version));
   SSL_CTX_set_max_proto_version(c, protoVersion(tls.max_version));
+  // No renegotiation at all: a client-initiated one is refused with a no_renegotiation
+  // alert (TLS 1.2; TLS 1.3 has none), so a client cannot make the server repeat its
+  // handshake work on one connection.
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                              SSL_OP_NO_COMPRESSION);
+  if (SSL_CTX_set_cipher_list(c, tls.ciphers.c_str()) != 1)
+    throw std::runtime_error("[tls] ciphers '" + tls.ciphers + "': " + opensslError());
+  if (SSL_CTX_set1_groups_list(c, tls.groups.c_str()) != 1)
+    throw std::runtime_error("[tls] groups '" + tls.groups + "': " + opensslError());
   // Idle connections give their read and write buffers back.
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 

@@ -50,7 +50,7 @@ struct SslCtxFree {
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
 
 // Builds the server context from [tls]: certificates (ECDSA and/or RSA), TLS 1.2+,
-// ALPN http/1.1, stateless session tickets keyed by `ring` (which must outlive the
+// [tls] ciphers and groups, no renegotiation, no compression, ALPN http/1.1, stateless session tickets keyed by `ring` (which must outlive the
 // context), and OCSP stapling when [tls] ocsp is set. Throws std::runtime_error naming
 // the file and the OpenSSL error.
 SslCtxPtr createServerContext(const TlsConfig& tls, const TicketKeyRing* ring);

@@ -4,8 +4,6 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include <openssl/crypto.h>
-
 #include <charconv>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +12,7 @@
 #include "core/Json.h"
 #include "core/Log.h"
 #include "core/Net.h"
+#include "core/Secret.h"
 #include "core/WebSocket.h"
 #include "gateway/Broker.h"
 #include "core/Cursor.h"
@@ -74,7 +73,10 @@ std::string_view reason(int status) {
 
 void serialize(const Reply& r, bool keep_alive, bool head_only, std::string& out) {
   out.clear();
-  fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+  // nosniff: a browser takes a JSON answer (which may echo the request's path) for
+  // nothing else, such as HTML.
+  fmt::format_to(std::back_inserter(out),
+                 "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n",
                  r.status, reason(r.status), r.content_type, r.body.size());
   if (!keep_alive) out += "Connection: close\r\n";
   out += r.extra_headers;
@@ -836,8 +838,9 @@ class HttpSession final : public SessionEntry {
     const std::string& token = ctx_.config.gateway.publish_token;
     if (!token.empty()) {
       std::string_view auth = headerOf(req, http::field::authorization);
-      bool ok = auth.size() == 7 + token.size() && iequals(auth.substr(0, 7), "bearer ") &&
-                CRYPTO_memcmp(auth.data() + 7, token.data(), token.size()) == 0;
+      // Compared in constant time, lengths included (core/Secret.h).
+      bool ok = auth.size() >= 7 && iequals(auth.substr(0, 7), "bearer ") &&
+                constantTimeEquals(auth.substr(7), token);
       if (!ok) {
         r.extra_headers = "WWW-Authenticate: Bearer\r\n";
         error(r, 401, "unauthorized", "publishing needs Authorization: Bearer <publish_token>");

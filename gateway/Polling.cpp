@@ -146,7 +146,13 @@ void PollEntry::startSubscribe(size_t index, const std::optional<Position>& sinc
 
 // ---- PollCache --------------------------------------------------------------------------
 
-PollCache::~PollCache() { clear(); }
+PollCache::~PollCache() {
+  // The process is going: the polls that waited on entries are coroutine frames that
+  // the io_context destroyed already, so their wake-ups point at freed timers. Drop the
+  // waiters unheard, then give the subscriptions back.
+  for (auto& [id, e] : map_) e->waiters_.clear();
+  clear();
+}
 
 std::shared_ptr<PollEntry> PollCache::find(uint64_t session) {
   auto it = map_.find(session);

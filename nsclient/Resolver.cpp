@@ -272,6 +272,26 @@ std::vector<Attempt> Resolver::probeAll(const std::vector<Candidate>& cands) {
   return results;
 }
 
+std::optional<NodeList> parseNodeList(std::string_view body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (!j.is_object() || !j.contains("nodes") || !j["nodes"].is_array() || !j.contains("version") ||
+      !j["version"].is_number_unsigned() || !j.contains("ttl_s") || !j["ttl_s"].is_number_integer())
+    return std::nullopt;
+  NodeList list;
+  for (const auto& n : j["nodes"]) {
+    if (!n.is_object() || !n.contains("host") || !n["host"].is_string() || !n.contains("port") ||
+        !n["port"].is_number_unsigned() || (n.contains("tls") && !n["tls"].is_boolean()))
+      continue;
+    auto ep = parseEndpoint(Endpoint{n["host"].get<std::string>(), 1, true}.toString());
+    uint64_t port = n["port"].get<uint64_t>();
+    if (!ep || port == 0 || port > 65535) continue;  // a name or garbage: not a fallback address
+    list.nodes.push_back(Node{ep->host, static_cast<uint16_t>(port), n.value("tls", true)});
+  }
+  list.version = j["version"].get<uint64_t>();
+  list.ttl_s = std::max<int64_t>(j["ttl_s"].get<int64_t>(), 1);
+  return list;
+}
+
 RefreshResult Resolver::refresh() {
   RefreshResult r;
   std::vector<Attempt> log;
@@ -289,28 +309,17 @@ RefreshResult Resolver::refresh() {
     r.error = "reading the node list from " + r.from + " failed";
     return r;
   }
-  auto j = nlohmann::json::parse(*body, nullptr, false);
-  if (!j.is_object() || !j.contains("nodes") || !j["nodes"].is_array() || !j.contains("version") ||
-      !j["version"].is_number_unsigned() || !j.contains("ttl_s") || !j["ttl_s"].is_number_integer()) {
+  auto list = parseNodeList(*body);
+  if (!list) {
     r.error = r.from + " answered something that is not a node list";
     return r;
   }
-  std::vector<Node> nodes;
-  for (const auto& n : j["nodes"]) {
-    if (!n.is_object() || !n.contains("host") || !n["host"].is_string() || !n.contains("port") ||
-        !n["port"].is_number_unsigned())
-      continue;
-    auto ep = parseEndpoint(Endpoint{n["host"].get<std::string>(), 1, true}.toString());
-    uint64_t port = n["port"].get<uint64_t>();
-    if (!ep || port == 0 || port > 65535) continue;  // a name or garbage: not a fallback address
-    nodes.push_back(Node{ep->host, static_cast<uint16_t>(port), n.value("tls", true)});
-  }
-  r.version = j["version"].get<uint64_t>();
-  r.ttl_s = std::max<int64_t>(j["ttl_s"].get<int64_t>(), 1);
-  r.nodes = nodes.size();
+  r.version = list->version;
+  r.ttl_s = list->ttl_s;
+  r.nodes = list->nodes.size();
   auto before = store_->nodesMeta();
   r.changed = !before || before->version != r.version;
-  store_->replaceNodes(nodes, r.version, r.ttl_s, unixNow());
+  store_->replaceNodes(list->nodes, r.version, r.ttl_s, unixNow());
   r.ok = true;
   return r;
 }

@@ -5,15 +5,22 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 namespace dingo::ns {
 
 namespace {
+
+// PRAGMA journal_mode=WAL retried on SQLITE_BUSY: 50 tries 100 ms apart, the 5 s busy timeout.
+constexpr int kWalTries = 50;
+constexpr int kWalRetryMs = 100;
 
 // One prepared statement, finalized on scope exit.
 class Stmt {
@@ -142,7 +149,15 @@ void Store::open() {
   };
   if (rc != SQLITE_OK) fail("opening");
   sqlite3_busy_timeout(db_, 5000);
-  if (sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr) != SQLITE_OK) fail("WAL mode");
+  // Switching to WAL (or finding it on while another connection of this process or
+  // another one recovers or checkpoints) can answer SQLITE_BUSY without consulting the
+  // busy handler: try again for as long as the busy timeout.
+  for (int tries = 0;; ++tries) {
+    rc = sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) break;
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= kWalTries) fail("WAL mode");
+    std::this_thread::sleep_for(std::chrono::milliseconds(kWalRetryMs));
+  }
   // Reads every page: a damaged file shows here, not in the middle of a refresh.
   sqlite3_stmt* check = nullptr;
   if (sqlite3_prepare_v2(db_, "PRAGMA quick_check", -1, &check, nullptr) != SQLITE_OK) fail("checking");
@@ -253,12 +268,18 @@ std::optional<NodesMeta> Store::nodesMeta() const {
   Stmt s(db_, "SELECT key, value FROM meta WHERE key LIKE 'nodes_%'");
   NodesMeta m;
   bool any = false;
+  // A value that is not a whole decimal number (another program wrote it, or a disk
+  // did) reads as 0, as if never stored: the list is then refreshed at once.
+  auto number = [](const std::string& v, auto& out) {
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    if (ec != std::errc() || end != v.data() + v.size()) out = 0;
+  };
   while (s.step()) {
     std::string k = s.text(0), v = s.text(1);
     any = true;
-    if (k == "nodes_version") m.version = std::stoull(v);
-    else if (k == "nodes_ttl_s") m.ttl_s = std::stoll(v);
-    else if (k == "nodes_refreshed_at") m.refreshed_at = std::stoll(v);
+    if (k == "nodes_version") number(v, m.version);
+    else if (k == "nodes_ttl_s") number(v, m.ttl_s);
+    else if (k == "nodes_refreshed_at") number(v, m.refreshed_at);
   }
   if (!any) return std::nullopt;
   return m;

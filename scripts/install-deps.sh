@@ -6,11 +6,15 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config
+  # the sanitizer tree and the fuzzers: clang-14 with its ASan/UBSan/libFuzzer runtimes
+  clang-14 libclang-rt-14-dev
   # libraries
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
   libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev
   # tools the tests drive
   openssl curl python3 python3-websockets prometheus groff-base
+  # the TLS audit (tests/integration/test_tls_audit.py, docs/security.md)
+  testssl.sh
   # nsclient's tests run a real DNS server
   dnsmasq-base
   # the package test: lintian checks the .deb, systemd-analyze verifies the units, man

@@ -15,6 +15,16 @@ SOURCE = os.environ.get("DINGO_SOURCE", os.path.abspath(os.path.join(HERE, "..",
 BIN = os.environ.get("DINGO_BIN", os.path.join(SOURCE, "build", "bin"))
 
 
+# Set by tests/sanitized.sh when the binaries are build-asan's (ASan, UBSan, LSan).
+SANITIZED = os.environ.get("DINGO_SANITIZED") == "1"
+
+
+def release_only(reason):
+    """Skips a test in the sanitizer tree: for budgets (memory, time) that ASan changes."""
+    import unittest
+    return unittest.skipIf(SANITIZED, f"not under sanitizers: {reason}")
+
+
 def binary(name):
     return os.path.join(BIN, name)
 
@@ -39,7 +49,13 @@ def certs():
     return _certs
 
 
+# ASan and UBSan make the binaries 2-3 times slower: waits for a condition last longer.
+# Only waits: deadlines the binaries enforce are what the tests measure.
+WAIT_SCALE = 3 if SANITIZED else 1
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -118,6 +118,16 @@ TEST(Config, CertAndKeyCountsMustMatch) {
   expectError("[tls]\ncert = [\"a.pem\", \"b.pem\"]\nkey = \"a.key\"\n", 3, "tls.key", "one key per certificate");
 }
 
+TEST(Config, TlsCipherAndGroupLists) {
+  Config defaults = parseConfig("", "/tmp/dingo-test.toml");
+  EXPECT_EQ(defaults.tls.groups, "X25519:P-256:P-384");
+  Config c = parseConfig("[tls]\nciphers = \"ECDHE-RSA-AES128-GCM-SHA256\"\ngroups = \"X25519\"\n",
+                         "/tmp/dingo-test.toml");
+  EXPECT_EQ(c.tls.ciphers, "ECDHE-RSA-AES128-GCM-SHA256");
+  EXPECT_EQ(c.tls.groups, "X25519");
+  expectError("[tls]\nciphers = 1\n", 2, "tls.ciphers", "expected a string");
+}
+
 namespace dingo {
 namespace {
 

@@ -39,3 +39,52 @@ TEST(TicketKeyRing, SerializesForTheWorkers) {
 TEST(TicketKeyRing, KeysAreRandom) {
   EXPECT_NE(generateTicketKey().aes, generateTicketKey().aes);
 }
+
+TEST(ServerContext, OffersOnlyForwardSecretAeadSuites) {
+  // The default [tls] ciphers and OpenSSL's TLS 1.3 suites: every one authenticated
+  // encryption, every TLS 1.2 one with an ephemeral ECDH key exchange (no static RSA,
+  // no CBC: testssl.sh's LUCKY13 and "obsoleted CBC" findings).
+  TicketKeyRing ring;
+  SslCtxPtr ctx = createServerContext(TlsConfig{}, &ring);
+  STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(ctx.get());
+  ASSERT_NE(ciphers, nullptr);
+  int tls12 = 0;
+  for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); ++i) {
+    const SSL_CIPHER* c = sk_SSL_CIPHER_value(ciphers, i);
+    EXPECT_EQ(SSL_CIPHER_is_aead(c), 1) << SSL_CIPHER_get_name(c);
+    if (SSL_CIPHER_get_kx_nid(c) == NID_kx_any) continue;  // TLS 1.3: negotiated apart
+    ++tls12;
+    EXPECT_EQ(SSL_CIPHER_get_kx_nid(c), NID_kx_ecdhe) << SSL_CIPHER_get_name(c);
+  }
+  EXPECT_EQ(tls12, 6);
+}
+
+TEST(ServerContext, RefusesRenegotiationAndCompression) {
+  TicketKeyRing ring;
+  SslCtxPtr ctx = createServerContext(TlsConfig{}, &ring);
+  uint64_t options = SSL_CTX_get_options(ctx.get());
+  EXPECT_TRUE(options & SSL_OP_NO_RENEGOTIATION);
+  EXPECT_FALSE(options & SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+  EXPECT_TRUE(options & SSL_OP_NO_COMPRESSION);
+  EXPECT_EQ(SSL_CTX_get_min_proto_version(ctx.get()), TLS1_2_VERSION);
+}
+
+TEST(ServerContext, BadCipherOrGroupListsAreNamed) {
+  TicketKeyRing ring;
+  TlsConfig bad_ciphers;
+  bad_ciphers.ciphers = "NO-SUCH-CIPHER";
+  try {
+    createServerContext(bad_ciphers, &ring);
+    FAIL() << "accepted an unknown cipher list";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("[tls] ciphers 'NO-SUCH-CIPHER'"), std::string::npos) << e.what();
+  }
+  TlsConfig bad_groups;
+  bad_groups.groups = "X25519:no-such-group";
+  try {
+    createServerContext(bad_groups, &ring);
+    FAIL() << "accepted an unknown group";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("[tls] groups"), std::string::npos) << e.what();
+  }
+}

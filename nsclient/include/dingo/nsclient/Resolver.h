@@ -35,6 +35,15 @@ struct Endpoint {
 // "IP:PORT" or "[IPv6]:PORT"; nullopt when it is not one.
 std::optional<Endpoint> parseEndpoint(std::string_view text, bool tls = true);
 
+// A GET /v1/nodes answer: {"version":N,"ttl_s":N,"nodes":[{"host":IP,"port":N,"tls":B}]}.
+struct NodeList {
+  uint64_t version = 0;
+  int64_t ttl_s = 1;        // at least 1
+  std::vector<Node> nodes;  // only numeric IPs with a port in 1-65535; other entries skipped
+};
+// nullopt when `body` is not a node list.
+std::optional<NodeList> parseNodeList(std::string_view body);
+
 struct Candidate {
   Endpoint endpoint;
   Source source = Source::Seed;
