@@ -325,8 +325,9 @@ class Gateway {
       acceptor->assign(addr->family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.release());
       logInfo(kLog, "listening on {} ({})", localAddress(acceptor->native_handle()).toString(),
               tls ? "tls" : "plain");
-      acceptLoop(*acceptor, tls);
       acceptors_.push_back(std::move(acceptor));
+      accept_pauses_.push_back(std::make_unique<asio::steady_timer>(io_));
+      acceptLoop(acceptors_.size() - 1, tls);
     }
     ticket_keys_.rotate(generateTicketKey());
     scheduleTicketRotation();
@@ -338,8 +339,8 @@ class Gateway {
   // this long instead of spinning, and says so once per pause.
   static constexpr std::chrono::milliseconds kAcceptPause{100};
 
-  void acceptLoop(tcp::acceptor& acceptor, bool tls) {
-    acceptor.async_accept([this, &acceptor, tls](boost::system::error_code ec, tcp::socket s) {
+  void acceptLoop(size_t index, bool tls) {
+    acceptors_[index]->async_accept([this, index, tls](boost::system::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted || ctx_.draining) return;
       if (!ec) {
         ++ctx_.counters.accepted;
@@ -349,13 +350,14 @@ class Gateway {
         // The client left before we took it: nothing to do.
       } else {
         logWarn(kLog, "accept: {}; pausing this listener for {}ms", ec.message(), kAcceptPause.count());
-        auto pause = std::make_shared<asio::steady_timer>(io_, kAcceptPause);
-        pause->async_wait([this, &acceptor, tls, pause](boost::system::error_code wait_ec) {
-          if (!wait_ec && !ctx_.draining) acceptLoop(acceptor, tls);
+        asio::steady_timer& pause = *accept_pauses_[index];
+        pause.expires_after(kAcceptPause);
+        pause.async_wait([this, index, tls](boost::system::error_code wait_ec) {
+          if (!wait_ec && !ctx_.draining) acceptLoop(index, tls);
         });
         return;
       }
-      acceptLoop(acceptor, tls);
+      acceptLoop(index, tls);
     });
   }
 
@@ -460,6 +462,7 @@ class Gateway {
       boost::system::error_code ec;
       a->close(ec);
     }
+    for (auto& t : accept_pauses_) t->cancel();
     // Idle keep-alive connections close now; busy ones after their response.
     for (SessionEntry* e = ctx_.sessions; e;) {
       SessionEntry* next = e->next;
@@ -530,6 +533,7 @@ class Gateway {
   std::vector<UniqueFd> reattach_fds_;
   uint64_t reattachments_ = 0;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::vector<std::unique_ptr<asio::steady_timer>> accept_pauses_;  // one per acceptor (kAcceptPause)
   Clock::time_point last_tick_;
 };
 
