@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 
-CASES = ("benign", "deepjson", "continuation", "firstpolls", "racingpolls", "slowloris", "flood_nolimit", "flood",
+CASES = ("benign", "deepjson", "continuation", "continuation_ignore", "firstpolls", "racingpolls", "slowloris", "flood_nolimit", "flood",
          "large_paced", "large")
 PROBE_SOURCE = "127.0.0.2"
 
@@ -238,9 +238,13 @@ def attack_deepjson(port, seconds):
     return out
 
 
-def attack_continuation(port, seconds, clients=2, cap_bytes=64 << 20):
+def attack_continuation(port, seconds, clients=2, cap_bytes=64 << 20, honor_close=True):
     """A text frame without FIN, then empty continuation frames until the server cuts the
-    connection (or `cap_bytes` went unanswered: then it was not cut)."""
+    connection (or `cap_bytes` went unanswered: then it was not cut). With honor_close
+    False the client ignores the server's close frame and streams on until the
+    connection is reset (no cap)."""
+    if not honor_close:
+        cap_bytes = 1 << 62
     empty = ws_frame(0, b"", fin=False) * 10000  # 60 KB of empty continuation frames
     alive = until(seconds)
     out = {"connections": 0, "cut": 0, "not_cut": 0, "close_codes": {}, "errors": 0}
@@ -262,6 +266,8 @@ def attack_continuation(port, seconds, clients=2, cap_bytes=64 << 20):
                 while alive() and sent < cap_bytes:
                     s.sendall(empty)
                     sent += len(empty)
+                    if not honor_close:
+                        continue
                     s.setblocking(False)
                     try:
                         chunk = s.recv(65536)
@@ -545,6 +551,7 @@ def attack_large(port, seconds, clients=4, every=None):
 
 
 ATTACKS = {"benign": attack_benign, "deepjson": attack_deepjson, "continuation": attack_continuation,
+           "continuation_ignore": lambda port, seconds: attack_continuation(port, seconds, honor_close=False),
            "firstpolls": attack_firstpolls, "racingpolls": attack_racingpolls, "slowloris": attack_slowloris,
            "flood_nolimit": attack_flood, "flood": attack_flood,
            "large_paced": lambda port, seconds: attack_large(port, seconds, every=0.5), "large": attack_large}

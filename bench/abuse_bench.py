@@ -24,7 +24,10 @@ Cases (each bounded in count and time, loopback only):
   deepjson      JSON nested 100,000 deep, published every 0.3 s, alternately over REST and
                 over WebSocket (`max_message_size` raised to 256 KiB so the frame is read).
   continuation  WebSocket connections that send a text frame without FIN and then empty
-                continuation frames without end; reconnect when cut.
+                continuation frames without end; stop at the server's close frame and
+                reconnect.
+  continuation_ignore  the same, but the clients ignore the close frame and stream on
+                until the server resets the connection.
   firstpolls    cursor-less polls over 128 random channels each, back to back on 4
                 keep-alive connections (supervisor RSS is the figure to watch);
                 `max_header_bytes` raised to 32 KiB, since at the default 8 KiB the
@@ -305,6 +308,7 @@ def summarize(samples):
 LABELS = {"benign": "0. reference, not an attack: keep-alive load (wrk -c4)",
           "deepjson": "1. deep JSON (100,000 levels) every 0.3 s, REST and WS",
           "continuation": "2. endless empty WS continuation frames (2 clients)",
+          "continuation_ignore": "2b. the same, the clients ignoring the server's close frame",
           "firstpolls": "3. first polls over 128 random channels (4 clients, back to back)",
           "racingpolls": "4. 200 polls racing on one cursor, per round",
           "slowloris": "5. slowloris: 2,000 connections, a header byte a second each",
