@@ -6,9 +6,11 @@
 (pollcache) Poll cost with the session cache against without it
             (`session_cache_entries = 0`): 1,000 long-pollers on one worker, a message
             every 50 ms, each answer's cursor polled again at once; CPU µs per poll from
-            the worker's CPU time (and the supervisor's, where the hub runs).
+            the worker's CPU time (and the supervisor's, where the hub runs), sampled
+            from the first publish to the last delivery.
 (roundtrip) Publish-to-delivery p50/p99 for 1,000 long-poll, SSE and WebSocket
             subscribers, same run, same rate.
+Rates and costs are medians of the rounds; deliveries are totals over all rounds.
 """
 import json
 import subprocess
@@ -50,20 +52,15 @@ def poll_run(env, cache, subscribers, rate, seconds):
     sup = ps.dingo_pubsub(env, 1, plain, tls, gateway_extra="" if cache else "session_cache_entries = 0")
     try:
         worker = sup.worker_pids[0]
-        p = subprocess.Popen(ps.wsload(env, "fanout", "--transport", "poll", "--port", plain, "--subscribers",
-                                       subscribers, "--rate", rate, "--seconds", seconds, "--sources", "127.0.8.2"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        first = p.stdout.readline()
-        if "publishing" not in first:
-            raise RuntimeError(f"wsload: {first} {p.stderr.read()}")
-        w0, s0 = env.cpu_seconds([worker]), env.cpu_seconds([sup.proc.pid])
-        out, err = p.communicate(timeout=seconds + 120)
-        w1, s1 = env.cpu_seconds([worker]), env.cpu_seconds([sup.proc.pid])
-        r = json.loads(out)
+        # CPU from the first publish to the last delivery (pubsub_bench.synced_fanout).
+        r, (worker_cpu, sup_cpu) = ps.synced_fanout(
+            env, ["--transport", "poll", "--port", plain, "--subscribers", subscribers, "--rate", rate,
+                  "--seconds", seconds, "--sources", "127.0.8.2"],
+            lambda: [env.cpu_seconds([worker]), env.cpu_seconds([sup.proc.pid])], seconds)
     finally:
         sup.stop()
     polls = max(r["polls"], 1)
-    return {"worker_us_per_poll": (w1 - w0) / polls * 1e6, "supervisor_us_per_poll": (s1 - s0) / polls * 1e6,
+    return {"worker_us_per_poll": worker_cpu / polls * 1e6, "supervisor_us_per_poll": sup_cpu / polls * 1e6,
             "polls": r["polls"], "deliveries": r["deliveries"], "expected": r["expected"]}
 
 
@@ -73,6 +70,9 @@ def bench_pollcache(env, seconds, subscribers=1000, rate=20):
         for cache in (True, False):
             samples[cache].append(poll_run(env, cache, subscribers, rate, seconds))
     med = {c: {k: env.median([s[k] for s in runs]) for k in runs[0]} for c, runs in samples.items()}
+    for c, runs in samples.items():  # totals over all rounds: a median hides a bad round
+        med[c]["deliveries"] = sum(s["deliveries"] for s in runs)
+        med[c]["expected"] = sum(s["expected"] for s in runs)
     print(f"  pollcache {med}", file=sys.stderr)
     return [(subscribers, rate, med[True], med[False])]
 
@@ -91,8 +91,10 @@ def bench_roundtrip(env, seconds, subscribers=1000, rate=10):
                                      capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
                 samples[transport].append(json.loads(out.strip().splitlines()[-1]))
         for transport, runs in samples.items():
-            rows.append((transport, {k: env.median([r[k] for r in runs])
-                                     for k in ("p50_ms", "p99_ms", "deliveries", "expected")}))
+            row = {k: env.median([r[k] for r in runs]) for k in ("p50_ms", "p99_ms")}
+            row["deliveries"] = sum(r["deliveries"] for r in runs)  # totals over all rounds
+            row["expected"] = sum(r["expected"] for r in runs)
+            rows.append((transport, row))
     finally:
         sup.stop()
     print(f"  roundtrip {rows}", file=sys.stderr)
@@ -110,7 +112,7 @@ def print_tables(held, pollcache, roundtrip):
     if pollcache:
         print()
         print("| (b) session cache | pollers × msg/s | worker CPU µs/poll, cache | without cache | ratio | "
-              "supervisor (hub) CPU µs/poll, cache | without cache | deliveries (cache / without) |")
+              "supervisor (hub) CPU µs/poll, cache | without cache | deliveries, all rounds (cache / without) |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for subs, rate, c, n in pollcache:
             print(f"| 1 worker | {subs:,} × {rate} | {c['worker_us_per_poll']:.1f} | {n['worker_us_per_poll']:.1f} | "
@@ -119,7 +121,7 @@ def print_tables(held, pollcache, roundtrip):
                   f"{c['deliveries']:,.0f}/{c['expected']:,.0f} / {n['deliveries']:,.0f}/{n['expected']:,.0f} |")
     if roundtrip:
         print()
-        print("| (c) round trip | p50 ms | p99 ms | deliveries |")
+        print("| (c) round trip | p50 ms | p99 ms | deliveries (all rounds) |")
         print("|---|---:|---:|---:|")
         names = {"ws": "WebSocket", "poll": "long-poll", "sse": "SSE"}
         for transport, r in roundtrip:

@@ -8,7 +8,10 @@
 (b) Fan-out: 10,000 subscribers on one channel, 100-byte messages published over
     WebSocket at fixed rates, dingo (supervisor + 2 workers) side by side with one
     Node.js process running npm's ws (bench/node/fanout.js). Reported: deliveries/s,
-    publish-to-delivery p50/p99, and the server's CPU time per delivery from /proc.
+    publish-to-delivery p50/p99, and the server's CPU time per delivery from /proc,
+    sampled from the first publish to the last delivery (wsload --sync brackets it;
+    subscriber set-up and teardown fall outside). Rates are medians of the rounds;
+    missed deliveries are totals over all rounds.
 """
 import json
 import os
@@ -143,22 +146,43 @@ def node_server(env, port):
     return env.Server("node-ws", ["node", os.path.join(node_dir, "fanout.js"), str(port)], port)
 
 
+def synced_fanout(env, args, sample, seconds):
+    """Runs `wsload fanout --sync` with `args` and returns (result, deltas), where
+    `sample()` gives a list of CPU times (seconds) and deltas are their growth from the
+    first publish to the last delivery: wsload waits for our "go" before publishing, says
+    when the last delivery arrived, and keeps its connections until we close its stdin,
+    so neither the subscribers' set-up nor their teardown falls inside the window."""
+    p = subprocess.Popen(wsload(env, "fanout", *args, "--sync"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        first = p.stdout.readline()
+        if "ready" not in first:
+            raise RuntimeError(f"wsload fanout: {first} {p.stderr.read()}")
+        before = sample()
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        done = p.stdout.readline()
+        cpu = [b - a for a, b in zip(before, sample())]
+        if "delivered" not in done:
+            raise RuntimeError(f"wsload fanout: {done} {p.stderr.read()}")
+        r = json.loads(p.stdout.readline())
+        p.stdin.close()
+        p.wait(timeout=seconds + 120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if p.returncode != 0:
+        raise RuntimeError(f"wsload fanout failed: {p.stderr.read()}")
+    return r, cpu
+
+
 def fanout_run(env, server, pids, port, subscribers, rate, seconds):
     # Subscribers connect and subscribe first (not measured); server CPU is sampled from
     # the first publish to the last delivery.
-    p = subprocess.Popen(wsload(env, "fanout", "--port", port, "--subscribers", subscribers, "--rate", rate,
-                                "--seconds", seconds, "--sources", "127.0.9.1", "--size", 100),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = p.stdout.readline()
-    if "publishing" not in first:
-        p.kill()
-        raise RuntimeError(f"wsload fanout: {first} {p.stderr.read()}")
-    before = env.cpu_seconds(pids())
-    out, err = p.communicate(timeout=seconds + 120)
-    cpu = env.cpu_seconds(pids()) - before
-    if p.returncode != 0:
-        raise RuntimeError(f"wsload fanout failed: {err}")
-    r = json.loads(out)
+    r, (cpu,) = synced_fanout(env, ["--port", port, "--subscribers", subscribers, "--rate", rate,
+                                    "--seconds", seconds, "--sources", "127.0.9.1", "--size", 100],
+                              lambda: [env.cpu_seconds(pids())], seconds)
     r["cpu_us_per_delivery"] = cpu / max(r["deliveries"], 1) * 1e6
     r["deliveries_per_s"] = r["deliveries"] / r["seconds"]
     return r
@@ -186,8 +210,11 @@ def bench_fanout(env, seconds, subscribers=10000, rates=(2, 5, 8)):
                     samples[name].append(fanout_run(env, srv, srv.pids, port, subscribers, rate, seconds))
             floor = env.median([send_floor(env) for _ in range(env.ROUNDS)])
             med = {name: {k: env.median([s[k] for s in runs]) for k in
-                          ("deliveries_per_s", "p50_ms", "p99_ms", "cpu_us_per_delivery", "deliveries", "expected")}
+                          ("deliveries_per_s", "p50_ms", "p99_ms", "cpu_us_per_delivery", "window_s")}
                    for name, runs in samples.items()}
+            for name, runs in samples.items():  # totals over all rounds: a median hides a bad round
+                med[name]["missed"] = sum(s["expected"] - s["deliveries"] for s in runs)
+                med[name]["expected"] = sum(s["expected"] for s in runs)
             rows.append((rate, subscribers, med["dingo"], med["node"], floor))
             print(f"  fanout {rate}/s x {subscribers}: dingo {med['dingo']}, node {med['node']}", file=sys.stderr)
     finally:
@@ -209,11 +236,11 @@ def print_tables(idle_rows, fanout_rows):
         print()
         print("| (b) fan-out | offered deliveries/s | dingo deliveries/s | node ws deliveries/s | "
               "dingo p50 / p99 ms | node p50 / p99 ms | dingo CPU µs/delivery | node CPU µs/delivery | CPU ratio | "
-              "kernel floor µs/send |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "kernel floor µs/send | missed deliveries, all rounds (dingo / node) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for rate, subs, d, n, floor in fanout_rows:
             print(f"| {rate} msg/s × {subs:,} subscribers | {rate * subs:,} | {d['deliveries_per_s']:,.0f} | "
                   f"{n['deliveries_per_s']:,.0f} | {d['p50_ms']:.1f} / {d['p99_ms']:.1f} | "
                   f"{n['p50_ms']:.1f} / {n['p99_ms']:.1f} | {d['cpu_us_per_delivery']:.2f} | "
                   f"{n['cpu_us_per_delivery']:.2f} | {d['cpu_us_per_delivery'] / max(n['cpu_us_per_delivery'], 1e-9):.2f}× | "
-                  f"{floor:.2f} |")
+                  f"{floor:.2f} | {d['missed']:,} of {d['expected']:,} / {n['missed']:,} of {n['expected']:,} |")

@@ -6,13 +6,20 @@
 //       line when all are up ({"connected":N,"failed":F,"seconds":S}), then holds them
 //       until SIGTERM/SIGINT or --hold seconds, answering pings.
 //   wsload fanout --port P --subscribers N --rate R --seconds S [--channel /bench]
-//                 [--sources ...] [--size 100]
+//                 [--sources ...] [--size 100] [--sync]
 //       N subscribers on one channel, then one publisher publishing R messages a second
 //       over WebSocket ({"op":"publish"}), each carrying its send time. Prints
 //       {"sent":..,"deliveries":..,"polls":..,"expected":..,"seconds":..,"p50_ms":..,
-//        "p99_ms":..,"max_ms":..} measured from publish to delivery at each subscriber.
+//        "p99_ms":..,"max_ms":..,"window_s":..} measured from publish to delivery at each
+//       subscriber; window_s runs from the first publish to the last delivery.
 //       --transport poll|sse makes the subscribers long-pollers (each answer's cursor
 //       goes into the next poll at once) or SSE streams instead of WebSockets.
+//       --sync brackets the measured window for a caller that samples the server's CPU
+//       time: once every subscriber is confirmed it prints {"phase":"ready"} and waits
+//       for a line on stdin before the first publish; right after the last delivery
+//       (or the 5 s drain deadline, if some never arrive) it prints
+//       {"phase":"delivered"}, then the result, then waits for stdin to close before
+//       closing any connection, so teardown falls outside the window.
 //   wsload sendfloor [--count 4000] [--rounds 50] [--size 130]
 //       The kernel's floor for a fan-out: --count loopback TCP pairs, one send(2) of
 //       --size bytes on each, --rounds times; prints the sender's CPU time per send
@@ -68,6 +75,7 @@ struct Options {
   std::string transport = "ws";  // fanout subscribers: ws | poll | sse
   size_t size = 100;
   int rounds = 50;
+  bool sync = false;  // fanout: the caller brackets the measured window over stdin/stdout
 };
 
 enum class State { Connecting, Handshaking, Upgrading, Open, Dead };
@@ -505,6 +513,7 @@ int usage() {
   fprintf(stderr,
           "usage: wsload idle --port P --count N [--sources A,B] [--tls] [--concurrency C] [--hold S]\n"
           "       wsload fanout --port P --subscribers N --rate R --seconds S [--channel C] [--size B]\n"
+          "                     [--transport ws|poll|sse] [--sync]\n"
           "       wsload sendfloor [--count N] [--rounds R] [--size B]\n");
   return 2;
 }
@@ -533,6 +542,7 @@ int main(int argc, char** argv) {
     else if (a == "--transport") o.transport = next();
     else if (a == "--size") o.size = static_cast<size_t>(atoi(next().c_str()));
     else if (a == "--rounds") o.rounds = atoi(next().c_str());
+    else if (a == "--sync") o.sync = true;
     else return usage();
   }
   if (o.mode == "sendfloor") {
@@ -579,8 +589,17 @@ int main(int argc, char** argv) {
   Conn& pub = load.conn(first_pub);
   load.latencies().reserve(static_cast<size_t>(o.rate * o.seconds * o.count * 1.1));
   uint64_t sent = 0;
-  printf("{\"phase\":\"publishing\"}\n");  // bench/run.py samples server CPU from here
-  fflush(stdout);
+  char line[64];
+  if (o.sync) {
+    // The caller samples the server's CPU time, then tells us to start: the window opens
+    // just before the first publish.
+    printf("{\"phase\":\"ready\"}\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin)) return 1;
+  } else {
+    printf("{\"phase\":\"publishing\"}\n");
+    fflush(stdout);
+  }
   int64_t start = nowNs();
   int64_t interval = static_cast<int64_t>(1e9 / o.rate);
   int64_t stop_at = start + static_cast<int64_t>(o.seconds * 1e9);
@@ -594,13 +613,25 @@ int main(int argc, char** argv) {
   uint64_t expected = sent * static_cast<uint64_t>(o.count);
   int64_t drain_until = nowNs() + 5'000'000'000LL;
   while (load.deliveries() < expected && nowNs() < drain_until) load.poll(50);
+  int64_t window_end = nowNs();
+  if (o.sync) {
+    // The window closes at the last delivery: the caller samples CPU on this line.
+    printf("{\"phase\":\"delivered\"}\n");
+    fflush(stdout);
+  }
   double secs = static_cast<double>(stop_at - start) / 1e9;
   auto& lat = load.latencies();
   printf("{\"sent\":%llu,\"deliveries\":%llu,\"polls\":%llu,\"expected\":%llu,\"seconds\":%.2f,"
-         "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
+         "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"window_s\":%.3f}\n",
          static_cast<unsigned long long>(sent), static_cast<unsigned long long>(load.deliveries()),
          static_cast<unsigned long long>(load.polls()),
          static_cast<unsigned long long>(expected), secs, percentile(lat, 0.50), percentile(lat, 0.99),
-         percentile(lat, 1.0));
+         percentile(lat, 1.0), static_cast<double>(window_end - start) / 1e9);
+  fflush(stdout);
+  if (o.sync) {
+    // Hold every connection until the caller has taken its sample and closes stdin.
+    while (fgets(line, sizeof line, stdin)) {
+    }
+  }
   return 0;
 }
