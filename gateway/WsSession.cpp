@@ -77,7 +77,10 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     if (!leftover.empty()) handleBytes(leftover);
   }
 
-  bool running() const { return !stopped_ && !(close_sent_ && close_received_); }
+  // False once the close handshake is done, or once the peer broke the protocol: then
+  // nothing it sends is read any more (reading and discarding a flood for the close
+  // wait cost a core), our close frame goes out and the connection closes.
+  bool running() const { return !stopped_ && !protocol_broken_ && !(close_sent_ && close_received_); }
 
   // Bytes that arrived (see readUntilDone).
   void onInput(std::string_view bytes) {
@@ -153,6 +156,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
         break;
       case ws::Event::Kind::Binary:
         ++ctx_.counters.ws_protocol_errors;
+        protocol_broken_ = true;
         startClose(ws::kUnsupportedData, "commands are JSON text frames");
         break;
       case ws::Event::Kind::Ping:
@@ -173,6 +177,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
         break;
       case ws::Event::Kind::Error:
         ++ctx_.counters.ws_protocol_errors;
+        protocol_broken_ = true;
         startClose(e.code, !e.payload.empty()               ? e.payload
                            : e.code == ws::kTooBig         ? "message too big"
                            : e.code == ws::kInvalidPayload ? "invalid UTF-8"
@@ -213,6 +218,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     if (!takeToken()) {
       ++ctx_.counters.rate_limited;
       if (++refused_in_row_ > kMaxRefusedInRow) {
+        protocol_broken_ = true;
         startClose(ws::kPolicyViolation, "command rate exceeded");
         return;
       }
@@ -441,6 +447,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   int64_t close_deadline_ms_ = 0;
   bool close_sent_ = false;
   bool close_received_ = false;
+  bool protocol_broken_ = false;  // closed for a protocol error: input is no longer read
   bool stopped_ = false;
 };
 

@@ -16,7 +16,7 @@ import urllib.parse
 from harness import SANITIZED, Supervisor, count_fds, wait_for
 from test_polling import poll
 from test_pubsub import publish, rss_kb
-from wsclient import WsClient
+from wsclient import WsClient, wait_closed
 
 
 def control_request(path, payload, timeout=10):
@@ -343,6 +343,28 @@ class ResetTest(unittest.TestCase):
             with self.assertRaises(ConnectionResetError):
                 while s.recv(4096):
                     pass
+        finally:
+            sup.cleanup()
+
+
+class ProtocolErrorTest(unittest.TestCase):
+    def test_after_a_protocol_error_nothing_more_is_read(self):
+        # A client that breaks the protocol and ignores our close frame used to be read
+        # (and discarded) for the 2 s close wait: gigabytes, a core of CPU.
+        sup = Supervisor(workers=1, tls=False).start()
+        try:
+            c = WsClient(sup.http_port)
+            c.send_frame(0x2, b"binary is not a command")  # answered with close 1003
+            junk = b"\x00" * 65536
+            sent = 0
+            c.sock.settimeout(2)
+            try:
+                while sent < (256 << 20):
+                    sent += c.sock.send(junk)
+            except (socket.timeout, ConnectionError):
+                pass  # the worker stopped reading (buffers full), or closed the connection
+            self.assertLess(sent, 64 << 20, f"the worker went on reading: {sent >> 20} MiB taken")
+            self.assertTrue(wait_closed(c.sock, timeout=10))
         finally:
             sup.cleanup()
 
