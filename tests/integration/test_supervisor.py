@@ -387,7 +387,9 @@ class MisbehavingClientsTest(unittest.TestCase):
         for s in idle:
             s.close()
         self.assertIsNone(self.sup.proc.poll())
-        wait_for(lambda: count_fds(pid) == before, 5, what="supervisor fds back")
+        # At most as many as before: a watchdog probe may hold one more for a moment,
+        # when `before` was counted or now, but nothing of the flood stays.
+        wait_for(lambda: count_fds(pid) <= before, 5, what="supervisor fds back")
         self.assertEqual(st["handoff"]["dropped"], 0)
 
 
