@@ -56,10 +56,21 @@ ssize_t receiveOnce(int sock, iovec* iov, size_t iovcnt, std::vector<UniqueFd>& 
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n;
-  do {
+  bool reset_seen = false;
+  for (;;) {
     n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
+    if (n >= 0) break;
+    if (errno == EINTR) continue;
+    // A peer that died with our messages unread in its queue leaves ECONNRESET on our
+    // socket, and a SOCK_SEQPACKET read reports it before the messages still queued for
+    // us (a stream read, after them). Reading it clears it: read on, so that what the
+    // peer sent before dying (sockets of waiting clients) is delivered, then the end.
+    if (errno == ECONNRESET && !reset_seen) {
+      reset_seen = true;
+      continue;
+    }
+    return -errno;
+  }
   takeFds(msg, fds);
   flags = msg.msg_flags;
   return n;

@@ -131,3 +131,23 @@ TEST(Ipc, OversizedPayloadIsRefused) {
   EXPECT_EQ(ipc::send(sp.a.get(), ipc::MsgType::Stats, std::string(ipc::kMaxPayload + 1, 'x')),
             EMSGSIZE);
 }
+
+// A supervisor killed while a worker's stats sat unread in its queue leaves the worker's
+// socket with a pending ECONNRESET, which a datagram read reports before the messages
+// still queued. Those messages are sockets of clients that have sent their requests:
+// they must all be delivered, and only then the end of the stream.
+TEST(Ipc, MessagesQueuedBeforeThePeerDiedAreDeliveredBeforeTheEnd) {
+  Pair sp;
+  ASSERT_EQ(ipc::send(sp.b.get(), ipc::MsgType::Stats, "{}"), 0);  // never read by a
+  Pipe pipe;
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(ipc::send(sp.a.get(), ipc::MsgType::Handoff, "h", pipe.w.get()), 0);
+  sp.a.reset();  // the supervisor dies
+
+  ipc::Message msg;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(ipc::receive(sp.b.get(), msg), 0) << "message " << i;
+    EXPECT_TRUE(msg.fd.valid());
+  }
+  EXPECT_EQ(ipc::receive(sp.b.get(), msg), -1);  // then the end of the stream
+}
