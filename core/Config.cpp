@@ -7,7 +7,9 @@
 #include <set>
 #include <toml++/toml.h>
 
+#include "core/ChannelPattern.h"
 #include "core/Hash.h"
+#include "core/Jwt.h"
 #include "core/Net.h"
 #include "core/Process.h"
 
@@ -377,6 +379,48 @@ Config parseConfig(const std::string& text, const std::string& path) {
     TableReader r(*t, "admin", path);
     r.str("address", cfg.admin.address);
     checkAddress(r, "address", cfg.admin.address, true);
+    r.rejectUnknown();
+  }
+
+  if (const auto* t = subTable(top, "auth")) {
+    TableReader r(*t, "auth", path);
+    auto& a = cfg.auth;
+    r.boolean("required", a.required);
+    r.strings("jwt_public_keys", a.jwt_public_keys);
+    r.str("jwt_hmac_secret_file", a.jwt_hmac_secret_file);
+    r.str("issuer", a.issuer);
+    r.str("audience", a.audience);
+    r.duration("leeway", a.leeway, Duration(0));
+    r.strings("anonymous_subscribe", a.anonymous_subscribe);
+    r.strings("anonymous_publish", a.anonymous_publish);
+    r.duration("expiring_notice", a.expiring_notice, Duration(0));
+    r.integer("cache_size", a.cache_size, 0, 10000000);
+    for (const char* key : {"anonymous_subscribe", "anonymous_publish"}) {
+      for (const auto& p : std::string(key) == "anonymous_subscribe" ? a.anonymous_subscribe : a.anonymous_publish) {
+        if (!ChannelPattern::parse(p) || p.find("{sub}") != std::string::npos)
+          r.fail(key, t->get(key),
+                 fmt::format("'{}' is not a channel pattern without {{sub}} (a channel name, optionally ending in /*)",
+                             p));
+      }
+    }
+    for (auto& k : a.jwt_public_keys) k = resolvePath(cfg.dir, k);
+    a.jwt_hmac_secret_file = resolvePath(cfg.dir, a.jwt_hmac_secret_file);
+    if (a.required && !a.enabled())
+      r.fail("required", t->get("required"), "needs jwt_public_keys or jwt_hmac_secret_file to check tokens with");
+    if (!a.enabled() && (!a.anonymous_subscribe.empty() || !a.anonymous_publish.empty()))
+      r.fail(a.anonymous_subscribe.empty() ? "anonymous_publish" : "anonymous_subscribe", nullptr,
+             "has no effect without jwt_public_keys or jwt_hmac_secret_file (without keys, everyone may do everything)");
+    // A key that cannot be used is found now, with its file's name, not by the first client.
+    for (const char* key : {"jwt_public_keys", "jwt_hmac_secret_file"}) {
+      AuthConfig one;
+      if (std::string(key) == "jwt_public_keys") one.jwt_public_keys = a.jwt_public_keys;
+      else one.jwt_hmac_secret_file = a.jwt_hmac_secret_file;
+      try {
+        loadJwtKeys(one);
+      } catch (const std::exception& e) {
+        r.fail(key, t->get(key), e.what());
+      }
+    }
     r.rejectUnknown();
   }
 

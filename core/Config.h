@@ -125,6 +125,23 @@ struct AdminConfig {
   std::string address = "127.0.0.1:9180";  // empty: no admin listener
 };
 
+// [auth]: who may connect, subscribe and publish (docs/auth.md).
+struct AuthConfig {
+  bool required = false;                     // false: clients without a token too (anonymous_*)
+  std::vector<std::string> jwt_public_keys;  // PEM files: EC P-256 (ES256), RSA (RS256)
+  std::string jwt_hmac_secret_file;          // HS256
+  std::string issuer;                        // iss must equal it, when set
+  std::string audience;                      // aud must name it, when set
+  Duration leeway = std::chrono::seconds(30);
+  std::vector<std::string> anonymous_subscribe;  // channel patterns for clients without a token
+  std::vector<std::string> anonymous_publish;
+  Duration expiring_notice = std::chrono::seconds(60);  // token_expiring this long before exp
+  uint32_t cache_size = 10000;                          // verified tokens kept per worker
+
+  // Tokens are checked when there is a key to check them with.
+  bool enabled() const { return !jwt_public_keys.empty() || !jwt_hmac_secret_file.empty(); }
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::Info;
   LogFormat format = LogFormat::Text;
@@ -143,6 +160,7 @@ struct Config {
   BusConfig bus;
   AdminConfig admin;
   NodesConfig nodes;
+  AuthConfig auth;
   LogConfig log;
 
   bool anyTls() const;

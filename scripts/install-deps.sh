@@ -10,9 +10,9 @@ packages=(
   clang-14 libclang-rt-14-dev
   # libraries
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
-  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev
+  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev libjwt-dev
   # tools the tests drive
-  openssl curl python3 python3-websockets prometheus groff-base
+  openssl curl python3 python3-websockets python3-jwt python3-cryptography prometheus groff-base
   # the TLS audit (tests/integration/test_tls_audit.py, docs/security.md)
   testssl.sh
   # nsclient's tests run a real DNS server
