@@ -24,9 +24,11 @@ enum class MsgType : uint16_t {
   Handoff = 1,     // a client socket (fd) + HandoffInfo payload
   TicketKeys = 2,  // TLS session ticket keys, newest first
   Drain = 3,       // stop taking work, finish, exit; payload: DrainInfo
+  Disconnect = 4,  // close a user's connections; JSON {"id":N,"user":SUB,"reason":TEXT}
   // worker -> supervisor
-  Hello = 100,  // JSON {"pid":..,"worker":..,"generation":..}
-  Stats = 101,  // JSON counters
+  Hello = 100,         // JSON {"pid":..,"worker":..,"generation":..}
+  Stats = 101,         // JSON counters
+  Disconnected = 102,  // the answer to Disconnect: JSON {"id":N,"closed":K}
 };
 
 struct Header {

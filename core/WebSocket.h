@@ -23,6 +23,9 @@ constexpr uint16_t kPolicyViolation = 1008;
 constexpr uint16_t kTooBig = 1009;
 constexpr uint16_t kInternalError = 1011;
 constexpr uint16_t kServiceRestart = 1012;
+// Ours, in the range for applications (docs/auth.md).
+constexpr uint16_t kUnauthorized = 4001;  // no valid token: get one and come back
+constexpr uint16_t kDisconnected = 4003;  // an operator put the user out: do not come back by yourself
 
 // True for the codes a peer may put in a close frame: 1000-1003, 1007-1011 (and the
 // registered 1012-1014), 3000-4999. 1004, 1005, 1006, 1015 and everything else are not.

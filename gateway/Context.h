@@ -12,11 +12,13 @@ using SSL_CTX = struct ssl_ctx_st;
 
 namespace dingo {
 
+class Authenticator;
 class Broker;
 class ChannelTable;
 class CursorCodec;
 class PollCache;
 class PeerLimits;
+class UserRegistry;
 
 struct GatewayCounters {
   uint64_t connections = 0;  // open now
@@ -52,6 +54,8 @@ struct GatewayCounters {
   uint64_t poll_cache_misses = 0;    // polls with a cursor rebuilt from the hub
   uint64_t sse_streams = 0;          // open now
   uint64_t sse_total = 0;
+  // Auth
+  uint64_t authenticated = 0;        // WebSocket connections, SSE streams and held polls with a token, now
 };
 
 // Something with output to send once the current event-loop turn is over (fan-out
@@ -106,6 +110,8 @@ struct GatewayContext {
   PollCache* polls = nullptr;
   const CursorCodec* cursors = nullptr;
   PeerLimits* peers = nullptr;  // per-address connection limits
+  Authenticator* auth = nullptr;  // tokens and channel rights (docs/auth.md)
+  UserRegistry* users = nullptr;  // connections by user, for dingoctl disconnect
   // Output to send at the end of this event-loop turn; schedule_flush posts runFlushes.
   std::vector<Flushable*> flush_queue;
   std::vector<Flushable*> flushing;

@@ -15,11 +15,13 @@
 #include "core/Net.h"
 #include "core/Process.h"
 #include "core/Tls.h"
+#include "gateway/Auth.h"
 #include "gateway/Brokers.h"
 #include "gateway/HttpSession.h"
 #include "gateway/PeerLimits.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
+#include "gateway/UserRegistry.h"
 
 namespace dingo {
 
@@ -75,6 +77,12 @@ class Gateway {
     ctx_.polls = polls_.get();
     ctx_.cursors = &cursors_;
     ctx_.peers = &peers_;
+    auth_ = std::make_unique<Authenticator>(cfg.auth, loadJwtKeys(cfg.auth));
+    ctx_.auth = auth_.get();
+    ctx_.users = &users_;
+    if (auth_->enabled())
+      logInfo(kLog, "auth: {} key(s), tokens {}", cfg.auth.jwt_public_keys.size() + !cfg.auth.jwt_hmac_secret_file.empty(),
+              cfg.auth.required ? "required" : "optional");
     ctx_.broker = broker_.get();
     if (broker_) broker_->setSink(channels_.get());
     else logWarn(kLog, "no hub link from the supervisor: pub/sub is unavailable");
@@ -142,6 +150,20 @@ class Gateway {
           return;
         }
         ticket_keys_.set(std::move(*keys));
+        break;
+      }
+      case ipc::MsgType::Disconnect: {
+        ParsedJson j = parseJson(msg.payload);
+        auto id = field<uint64_t>(j.value, "id");
+        auto user = field<std::string>(j.value, "user");
+        if (!j.ok() || !id || !user) {
+          logWarn(kLog, "malformed disconnect request from the supervisor; ignored");
+          return;
+        }
+        size_t closed = users_.disconnect(*user, field<std::string>(j.value, "reason").value_or(""));
+        if (closed) logInfo(kLog, "disconnected user {}: {} connections", *user, closed);
+        nlohmann::json reply = {{"id", *id}, {"closed", closed}};
+        if (ipc_) ipc::send(ipc_->native_handle(), ipc::MsgType::Disconnected, reply.dump());
         break;
       }
       case ipc::MsgType::Drain: {
@@ -427,7 +449,15 @@ class Gateway {
                         {"poll_session_bytes", polls_ ? polls_->bytes() : 0},
                         {"poll_evictions", polls_ ? polls_->evictions : 0},
                         {"sse_streams", c.sse_streams},       {"sse_total", c.sse_total},
-                        {"channels", channels_ ? channels_->channels() : 0}};
+                        {"channels", channels_ ? channels_->channels() : 0},
+                        {"authenticated", c.authenticated}};
+    if (auth_ && auth_->enabled()) {
+      auto a = auth_->counters();
+      j["auth_cache_hits"] = a.cache_hits;
+      j["auth_cache_misses"] = a.cache_misses;
+      j["auth_cached"] = a.cached;
+      for (const auto& [key, n] : a.refusals) j["auth_refused_" + key] = n;
+    }
     ipc::send(ipc_->native_handle(), ipc::MsgType::Stats, j.dump());
   }
 
@@ -516,6 +546,8 @@ class Gateway {
   std::unique_ptr<ChannelTable> channels_;
   CursorCodec cursors_{ctx_.config.gateway.cursor_secret};
   PeerLimits peers_{ctx_.config.gateway.max_connections_per_ip, ctx_.config.gateway.new_connections_per_ip};
+  std::unique_ptr<Authenticator> auth_;  // outlives io_ like channels_: sessions leave users_ as they go
+  UserRegistry users_;
   std::unique_ptr<PollCache> polls_;  // after channels_: its entries leave their channels
   std::unique_ptr<Broker> broker_;
   asio::io_context io_{1};

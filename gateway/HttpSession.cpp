@@ -10,18 +10,21 @@
 #include "core/Hash.h"
 #include "core/Hub.h"
 #include "core/Json.h"
+#include "core/Jwt.h"
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/Secret.h"
 #include "core/WebSocket.h"
-#include "gateway/Broker.h"
 #include "core/Cursor.h"
+#include "gateway/Auth.h"
+#include "gateway/Broker.h"
 #include "gateway/HttpFraming.h"
 #include "gateway/PeerLimits.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 #include "gateway/SseSession.h"
 #include "gateway/Transport.h"
+#include "gateway/UserRegistry.h"
 #include "gateway/WsSession.h"
 
 namespace dingo {
@@ -353,7 +356,7 @@ void catchupJson(std::string& out, std::string_view channel, const Catchup& c) {
 enum class Upgrade { None, WebSocket, Sse };
 
 template <typename Stream>
-class HttpSession final : public SessionEntry {
+class HttpSession final : public SessionEntry, public UserSession {
  public:
   HttpSession(GatewayContext& ctx, Stream& stream)
       : ctx_(ctx), stream_(stream), buffer_(ctx.config.gateway.max_header_bytes + ctx.config.gateway.max_body_bytes) {
@@ -379,6 +382,12 @@ class HttpSession final : public SessionEntry {
       deadline_ms = std::min(deadline_ms, steadyNowMs() + kDrainGraceMs);
     }
     if (hold_timer_) hold_timer_->cancel();  // a held poll answers at once
+  }
+
+  // A held poll of a user an operator disconnects answers at once, with 403.
+  void disconnectUser(std::string_view reason) override {
+    disconnected_ = reason.empty() ? "disconnected by an operator" : std::string(reason);
+    if (hold_timer_) hold_timer_->cancel();
   }
 
   void onDeadline() override {
@@ -475,6 +484,8 @@ class HttpSession final : public SessionEntry {
             ctx_.counters.bytes_out += co_await stream_.writeAll(asio::buffer(out), ec);
             if (ec) break;
             leftover.assign(static_cast<const char*>(buffer.data().data()), buffer.size());
+            bool bad = false;
+            ws_token_ = queryParam(queryOf(target), "token", bad).value_or("");
             deadline_ms = kNoDeadline;
             co_return Upgrade::WebSocket;
           }
@@ -507,6 +518,7 @@ class HttpSession final : public SessionEntry {
   }
 
   SseRequest& sseRequest() { return sse_; }
+  std::string& webSocketToken() { return ws_token_; }
   void releaseBuffer() {
     buffer_.consume(buffer_.size());
     buffer_.shrink_to_fit();
@@ -565,6 +577,8 @@ class HttpSession final : public SessionEntry {
     if (!parseStreamRequest(q == std::string_view::npos ? std::string_view() : target.substr(q + 1),
                             headerOf(req, "Last-Event-ID"), ctx_, sr, r))
       return false;
+    Identity who;
+    if (!identify(req, queryOf(target), who, r) || !allowed(who, Right::Subscribe, sr.channels, r)) return false;
     if (!ctx_.broker || !ctx_.broker->available()) {
       unavailable(r, "pub/sub is unavailable");
       return false;
@@ -579,6 +593,7 @@ class HttpSession final : public SessionEntry {
     }
     sse_.channels = std::move(sr.channels);
     sse_.from = std::move(sr.from);
+    sse_.who = std::move(who);
     sse_.chunked = req.version() >= 11;
     return true;
   }
@@ -630,6 +645,7 @@ class HttpSession final : public SessionEntry {
       error(r, 400, "bad_request", "a channel is 1 to 255 characters of [A-Za-z0-9_.:/-] starting with /");
       co_return;
     }
+    if (!restAllowed(req, kind == "publish" ? Right::Publish : Right::Subscribe, channel, r)) co_return;
     Broker* broker = ctx_.broker;
     if (!broker || !broker->available()) {
       unavailable(r, "pub/sub is unavailable");
@@ -695,6 +711,9 @@ class HttpSession final : public SessionEntry {
     StreamRequest sr;
     if (!parseStreamRequest(q == std::string_view::npos ? std::string_view() : target.substr(q + 1), {}, ctx_, sr, r))
       co_return;
+    // Checked on every poll: a cursor carries positions, never rights.
+    Identity who;
+    if (!identify(req, queryOf(target), who, r) || !allowed(who, Right::Subscribe, sr.channels, r)) co_return;
     if (!ctx_.broker || !ctx_.broker->available()) {
       unavailable(r, "pub/sub is unavailable");
       co_return;
@@ -751,8 +770,18 @@ class HttpSession final : public SessionEntry {
       ++ctx_.counters.held_polls;
       deadline_ms = kNoDeadline;
       e->last_used_ms = steadyNowMs();
-      co_await waitFor(*e, ctx_.config.gateway.poll_timeout);
+      // A poll is held no longer than its token is valid: the next one brings a new token.
+      Duration hold = ctx_.config.gateway.poll_timeout;
+      if (!who.anonymous())
+        hold = std::min(hold, Duration(std::max<int64_t>(0, ctx_.auth->validUntilMs(who) - unixNowMs())));
+      disconnected_.clear();
+      HeldAs held(ctx_, who, this);
+      co_await waitFor(*e, hold);
       --ctx_.counters.held_polls;
+      if (!disconnected_.empty()) {
+        error(r, 403, "forbidden", disconnected_);
+        co_return;
+      }
     }
     ++ctx_.counters.polls;
     e->last_used_ms = steadyNowMs();
@@ -834,22 +863,105 @@ class HttpSession final : public SessionEntry {
     pollAnswer(c, true, {}, r);
   }
 
-  asio::awaitable<void> publish(const Request& req, const std::string& channel, Reply& r) {
-    const std::string& token = ctx_.config.gateway.publish_token;
-    if (!token.empty()) {
-      std::string_view auth = headerOf(req, http::field::authorization);
-      // Compared in constant time, lengths included (core/Secret.h).
-      bool ok = auth.size() >= 7 && iequals(auth.substr(0, 7), "bearer ") &&
-                constantTimeEquals(auth.substr(7), token);
-      if (!ok) {
-        r.extra_headers = "WWW-Authenticate: Bearer\r\n";
-        error(r, 401, "unauthorized", "publishing needs Authorization: Bearer <publish_token>");
-        co_return;
-      }
-    } else if (!peerIsLoopback()) {
-      error(r, 403, "forbidden", "without a publish_token only loopback clients may publish");
-      co_return;
+  // ---- who may (docs/auth.md) ----------------------------------------------------------
+
+  static std::string_view queryOf(std::string_view target) {
+    size_t q = target.find('?');
+    return q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  }
+
+  // The token of Authorization: Bearer, else of ?token= (empty when neither).
+  static std::string_view bearerOf(const Request& req) {
+    std::string_view auth = headerOf(req, http::field::authorization);
+    if (auth.size() < 7 || !iequals(auth.substr(0, 7), "bearer ")) return {};
+    return auth.substr(7);
+  }
+
+  void refuse(const Refusal& refusal, Reply& r) {
+    if (refusal.status == 401) r.extra_headers = "WWW-Authenticate: Bearer\r\n";
+    error(r, refusal.status, refusal.code, refusal.message);
+  }
+
+  // Who a poll or event stream is; false with the error reply when refused. With auth
+  // off everyone is the anonymous client, who may do everything.
+  bool identify(const Request& req, std::string_view query, Identity& who, Reply& r) {
+    if (!ctx_.auth || !ctx_.auth->enabled()) return true;
+    std::string token(bearerOf(req));
+    bool bad = false;
+    if (token.empty()) token = queryParam(query, "token", bad).value_or("");
+    auto result = ctx_.auth->authenticate(token, unixNowMs());
+    if (auto* refusal = std::get_if<Refusal>(&result)) {
+      refuse(*refusal, r);
+      return false;
     }
+    who = std::get<Identity>(std::move(result));
+    return true;
+  }
+
+  // Whether `who` may act on every one of `channels`; false with 403 when not.
+  bool allowed(const Identity& who, Right right, const std::vector<std::string>& channels, Reply& r) {
+    if (!ctx_.auth || !ctx_.auth->enabled()) return true;
+    for (const auto& c : channels) {
+      if (auto refusal = ctx_.auth->check(who, right, c)) {
+        refuse(*refusal, r);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // REST (publish, history, channels): the static publish token may do everything; so
+  // may loopback peers without a token when no publish token is set (the backend on
+  // this host). With auth on, a JWT may do what its patterns say, and a request without
+  // a token what the anonymous patterns say. With auth off, reads are open to all.
+  bool restAllowed(const Request& req, Right right, const std::string& channel, Reply& r) {
+    const std::string& static_token = ctx_.config.gateway.publish_token;
+    std::string_view bearer = bearerOf(req);
+    // Compared in constant time, lengths included (core/Secret.h).
+    if (!static_token.empty() && !bearer.empty() && constantTimeEquals(bearer, static_token)) return true;
+    bool auth_on = ctx_.auth && ctx_.auth->enabled();
+    if (!auth_on) {
+      if (right == Right::Subscribe) return true;
+      if (!static_token.empty()) {
+        refuse({401, "unauthorized", "publishing needs Authorization: Bearer <publish_token>"}, r);
+        return false;
+      }
+      if (peerIsLoopback()) return true;
+      error(r, 403, "forbidden", "without a publish_token only loopback clients may publish");
+      return false;
+    }
+    if (bearer.empty() && static_token.empty() && peerIsLoopback()) return true;
+    auto result = ctx_.auth->authenticate(bearer, unixNowMs());
+    if (auto* refusal = std::get_if<Refusal>(&result)) {
+      refuse(*refusal, r);
+      return false;
+    }
+    return allowed(std::get<Identity>(result), right, {channel}, r);
+  }
+
+  // A held poll's place among its user's connections, for dingoctl disconnect.
+  class HeldAs {
+   public:
+    HeldAs(GatewayContext& ctx, const Identity& who, UserSession* s) : ctx_(ctx), who_(who), session_(s) {
+      if (who_.anonymous()) return;
+      ++ctx_.counters.authenticated;
+      if (!who_.user().empty()) ctx_.users->add(who_.user(), session_);
+    }
+    ~HeldAs() {
+      if (who_.anonymous()) return;
+      --ctx_.counters.authenticated;
+      if (!who_.user().empty()) ctx_.users->remove(who_.user(), session_);
+    }
+    HeldAs(const HeldAs&) = delete;
+    HeldAs& operator=(const HeldAs&) = delete;
+
+   private:
+    GatewayContext& ctx_;
+    const Identity& who_;
+    UserSession* session_;
+  };
+
+  asio::awaitable<void> publish(const Request& req, const std::string& channel, Reply& r) {
     std::string_view why;
     auto compact = compactJson(req.body(), kMaxJsonDepth, why);
     if (!compact) {
@@ -981,6 +1093,8 @@ class HttpSession final : public SessionEntry {
   bool idle_ = false;
   bool drain_closing_ = false;  // closed idle at a drain, not timed out
   asio::steady_timer* hold_timer_ = nullptr;  // a held poll's timer
+  std::string disconnected_;  // an operator disconnected the held poll's user: why
+  std::string ws_token_;      // the WebSocket upgrade's ?token=
   SseRequest sse_;
   std::vector<HeaderField> head_fields_;  // the request head's fields, for checkHead; reused
   bool too_many_empty_lines_ = false;     // readRequest's last error was that
@@ -1072,7 +1186,8 @@ asio::awaitable<void> serveConnection(GatewayContext& ctx, tcp::socket socket) {
   if (upgrade == Upgrade::None) co_return;
   SseRequest sse = std::move(session.sseRequest());
   session.detach();  // the session that takes over joins the list itself
-  if (upgrade == Upgrade::WebSocket) co_await serveWebSocket(ctx, stream, std::move(leftover));
+  if (upgrade == Upgrade::WebSocket)
+    co_await serveWebSocket(ctx, stream, std::move(leftover), std::move(session.webSocketToken()));
   else co_await serveSse(ctx, stream, std::move(sse));
 }
 

@@ -1,12 +1,13 @@
 #include "gateway/SseSession.h"
 
-
 #include "core/Cursor.h"
+#include "core/Jwt.h"
 #include "core/Log.h"
 #include "gateway/Broker.h"
 #include "gateway/Output.h"
 #include "gateway/PubSub.h"
 #include "gateway/Transport.h"
+#include "gateway/UserRegistry.h"
 
 namespace dingo {
 
@@ -27,7 +28,7 @@ SharedFrame bodyPart(std::string_view text, bool chunked) {
 
 
 template <typename Stream>
-class SseSession final : public SessionEntry, public Subscriber, public OutputOwner {
+class SseSession final : public SessionEntry, public Subscriber, public OutputOwner, public UserSession {
  public:
   SseSession(GatewayContext& ctx, Stream& stream, SseRequest req)
       : ctx_(ctx), stream_(stream), out_(ctx, stream, *this), life_(std::make_shared<char>(0)), chunked_(req.chunked) {
@@ -38,9 +39,21 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     for (size_t i = 0; i < req.channels.size(); ++i)
       cursor_.positions.emplace_back(req.channels[i], req.from[i].value_or(Position{}));
     from_ = std::move(req.from);
+    who_ = std::move(req.who);
+    if (!who_.anonymous()) {
+      ++ctx_.counters.authenticated;
+      if (!who_.user().empty()) ctx_.users->add(who_.user(), this);
+      // The stream ends with its token; the client comes back with a new one and its
+      // Last-Event-ID, and loses nothing.
+      token_end_ms_ = steadyNowMs() + std::max<int64_t>(0, ctx_.auth->validUntilMs(who_) - unixNowMs());
+    }
   }
 
   ~SseSession() override {
+    if (!who_.anonymous()) {
+      --ctx_.counters.authenticated;
+      if (!who_.user().empty()) ctx_.users->remove(who_.user(), this);
+    }
     for (Subscription* s : subs_)
       if (s) ctx_.channels->remove(s);
     --ctx_.counters.sse_streams;
@@ -98,6 +111,9 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
 
   void onDrain() override { endWithReconnect(); }
   void onBrokerLost() override { endWithReconnect(); }
+  void disconnectUser(std::string_view reason) override {
+    end("disconnect", fmt::format(R"({{"reason":"{}"}})", jsonEscape(reason)));
+  }
 
   void onDeadline() override {
     int64_t now = steadyNowMs();
@@ -105,6 +121,11 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     if (write_deadline && now >= write_deadline) {
       ++ctx_.counters.timeouts;
       stop();
+      return;
+    }
+    if (token_end_ms_ && now >= token_end_ms_) {
+      token_end_ms_ = 0;
+      end("token_expired", "{}");
       return;
     }
     if (now >= next_heartbeat_ms_) {
@@ -194,9 +215,12 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
   }
 
   // A planned end: tell the client when to come back, end the body, close.
-  void endWithReconnect() {
+  void endWithReconnect() { end("reconnect", fmt::format(R"({{"after_ms":{}}})", reconnectJitterMs())); }
+
+  // The last event, the end of the body, the close.
+  void end(std::string_view event, std::string_view data) {
     if (ending_ || stopped_) return;
-    out_.enqueue(bodyPart(fmt::format("event: reconnect\ndata: {{\"after_ms\":{}}}\n\n", reconnectJitterMs()), chunked_));
+    out_.enqueue(bodyPart(fmt::format("event: {}\ndata: {}\n\n", event, data), chunked_));
     if (chunked_) out_.enqueue(std::make_shared<const std::string>("0\r\n\r\n"));  // the last chunk
     ending_ = true;
     boost::system::error_code ec;
@@ -220,6 +244,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
   void updateDeadline() {
     int64_t d = next_heartbeat_ms_;
     if (int64_t w = out_.writeDeadline(); w && w < d) d = w;
+    if (token_end_ms_ && token_end_ms_ < d) d = token_end_ms_;
     deadline_ms = d;
   }
 
@@ -234,6 +259,8 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
   int pending_ = 0;
   bool recovered_ = true;
   int64_t next_heartbeat_ms_ = 0;
+  Identity who_;               // anonymous, or the token the stream was opened with
+  int64_t token_end_ms_ = 0;   // its exp plus the leeway, on the steady clock
   bool ending_ = false;
   bool stopped_ = false;
   bool chunked_;  // false: an HTTP/1.0 client, the close ends the body

@@ -6,6 +6,7 @@
 
 #include "core/Asio.h"
 #include "core/Hub.h"
+#include "gateway/Auth.h"
 #include "gateway/Context.h"
 
 namespace dingo {
@@ -20,6 +21,7 @@ struct SseRequest {
   // HTTP/1.1 clients get a chunked body. An HTTP/1.0 client knows no chunking: its body
   // is the bare event stream, delimited by the close (RFC 9112 6.3 rule 8).
   bool chunked = true;
+  Identity who;  // the stream ends when its token does
 };
 
 // Runs an event stream on a connection whose request was validated; the response head

@@ -52,6 +52,8 @@ std::optional<WsCommand> parseWsCommand(std::string_view text, std::string_view&
     } else if (key == "since") {
       if (value.is_null()) c.since_has = Has::No;
       else string_member(value, c.since, c.since_has);
+    } else if (key == "token") {
+      string_member(value, c.token, c.token_has);
     } else if (key == "data") {
       c.data = simdjson::minify(value);
       c.data_has = Has::Yes;

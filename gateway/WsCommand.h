@@ -24,6 +24,8 @@ struct WsCommand {
   Has since_has = Has::No;
   std::string data;         // the data member as compact JSON (publish)
   Has data_has = Has::No;
+  std::string token;        // auth, refresh
+  Has token_has = Has::No;
 };
 
 // The command in `text`, or nullopt with `error` set (not JSON, not UTF-8, nested too

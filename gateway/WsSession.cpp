@@ -4,12 +4,15 @@
 
 #include "core/Hub.h"
 #include "core/Json.h"
+#include "core/Jwt.h"
 #include "core/Log.h"
 #include "core/WebSocket.h"
+#include "gateway/Auth.h"
 #include "gateway/Broker.h"
 #include "gateway/Output.h"
 #include "gateway/PubSub.h"
 #include "gateway/Transport.h"
+#include "gateway/UserRegistry.h"
 #include "gateway/WsCommand.h"
 
 // Every co_await is a statement of its own (see Transport.cpp: g++ 12 miscompiles some
@@ -45,7 +48,7 @@ const char* channelRule() {
 
 
 template <typename Stream>
-class WsSession final : public SessionEntry, public Subscriber, public OutputOwner {
+class WsSession final : public SessionEntry, public Subscriber, public OutputOwner, public UserSession {
   static constexpr bool kTls = std::is_same_v<Stream, TlsSocket>;
 
  public:
@@ -63,17 +66,22 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     next_ping_ms_ = now + g_.ping_interval.count();
     tokens_ = 2.0 * g_.commands_per_second;
     last_refill_ms_ = now;
+    // Who has not proved who they are within the handshake deadline is put out.
+    if (authRequired()) auth_deadline_ms_ = now + g_.handshake_timeout.count();
     updateDeadline();
   }
 
   ~WsSession() override {
+    forgetIdentity();
     dropSubscriptions();
     --ctx_.counters.ws_connections;
     ctx_.unlink(this);
   }
 
-  void start(std::string_view leftover) {
+  // `url_token`: the ?token= of the upgrade request, an auth command made in advance.
+  void start(std::string_view leftover, std::string_view url_token) {
     if (ctx_.draining) sendReconnect();
+    if (!url_token.empty()) applyToken("null", url_token, /*refresh=*/false);
     if (!leftover.empty()) handleBytes(leftover);
   }
 
@@ -107,6 +115,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       stop();  // the peer never answered our close frame
       return;
     }
+    if (!close_sent_) checkTokenDeadlines(now);
     int64_t write_deadline = out_.writeDeadline();
     if ((write_deadline && now >= write_deadline) || (pong_due_ms_ && now >= pong_due_ms_)) {
       ++ctx_.counters.timeouts;
@@ -119,6 +128,13 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       next_ping_ms_ = now + g_.ping_interval.count();
     }
     updateDeadline();
+  }
+
+  // ---- UserSession --------------------------------------------------------------------
+
+  void disconnectUser(std::string_view reason) override {
+    // A close reason is at most 123 bytes (RFC 6455 5.5); the operator's text is ASCII.
+    startClose(ws::kDisconnected, reason.empty() ? "disconnected by an operator" : reason.substr(0, 123));
   }
 
   // ---- Subscriber ---------------------------------------------------------------------
@@ -240,7 +256,13 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       return;
     }
     const std::string& name = cmd->op;
-    if (name == "subscribe") subscribe(id, *cmd);
+    if (authRequired() && name != "auth" && name != "refresh" && name != "ping") {
+      replyError(id, "unauthorized", R"(authenticate first: {"op":"auth","token":JWT})");
+      startClose(ws::kUnauthorized, "unauthorized");
+      return;
+    }
+    if (name == "auth" || name == "refresh") authCommand(id, *cmd, name == "refresh");
+    else if (name == "subscribe") subscribe(id, *cmd);
     else if (name == "unsubscribe") unsubscribe(id, *cmd);
     else if (name == "publish") publish(id, *cmd);
     else if (name == "ping") replyOk(id);
@@ -275,6 +297,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   void subscribe(const std::string& id, const WsCommand& cmd) {
     std::string channel = channelOf(id, cmd);
     if (channel.empty()) return;
+    if (!permitted(id, Right::Subscribe, channel)) return;
     std::optional<Position> since;
     if (cmd.since_has != WsCommand::Has::No) {
       if (cmd.since_has == WsCommand::Has::Yes) since = Position::parse(cmd.since);
@@ -358,6 +381,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     }
     std::string channel = channelOf(id, cmd);
     if (channel.empty()) return;
+    if (!permitted(id, Right::Publish, channel)) return;
     if (cmd.data_has != WsCommand::Has::Yes) {
       replyError(id, "bad_request", "publish needs data (any JSON value)");
       return;
@@ -373,6 +397,129 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
                            if (!p) replyError(id, "unavailable", error);
                            else enqueueText(fmt::format(R"({{"id":{},"ok":true,"position":"{}"}})", id, p->toString()));
                          });
+  }
+
+  // ---- who the client is (docs/auth.md) --------------------------------------------------
+
+  bool authOn() const { return ctx_.auth && ctx_.auth->enabled(); }
+  // Auth is required and this connection has not proved who it is yet.
+  bool authRequired() const { return authOn() && ctx_.auth->required() && who_.anonymous(); }
+
+  // False (and the refusal sent) when the client may not act on the channel.
+  bool permitted(const std::string& id, Right right, const std::string& channel) {
+    if (!authOn()) return true;
+    auto refusal = ctx_.auth->check(who_, right, channel);
+    if (refusal) replyError(id, refusal->code, refusal->message);
+    return !refusal;
+  }
+
+  void authCommand(const std::string& id, const WsCommand& cmd, bool refresh) {
+    if (cmd.token_has != WsCommand::Has::Yes || cmd.token.empty()) {
+      replyError(id, "bad_request", fmt::format("{} needs a token (a JWT string)", refresh ? "refresh" : "auth"));
+      return;
+    }
+    if (!refresh && !who_.anonymous()) {
+      replyError(id, "bad_request", "already authenticated; send refresh with the new token");
+      return;
+    }
+    applyToken(id, cmd.token, refresh && !who_.anonymous());  // a first refresh is an auth
+  }
+
+  void applyToken(const std::string& id, std::string_view token, bool refresh) {
+    if (!authOn()) {
+      replyError(id, "bad_request", "this service checks no tokens ([auth] configures no key)");
+      return;
+    }
+    auto result = ctx_.auth->authenticate(token, unixNowMs());
+    if (auto* refusal = std::get_if<Refusal>(&result)) {
+      replyError(id, refusal->code, refusal->message);
+      // A failed refresh leaves the old token to run out; a failed auth, when a token
+      // is required, ends the connection.
+      if (!refresh && ctx_.auth->required()) startClose(ws::kUnauthorized, "unauthorized");
+      return;
+    }
+    Identity next = std::get<Identity>(std::move(result));
+    if (refresh) {
+      if (auto refusal = ctx_.auth->checkSameUser(who_, next)) {
+        replyError(id, refusal->code, refusal->message);
+        return;
+      }
+      dropWhatIsNoLongerAllowed(next);
+    }
+    setIdentity(std::move(next));
+    int64_t left_ms = std::max<int64_t>(0, ctx_.auth->validUntilMs(who_) - unixNowMs());
+    enqueueText(fmt::format(R"({{"id":{},"ok":true,"user":"{}","expires_in_ms":{}}})", id, jsonEscape(who_.user()),
+                            left_ms));
+  }
+
+  // A refresh with narrower patterns: each subscription they no longer cover ends, and
+  // the client hears which.
+  void dropWhatIsNoLongerAllowed(const Identity& next) {
+    std::vector<std::string> dropped;
+    for (size_t i = 0; i < subs_.size();) {
+      if (ctx_.auth->check(next, Right::Subscribe, subs_[i]->channel->name)) {
+        dropped.push_back(subs_[i]->channel->name);
+        ctx_.channels->remove(subs_[i]);
+        subs_.erase(subs_.begin() + static_cast<ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    std::erase_if(pending_, [&](const auto& p) {  // their results find them gone and tell the hub
+      bool drop = ctx_.auth->check(next, Right::Subscribe, p.second).has_value();
+      if (drop) dropped.push_back(p.second);
+      return drop;
+    });
+    for (const auto& channel : dropped)
+      enqueueText(fmt::format(R"({{"event":"unsubscribed","channel":"{}","reason":"forbidden"}})", channel));
+  }
+
+  void setIdentity(Identity next) {
+    forgetIdentity();
+    who_ = std::move(next);
+    ++ctx_.counters.authenticated;
+    if (!who_.user().empty()) ctx_.users->add(who_.user(), this);
+    auth_deadline_ms_ = 0;
+    // The token's end, on the steady clock; token_expiring goes out `expiring_notice`
+    // before it (at most half the token's remaining life), less up to a tenth at
+    // random so that clients given tokens at one moment do not all refresh at another.
+    int64_t now = steadyNowMs();
+    int64_t left = ctx_.auth->validUntilMs(who_) - unixNowMs();
+    token_end_ms_ = now + std::max<int64_t>(left, 0);
+    int64_t notice = std::min<int64_t>(ctx_.auth->config().expiring_notice.count(), left / 2);
+    if (notice > 0) {
+      static std::minstd_rand rng{std::random_device{}()};
+      notice += static_cast<int64_t>(rng() % static_cast<uint64_t>(notice / 10 + 1));
+      token_notice_ms_ = token_end_ms_ - notice;
+    } else {
+      token_notice_ms_ = 0;
+    }
+    updateDeadline();
+  }
+
+  void forgetIdentity() {
+    if (who_.anonymous()) return;
+    if (!who_.user().empty()) ctx_.users->remove(who_.user(), this);
+    --ctx_.counters.authenticated;
+    who_ = Identity{};
+  }
+
+  void checkTokenDeadlines(int64_t now) {
+    if (auth_deadline_ms_ && now >= auth_deadline_ms_) {
+      auth_deadline_ms_ = 0;
+      startClose(ws::kUnauthorized, "no token within the handshake timeout");
+      return;
+    }
+    if (token_end_ms_ && now >= token_end_ms_) {
+      token_end_ms_ = token_notice_ms_ = 0;
+      enqueueText(R"({"event":"token_expired"})");
+      startClose(ws::kUnauthorized, "token expired");
+      return;
+    }
+    if (token_notice_ms_ && now >= token_notice_ms_) {
+      token_notice_ms_ = 0;
+      enqueueText(fmt::format(R"({{"event":"token_expiring","in_ms":{}}})", std::max<int64_t>(0, token_end_ms_ - now)));
+    }
   }
 
   void replyOk(const std::string& id) { enqueueText(fmt::format(R"({{"id":{},"ok":true}})", id)); }
@@ -425,6 +572,9 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
     int64_t d = kNoDeadline;
     for (int64_t t : {close_deadline_ms_, out_.writeDeadline(), pong_due_ms_, close_sent_ ? 0 : next_ping_ms_})
       if (t && t < d) d = t;
+    if (!close_sent_)
+      for (int64_t t : {auth_deadline_ms_, token_notice_ms_, token_end_ms_})
+        if (t && t < d) d = t;
     deadline_ms = d;
   }
 
@@ -439,6 +589,11 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   std::vector<std::pair<uint64_t, std::string>> pending_;  // subscribes awaiting the broker
   uint64_t next_token_ = 1;
 
+  Identity who_;                 // anonymous until a token proves otherwise
+  int64_t auth_deadline_ms_ = 0;  // auth required: the handshake deadline to prove it by
+  int64_t token_notice_ms_ = 0;   // when token_expiring goes out
+  int64_t token_end_ms_ = 0;      // the token's exp plus the leeway: close with 4001
+
   double tokens_ = 0;
   uint32_t refused_in_row_ = 0;  // rate-limit refusals since the last accepted command
   int64_t last_refill_ms_ = 0;
@@ -452,9 +607,10 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
 };
 
 template <typename Stream>
-asio::awaitable<void> runWebSocket(GatewayContext& ctx, Stream& stream, std::string leftover) {
+asio::awaitable<void> runWebSocket(GatewayContext& ctx, Stream& stream, std::string leftover, std::string token) {
   WsSession<Stream> session(ctx, stream);
-  session.start(leftover);
+  session.start(leftover, token);
+  std::string().swap(token);
   std::string().swap(leftover);
   co_await readUntilDone(session, stream);
   co_await session.close();
@@ -462,12 +618,14 @@ asio::awaitable<void> runWebSocket(GatewayContext& ctx, Stream& stream, std::str
 
 }  // namespace
 
-asio::awaitable<void> serveWebSocket(GatewayContext& ctx, PlainSocket& stream, std::string leftover) {
-  return runWebSocket(ctx, stream, std::move(leftover));
+asio::awaitable<void> serveWebSocket(GatewayContext& ctx, PlainSocket& stream, std::string leftover,
+                                     std::string token) {
+  return runWebSocket(ctx, stream, std::move(leftover), std::move(token));
 }
 
-asio::awaitable<void> serveWebSocket(GatewayContext& ctx, TlsSocket& stream, std::string leftover) {
-  return runWebSocket(ctx, stream, std::move(leftover));
+asio::awaitable<void> serveWebSocket(GatewayContext& ctx, TlsSocket& stream, std::string leftover,
+                                     std::string token) {
+  return runWebSocket(ctx, stream, std::move(leftover), std::move(token));
 }
 
 }  // namespace dingo

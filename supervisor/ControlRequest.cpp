@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/Json.h"
 
 namespace dingo {
@@ -60,6 +62,16 @@ std::variant<ControlRequest, std::string> parseControlRequest(std::string_view l
     a.generation = field<int>(req, "generation");
     a.config_digest = field<std::string>(req, "config_digest").value_or("");
     a.connections = field<uint64_t>(req, "connections").value_or(0);
+  } else if (*cmd == "disconnect") {
+    out.cmd = ControlRequest::Cmd::Disconnect;
+    auto user = field<std::string>(req, "user");
+    if (!user || user->empty() || user->size() > 255) return std::string("disconnect needs \"user\", a token's sub");
+    out.user = std::move(*user);
+    out.reason = field<std::string>(req, "reason").value_or("");
+    // It becomes a WebSocket close reason (at most 123 bytes) and a log line.
+    bool ascii = std::all_of(out.reason.begin(), out.reason.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+    if (out.reason.size() > kMaxDisconnectReason || !ascii)
+      return fmt::format("reason must be printable ASCII of at most {} bytes", kMaxDisconnectReason);
   } else {
     return fmt::format("unknown command '{}'", printable(*cmd));
   }

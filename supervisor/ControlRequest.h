@@ -11,6 +11,7 @@
 //   drain-worker   id: int
 //   adopt          pid: int > 0, worker: int, generation: int, config_digest: string,
 //                  connections: unsigned   (sent by an orphaned dingo-gateway)
+//   disconnect     user: string, reason: printable ASCII (optional)
 #include <sys/types.h>
 
 #include <cstdint>
@@ -25,6 +26,8 @@ namespace dingo {
 
 // The longest line the control socket reads; a longer one is answered with an error.
 constexpr size_t kMaxControlLine = 64 * 1024;
+// The longest reason of a disconnect: it ends up in a WebSocket close frame (123 bytes).
+constexpr size_t kMaxDisconnectReason = 120;
 
 struct AdoptRequest {
   pid_t pid = 0;
@@ -35,11 +38,13 @@ struct AdoptRequest {
 };
 
 struct ControlRequest {
-  enum class Cmd { Status, Metrics, Stop, Reload, Upgrade, DrainWorker, Adopt };
+  enum class Cmd { Status, Metrics, Stop, Reload, Upgrade, DrainWorker, Adopt, Disconnect };
   Cmd cmd = Cmd::Status;
   std::optional<Duration> drain;  // stop: how long to drain (default: the config's)
   int worker = -1;                // drain-worker
   AdoptRequest adopt;             // adopt
+  std::string user;               // disconnect: whose connections
+  std::string reason;             // disconnect: told to the clients
 };
 
 // The request, or the reason it is refused (for {"ok":false,"error":...}).

@@ -197,6 +197,34 @@ std::string renderMetrics(const json& status) {
       m.sample(metric.name, worker_labels[i], num(*worker_rows[i], metric.key) * metric.scale);
   }
 
+  m.family("worker_authenticated_connections", "gauge",
+           "WebSocket connections, SSE streams and held polls with a verified token.");
+  for (size_t i = 0; i < worker_rows.size(); ++i)
+    m.sample("worker_authenticated_connections", worker_labels[i], num(*worker_rows[i], "authenticated"));
+  // auth_refused_<code>_<reason> in a worker's stats: one series per code and reason.
+  m.family("worker_auth_refusals_total", "counter",
+           "Requests and commands refused by auth, by code (unauthorized, forbidden) and reason (docs/auth.md).");
+  for (size_t i = 0; i < worker_rows.size(); ++i) {
+    for (const auto& [key, value] : worker_rows[i]->items()) {
+      if (!key.starts_with("auth_refused_") || !value.is_number()) continue;
+      std::string_view rest = std::string_view(key).substr(13);
+      size_t cut = rest.find('_');
+      if (cut == std::string_view::npos) continue;
+      m.sample("worker_auth_refusals_total",
+               fmt::format("{},code=\"{}\",reason=\"{}\"", worker_labels[i], labelValue(std::string(rest.substr(0, cut))),
+                           labelValue(std::string(rest.substr(cut + 1)))),
+               value.get<double>());
+    }
+  }
+  m.family("worker_auth_cache_hits_total", "counter", "Tokens found verified in the worker's cache.");
+  for (size_t i = 0; i < worker_rows.size(); ++i)
+    if (worker_rows[i]->contains("auth_cache_hits"))
+      m.sample("worker_auth_cache_hits_total", worker_labels[i], num(*worker_rows[i], "auth_cache_hits"));
+  m.family("worker_auth_cache_misses_total", "counter", "Tokens verified (signature checked) by the worker.");
+  for (size_t i = 0; i < worker_rows.size(); ++i)
+    if (worker_rows[i]->contains("auth_cache_misses"))
+      m.sample("worker_auth_cache_misses_total", worker_labels[i], num(*worker_rows[i], "auth_cache_misses"));
+
   if (status.contains("hub")) {
     const json& hub = status["hub"];
     m.family("hub_channels", "gauge", "Channels the hub knows (with subscribers or history).");
@@ -254,6 +282,12 @@ std::string renderStatusTable(const json& st) {
     const auto& h = st["handoff"];
     out += fmt::format("handoff    {} handed, {} retried, {} dropped\n", h.value("handed", 0),
                        h.value("retries", 0), h.value("dropped", 0));
+  }
+  if (st.contains("auth") && st["auth"].value("enabled", false)) {
+    const auto& a = st["auth"];
+    out += fmt::format("auth       tokens {}, {} authenticated, {} anonymous\n",
+                       a.value("required", false) ? "required" : "optional", a.value("authenticated", 0),
+                       a.value("anonymous", 0));
   }
   if (st.contains("hub")) {
     const auto& h = st["hub"];

@@ -1037,10 +1037,68 @@ class Supervisor {
         w.reported_connections = field<uint64_t>(w.stats, "connections").value_or(0);
         break;
       }
+      case ipc::MsgType::Disconnected: {
+        ParsedJson j = parseJson(msg.payload, 1);
+        auto id = field<uint64_t>(j.value, "id");
+        auto closed = field<uint64_t>(j.value, "closed");
+        if (j.ok() && id && closed) onDisconnected(*id, w.pid, *closed);
+        break;
+      }
       default:
         logWarn(kLog, "worker {} sent unexpected message type {}", w.slot,
                 static_cast<int>(msg.type));
     }
+  }
+
+  // ---- dingoctl disconnect ------------------------------------------------------------
+  //
+  // Every live worker is asked to close a user's connections; the control connection is
+  // answered when each has said how many it closed, or after kDisconnectWait with what
+  // came (a worker that died meanwhile closed its connections anyway).
+
+  static constexpr auto kDisconnectWait = std::chrono::seconds(2);
+  struct ControlConn;  // below, with the control socket
+
+  void startDisconnect(const ControlRequest& req, std::shared_ptr<ControlConn> conn) {
+    uint64_t id = next_disconnect_++;
+    PendingDisconnect& p = disconnects_[id];
+    p.conn = std::move(conn);
+    std::string payload = json{{"id", id}, {"user", req.user}, {"reason", req.reason}}.dump();
+    auto ask = [&](Worker& w) {
+      if (w.alive() && w.ipc && ipc::send(w.ipc->native_handle(), ipc::MsgType::Disconnect, payload) == 0)
+        p.waiting.push_back(w.pid);
+    };
+    for (auto& w : workers_) ask(*w);
+    for (auto& w : retired_) ask(*w);  // draining, with connections still open
+    p.asked = static_cast<int>(p.waiting.size());
+    logInfo(kLog, "disconnect user {}{}: asked {} workers", req.user, req.reason.empty() ? "" : " (" + req.reason + ")",
+            p.asked);
+    p.timer = std::make_unique<asio::steady_timer>(io_, kDisconnectWait);
+    p.timer->async_wait([this, id](boost::system::error_code ec) {
+      if (!ec) finishDisconnect(id);
+    });
+    if (p.waiting.empty()) finishDisconnect(id);
+  }
+
+  void onDisconnected(uint64_t id, pid_t pid, uint64_t closed) {
+    auto it = disconnects_.find(id);
+    if (it == disconnects_.end()) return;  // answered already (timed out)
+    PendingDisconnect& p = it->second;
+    if (std::erase(p.waiting, pid) == 0) return;
+    p.closed += closed;
+    if (p.waiting.empty()) finishDisconnect(id);
+  }
+
+  void finishDisconnect(uint64_t id) {
+    auto it = disconnects_.find(id);
+    if (it == disconnects_.end()) return;
+    PendingDisconnect p = std::move(it->second);
+    disconnects_.erase(it);
+    p.timer->cancel();
+    int answered = p.asked - static_cast<int>(p.waiting.size());
+    json reply = {{"ok", true}, {"closed", p.closed}, {"workers", answered}};
+    if (!p.waiting.empty()) reply["unanswered"] = p.waiting.size();
+    sendControlReply(p.conn, reply.dump() + "\n");
   }
 
   // A worker's stats report, kept only if it is what a worker sends: one flat object of
@@ -1237,6 +1295,7 @@ class Supervisor {
     std::vector<const Worker*> all;
     for (const auto& wp : workers_) all.push_back(wp.get());
     for (const auto& wp : retired_) all.push_back(wp.get());
+    uint64_t total_authenticated = 0, total_anonymous = 0;
     for (const Worker* wptr : all) {
       const Worker& w = *wptr;
       json j = {{"id", w.slot},
@@ -1263,12 +1322,24 @@ class Supervisor {
                               "held_polls", "poll_cache_hits", "poll_cache_misses", "poll_sessions",
                               "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total",
                               "rejected", "reattached", "resets", "peer_limited", "stream_limited",
-                              "peers_tracked"})
+                              "peers_tracked", "authenticated"})
         j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
+      uint64_t conns = field<uint64_t>(j, "connections").value_or(0);
+      uint64_t authed = std::min(conns, field<uint64_t>(j, "authenticated").value_or(0));
+      j["anonymous"] = conns - authed;
+      total_authenticated += authed;
+      total_anonymous += conns - authed;
+      if (w.alive())  // auth counters: refusals by reason, cache use (docs/auth.md)
+        for (const auto& [key, value] : w.stats.items())
+          if (key.starts_with("auth_")) j[key] = value;
       j["probes_served"] = w.alive() ? w.stats.value("probes", json(0)) : json(0);  // the worker's count
       ws.push_back(std::move(j));
     }
     st["workers"] = ws;
+    st["auth"] = {{"enabled", config_.auth.enabled()},
+                  {"required", config_.auth.required},
+                  {"authenticated", total_authenticated},
+                  {"anonymous", total_anonymous}};
     if (hub_) st["hub"] = hub_->stats();
     return st;
   }
@@ -1398,7 +1469,7 @@ class Supervisor {
     });
   }
 
-  struct ControlConn {
+  struct ControlConn : std::enable_shared_from_this<ControlConn> {
     ControlConn(asio::local::stream_protocol::socket s, asio::io_context& io)
         : socket(std::move(s)), deadline(io) {}
     asio::local::stream_protocol::socket socket;
@@ -1406,6 +1477,7 @@ class Supervisor {
     std::string in;
     std::string out;
     std::vector<UniqueFd> pass;  // fds to send with the answer (adopt)
+    bool deferred = false;       // answered later (disconnect)
   };
 
   void serveControl(std::shared_ptr<ControlConn> c) {
@@ -1425,6 +1497,7 @@ class Supervisor {
             return;
           } else {
             c->out = controlReply(std::string_view(c->in).substr(0, line_end), *c);
+            if (c->deferred) return;  // its answer comes later, through sendControlReply
           }
           if (!c->pass.empty()) {
             // Small, on a fresh socket: one sendmsg with the fds, no waiting.
@@ -1438,13 +1511,17 @@ class Supervisor {
             c->socket.shutdown(asio::socket_base::shutdown_both, ignored);
             return;
           }
-          asio::async_write(c->socket, asio::buffer(c->out),
-                            [c](boost::system::error_code, size_t) {
-                              c->deadline.cancel();
-                              boost::system::error_code ignored;
-                              c->socket.shutdown(asio::socket_base::shutdown_both, ignored);
-                            });
+          sendControlReply(c, std::move(c->out));
         });
+  }
+
+  void sendControlReply(std::shared_ptr<ControlConn> c, std::string text) {
+    c->out = std::move(text);
+    asio::async_write(c->socket, asio::buffer(c->out), [c](boost::system::error_code, size_t) {
+      c->deadline.cancel();
+      boost::system::error_code ignored;
+      c->socket.shutdown(asio::socket_base::shutdown_both, ignored);
+    });
   }
 
   // The answer to one request line, as the text to send. Nothing a caller sends can
@@ -1490,6 +1567,10 @@ class Supervisor {
         if (!upgrade(error)) return json{{"ok", false}, {"error", error}};
         return json{{"ok", true}, {"pid", upgrade_child_}};
       }
+      case Cmd::Disconnect:
+        conn.deferred = true;
+        startDisconnect(req, conn.shared_from_this());
+        return json{};
       case Cmd::DrainWorker: {
         std::string error;
         if (!drainWorker(req.worker, error)) return json{{"ok", false}, {"error", error}};
@@ -1665,6 +1746,16 @@ class Supervisor {
   asio::steady_timer adopt_timer_{io_};
   std::set<int> awaiting_orphans_;  // slots whose old worker may still re-attach
   uint64_t adopted_total_ = 0;
+  // dingoctl disconnect requests waiting for the workers' answers, by id.
+  struct PendingDisconnect {
+    std::shared_ptr<ControlConn> conn;
+    std::vector<pid_t> waiting;  // workers asked that have not answered
+    int asked = 0;
+    uint64_t closed = 0;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::map<uint64_t, PendingDisconnect> disconnects_;
+  uint64_t next_disconnect_ = 1;
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
   bool stopping_ = false;

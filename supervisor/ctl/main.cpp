@@ -12,7 +12,9 @@
 #include <thread>
 
 #include "core/Config.h"
+#include "core/ChannelPattern.h"
 #include "core/Duration.h"
+#include "core/Jwt.h"
 #include "core/UniqueFd.h"
 #include "supervisor/Status.h"
 
@@ -103,6 +105,23 @@ int main(int argc, char** argv) {
   auto* drain_worker = app.add_subcommand("drain-worker", "Drain one worker; a new one takes its slot");
   int drain_id = -1;
   drain_worker->add_option("ID", drain_id, "The worker's id (slot)")->required();
+  auto* disconnect = app.add_subcommand("disconnect", "Close a user's connections on every worker");
+  std::string disconnect_user, disconnect_reason;
+  bool disconnect_json = false;
+  disconnect->add_option("--user", disconnect_user, "The user: a token's sub")->required();
+  disconnect->add_option("--reason", disconnect_reason, "Told to the clients (printable ASCII, at most 120 bytes)");
+  disconnect->add_flag("--json", disconnect_json, "Print the supervisor's answer as JSON");
+  auto* token = app.add_subcommand("token", "Mint a JWT for tests and scripts (docs/auth.md)");
+  std::string token_sub, token_ttl = "1h", token_key, token_issuer, token_audience;
+  std::vector<std::string> token_subscribe, token_publish;
+  token->add_option("--sub", token_sub, "The user (sub claim)");
+  token->add_option("--subscribe", token_subscribe, "A channel pattern the token may subscribe to (repeatable)");
+  token->add_option("--publish", token_publish, "A channel pattern the token may publish to (repeatable)");
+  token->add_option("--ttl", token_ttl, "Lifetime, e.g. 15m (exp = now + ttl)");
+  token->add_option("--key", token_key,
+                    "PEM private key (EC P-256: ES256, RSA: RS256) or a secret file (HS256)")->required();
+  token->add_option("--issuer", token_issuer, "iss claim");
+  token->add_option("--audience", token_audience, "aud claim");
   auto* top = app.add_subcommand("top", "Live view of the status, refreshed every second");
   double top_interval = 1.0;
   int top_count = 0;
@@ -118,6 +137,34 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  }
+
+  if (*token) {  // needs no supervisor
+    auto ttl = dingo::parseDuration(token_ttl);
+    if (!ttl) {
+      std::cerr << "dingoctl: --ttl: '" << token_ttl << "' is not a duration (e.g. 15m)\n";
+      return 2;
+    }
+    for (const auto* list : {&token_subscribe, &token_publish})
+      for (const auto& p : *list)
+        if (!dingo::ChannelPattern::parse(p)) {
+          std::cerr << "dingoctl: '" << p << "' is not a channel pattern (a channel name, optionally with {sub} "
+                    << "and a final /*)\n";
+          return 2;
+        }
+    int64_t now_s = dingo::unixNowMs() / 1000;
+    json claims = {{"iat", now_s}, {"exp", now_s + std::max<int64_t>(1, ttl->count() / 1000)},
+                   {"channels", {{"subscribe", token_subscribe}, {"publish", token_publish}}}};
+    if (!token_sub.empty()) claims["sub"] = token_sub;
+    if (!token_issuer.empty()) claims["iss"] = token_issuer;
+    if (!token_audience.empty()) claims["aud"] = token_audience;
+    try {
+      std::cout << dingo::signToken(claims.dump(), token_key) << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "dingoctl: " << e.what() << "\n";
+      return 2;
+    }
+    return 0;
   }
 
   if (socket_path.empty()) {
@@ -168,6 +215,16 @@ int main(int argc, char** argv) {
     } else if (*drain_worker) {
       call(socket_path, {{"cmd", "drain-worker"}, {"id", drain_id}});
       std::cout << "draining worker " << drain_id << "\n";
+    } else if (*disconnect) {
+      json reply = call(socket_path, {{"cmd", "disconnect"}, {"user", disconnect_user}, {"reason", disconnect_reason}});
+      if (disconnect_json) {
+        std::cout << reply.dump() << "\n";
+      } else {
+        std::cout << "closed " << reply.value("closed", 0) << " connections of user " << disconnect_user << " on "
+                  << reply.value("workers", 0) << " workers";
+        if (reply.contains("unanswered")) std::cout << " (" << reply.value("unanswered", 0) << " did not answer)";
+        std::cout << "\n";
+      }
     } else if (*top) {
       for (int i = 0; top_count == 0 || i < top_count; ++i) {
         if (i > 0) std::this_thread::sleep_for(std::chrono::duration<double>(top_interval));
