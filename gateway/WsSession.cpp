@@ -81,7 +81,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
   // `url_token`: the ?token= of the upgrade request, an auth command made in advance.
   void start(std::string_view leftover, std::string_view url_token) {
     if (ctx_.draining) sendReconnect();
-    if (!url_token.empty()) applyToken("null", url_token, /*refresh=*/false);
+    if (!url_token.empty() && authOn()) applyToken("null", url_token, /*refresh=*/false);
     if (!leftover.empty()) handleBytes(leftover);
   }
 

@@ -264,3 +264,23 @@ rng = random.Random(12)
 for i in range(6):
     write("store_rows", "rows-%d" % i, bytes(rng.randrange(256) for _ in range(64 + 48 * i)))
 write("store_rows", "texty", b"nodes_version\x02abc\x02123\x021.2.3.4\x00\x02" * 8)
+
+# ---- token: a JWT (HS256 with the target's secret, 40 x "s"), or "c" + claims to sign --
+def jwt_hs256(header, claims, secret=b"s" * 40):
+    def b64(d):
+        return urlsafe_b64encode(d.encode() if isinstance(d, str) else d).rstrip(b"=")
+    signing = b64(header) + b"." + b64(claims)
+    return signing + b"." + b64(hmac.new(secret, signing, hashlib.sha256).digest())
+
+
+good = '{"sub":"alice","exp":99999999999,"iss":"iss","aud":["x","aud"],' \
+       '"channels":{"subscribe":["/rooms/*","/users/{sub}/*"],"publish":["/users/{sub}"]}}'
+write("token", "hs256", jwt_hs256('{"alg":"HS256","typ":"JWT"}', good))
+write("token", "hs256-other-secret", jwt_hs256('{"alg":"HS256"}', good, secret=b"x" * 40))
+write("token", "alg-none", jwt_hs256('{"alg":"none"}', good)[:-43] + b"AA")
+write("token", "es256-unsigned", jwt_hs256('{"alg":"ES256"}', good))
+write("token", "claims", "c" + good)
+write("token", "claims-bad-pattern", 'c{"exp":1,"iss":"iss","aud":"aud","channels":{"subscribe":["/a/*/b"]}}')
+write("token", "claims-no-exp", 'c{"sub":"bob","iss":"iss","aud":"aud"}')
+write("token", "claims-nbf", 'c{"sub":"bob","exp":2e9,"nbf":1.5e9,"iss":"iss","aud":"aud"}')
+write("token", "garbage", "a.b.c")

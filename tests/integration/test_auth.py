@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -19,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness import Supervisor, http_get, metrics_problems, series, wait_for
+from harness import Supervisor, binary, http_get, metrics_problems, series, wait_for
 from test_polling import SseReader
 from test_reload import reloaded
 from wsclient import PING, PONG, TEXT, Closed, WsClient
@@ -275,6 +276,38 @@ class AuthTest(AuthCase):
         reader = self.ws(mint(sub="bob", subscribe=["/rooms/*"]))  # may read, not write
         self.assertError(reader.command("publish", channel="/rooms/pub", data="no"), "forbidden")
         self.assertTrue(reader.command("ping")["ok"])
+
+    def test_dingoctl_token_is_a_jwt_others_verify_and_we_accept(self):
+        key = os.path.join(self.sup.dir, "es.key")
+        with open(key, "wb") as f:
+            f.write(ES_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+        r = subprocess.run([binary("dingoctl"), "token", "--key", key, "--sub", "carol", "--subscribe",
+                            "/users/{sub}/*", "--publish", "/rooms/9", "--ttl", "10m", "--audience", "dingo"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        token = r.stdout.strip()
+        # python3-jwt checks the signature with the public key, and the claims.
+        got = jwt.decode(token, ES_KEY.public_key(), algorithms=["ES256"], audience="dingo")
+        self.assertEqual(got["sub"], "carol")
+        self.assertEqual(got["channels"], {"subscribe": ["/users/{sub}/*"], "publish": ["/rooms/9"]})
+        self.assertAlmostEqual(got["exp"] - time.time(), 600, delta=30)
+        c = self.ws(token)
+        self.assertTrue(c.command("subscribe", channel="/users/carol/inbox")["ok"])
+        self.assertEqual(c.command("subscribe", channel="/users/dave/inbox")["error"]["code"], "forbidden")
+        # HS256 from a secret file, and bad input exits 2.
+        secret = os.path.join(self.sup.dir, "hs.secret")
+        with open(secret, "w") as f:
+            f.write("k" * 40 + "\n")
+        r = subprocess.run([binary("dingoctl"), "token", "--key", secret, "--sub", "x"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(jwt.decode(r.stdout.strip(), "k" * 40, algorithms=["HS256"])["sub"], "x")
+        for bad in (["--key", key, "--subscribe", "/a/*/b"], ["--key", key, "--ttl", "soon"],
+                    ["--key", os.path.join(self.sup.dir, "missing.key")]):
+            r = subprocess.run([binary("dingoctl"), "token", *bad], capture_output=True, text=True, timeout=10)
+            self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
+            self.assertTrue(r.stderr.startswith("dingoctl: "), r.stderr)
 
     def test_ws_token_in_url(self):
         c = self.ws(query_token=mint(subscribe=["/rooms/*"]))
