@@ -2,8 +2,9 @@
 """Benchmarks, each run side by side with its peer in the same run.
 
   bench/run.py [--build build] [--seconds 5] [--rounds 3]
-               [--only tls,plain,handoff,idle,fanout,...,abuse] [--idle-connections 100000]
+               [--only tls,plain,handoff,idle,fanout,...,abuse,auth] [--idle-connections 100000]
                [--subscribers 10000] [--trials 20] [--abuse-seconds 10] [--abuse-cases 1,2,...]
+               [--auth-connects 1500] [--auth-storm 2000]
 
 Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
@@ -28,6 +29,10 @@ policy against socket.io-client's and gRPC's.
 Hardening (see bench/abuse_bench.py): (abuse) hostile clients against a supervisor with
 2 workers while a well-behaved client measures its latency; the last case (large
 publishes) is the loop-lag figure.
+
+Auth (see bench/auth_bench.py): (auth) server CPU per new TLS WebSocket connection
+without [auth], with an ES256 token found in the worker's cache and with a new token
+each time; the token cache's hit rate in a reconnect storm.
 
 Servers get the same number of workers (2) and the same certificate. Beside req/s it
 reports the servers' CPU time per request (utime + stime of every server process from
@@ -319,6 +324,7 @@ def bench_handoff(rows, seconds):
 def main():
     global BUILD, WORK, CERTS, ROUNDS
     import abuse_bench
+    import auth_bench
     import nsclient_bench
     import ops_bench
     import polling_bench
@@ -327,13 +333,15 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported, errors summed")
-    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops,reconnect,storm,abuse")
+    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops,reconnect,storm,abuse,auth")
     ap.add_argument("--trials", type=int, default=20, help="(reconnect) trials per case")
     ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
     ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
     ap.add_argument("--abuse-seconds", type=float, default=15,
                     help="(abuse) seconds the well-behaved client measures, idle and under each case")
     ap.add_argument("--abuse-cases", default=",".join(abuse_bench.CASES), help="(abuse) cases to run")
+    ap.add_argument("--auth-connects", type=int, default=1500, help="(auth) connections per variant and round")
+    ap.add_argument("--auth-storm", type=int, default=2000, help="(auth) clients in the reconnect storm")
     args = ap.parse_args()
     BUILD = os.path.abspath(args.build)
     ROUNDS = args.rounds
@@ -342,7 +350,7 @@ def main():
     subprocess.run([os.path.join(ROOT, "scripts", "dev-cert.sh"), CERTS], check=True, stdout=subprocess.DEVNULL)
     rows, idle_rows, fanout_rows = [], [], []
     held_rows, pollcache_rows, roundtrip_rows, ops_rows = [], [], [], {}
-    reconnect_rows, storm_text, abuse_rows = [], "", []
+    reconnect_rows, storm_text, abuse_rows, auth_result = [], "", [], None
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -362,6 +370,8 @@ def main():
                 storm_text = nsclient_bench.bench_storm(env)
             elif part == "abuse":
                 abuse_rows = abuse_bench.bench_abuse(env, args.abuse_seconds, args.abuse_cases.split(","))
+            elif part == "auth":
+                auth_result = auth_bench.bench_auth(env, args.auth_connects, storm_clients=args.auth_storm)
             elif part == "roundtrip":
                 roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
@@ -380,6 +390,7 @@ def main():
     ops_bench.print_table(ops_rows)
     nsclient_bench.print_tables(reconnect_rows, storm_text)
     abuse_bench.print_table(abuse_rows)
+    auth_bench.print_tables(auth_result)
 
 
 if __name__ == "__main__":

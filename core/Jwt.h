@@ -1,9 +1,11 @@
 #pragma once
 // JSON Web Tokens (RFC 7519) as docs/auth.md uses them: the keys a gateway trusts, the
 // verification of a token's signature and claims, and minting for `dingoctl token`.
-// Signatures are computed and checked by libjwt on OpenSSL, never by code of ours; what
-// is ours is the order of the checks: the header's `alg` must name a kind of key that
-// is configured before any key is tried (no HS256 against a public key, no `none`).
+// The cryptography is OpenSSL's, never ours: tokens are minted by libjwt, and checked
+// with OpenSSL's EVP interface against keys parsed once (libjwt 1.10 parses the PEM key
+// again on every verify: 0.8 ms of the 0.9 ms a check cost). What is ours is the order
+// of the checks: the header's `alg` must name a kind of key that is configured before
+// any key is tried (no HS256 against a public key, no `none`).
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,6 +15,8 @@
 
 #include "core/ChannelPattern.h"
 #include "core/Duration.h"
+
+struct evp_pkey_st;  // OpenSSL's EVP_PKEY
 
 namespace dingo {
 
@@ -31,7 +35,8 @@ constexpr size_t kMinHmacSecretBytes = 32;
 struct JwtKey {
   std::string path;  // for messages
   JwtAlg alg = JwtAlg::ES256;
-  std::string material;  // the PEM text (ES256, RS256) or the secret (HS256)
+  std::string material;                // the PEM text (ES256, RS256) or the secret (HS256)
+  std::shared_ptr<evp_pkey_st> pkey;   // the public key, parsed (ES256, RS256)
 };
 
 // Every key a gateway checks tokens against, read from [auth]'s files.

@@ -212,3 +212,29 @@ TEST_F(JwtTest, KeyFilesThatCannotServeAreNamed) {
     }
   }
 }
+
+TEST_F(JwtTest, AnEs256SignatureIsRawRAndSNotDer) {
+  // RFC 7518 3.4: R and S, 32 bytes each. The same signature in DER (what OpenSSL
+  // produces) or cut short is refused.
+  std::string t = mint("es.key", claimsExpiringIn(60));
+  size_t dot = t.rfind('.');
+  std::string sig = t.substr(dot + 1);
+  EXPECT_EQ(sig.size(), 86u);  // base64url of 64 bytes
+  EXPECT_TRUE(verify(t).claims);
+  EXPECT_EQ(verify(t.substr(0, dot + 1) + sig.substr(0, 80)).error, TokenError::BadSignature);
+  std::string der = "\x30\x44\x02\x20" + std::string(32, '\x11') + "\x02\x20" + std::string(32, '\x22');
+  EXPECT_EQ(verify(t.substr(0, dot + 1) + base64Url(der)).error, TokenError::BadSignature);
+}
+
+TEST_F(JwtTest, CriticalHeaderExtensionsAreRefused) {
+  // RFC 7515 4.1.11: a recipient that does not understand a "crit" extension must refuse.
+  std::string signing_input =
+      base64Url(R"({"alg":"HS256","crit":["exp2"],"exp2":1})") + "." + base64Url(claimsExpiringIn(60));
+  unsigned char mac[32];
+  unsigned int len = 0;
+  std::string secret(40, 'k');
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac, &len);
+  std::string token = signing_input + "." + base64Url(std::string_view(reinterpret_cast<char*>(mac), len));
+  EXPECT_EQ(verify(token).error, TokenError::Malformed);
+}
