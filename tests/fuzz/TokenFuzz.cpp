@@ -20,24 +20,32 @@ namespace {
 struct Keys {
   dingo::JwtKeys keys;
   std::string secret_file;
+  std::string ec_file;
   Keys() {
-    const std::string secret(40, 's');
-    char path[] = "/tmp/dingo-fuzz-secret-XXXXXX";
-    int fd = ::mkstemp(path);
-    FUZZ_CHECK(fd >= 0 && ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size()));
-    ::close(fd);
-    secret_file = path;
-    keys.keys.push_back({"secret", dingo::JwtAlg::HS256, secret});
+    secret_file = write("/tmp/dingo-fuzz-secret-XXXXXX", std::string(40, 's'));
     EVP_PKEY* ec = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
     BIO* bio = BIO_new(BIO_s_mem());
     PEM_write_bio_PUBKEY(bio, ec);
     char* pem = nullptr;
     long n = BIO_get_mem_data(bio, &pem);
-    keys.keys.push_back({"ec", dingo::JwtAlg::ES256, std::string(pem, static_cast<size_t>(n))});
+    ec_file = write("/tmp/dingo-fuzz-ec-XXXXXX", std::string(pem, static_cast<size_t>(n)));
     BIO_free(bio);
     EVP_PKEY_free(ec);
+    dingo::AuthConfig auth;
+    auth.jwt_public_keys = {ec_file};
+    auth.jwt_hmac_secret_file = secret_file;
+    keys = dingo::loadJwtKeys(auth);
   }
-  ~Keys() { ::unlink(secret_file.c_str()); }
+  ~Keys() {
+    ::unlink(secret_file.c_str());
+    ::unlink(ec_file.c_str());
+  }
+  static std::string write(std::string path, const std::string& text) {
+    int fd = ::mkstemp(path.data());
+    FUZZ_CHECK(fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    ::close(fd);
+    return path;
+  }
 };
 
 const Keys& keys() {
