@@ -22,7 +22,16 @@ packages=(
   lintian systemd man-db
   # tools the README tour and the runbook use
   jq netcat-openbsd
+  # the browser tests (tests/browser): Debian's Chromium, driven by npm's playwright-core
+  chromium
+  # bench/run.py draws its figures
+  python3-matplotlib
 )
+# Node and npm for the browser tests: Debian's, unless a node with npm is there already
+# (a NodeSource nodejs ships its own npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 if [ "${1:-}" = "--bench" ]; then
   packages+=(wrk nginx-light)
 fi
@@ -31,12 +40,21 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The browser tests' npm packages, exactly as the lockfile pins them; again only when
+# the lockfile changed since the last install.
+browser=$(cd "$(dirname "$0")/../tests/browser" && pwd)
+stamp=$browser/node_modules/.dingo-lock
+if ! cmp -s "$browser/package-lock.json" "$stamp" 2>/dev/null; then
+  echo "install-deps: npm ci in tests/browser"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$browser/package-lock.json" "$stamp"
+fi
