@@ -10,7 +10,7 @@ packages=(
   clang-14 libclang-rt-14-dev
   # libraries
   libboost1.74-dev libboost-filesystem1.74-dev libssl-dev libsqlite3-dev
-  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev libjwt-dev
+  libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsimdjson-dev libgtest-dev libc-ares-dev libjwt-dev libhiredis-dev
   # tools the tests drive
   openssl curl python3 python3-websockets python3-jwt python3-cryptography prometheus groff-base
   # the TLS audit (tests/integration/test_tls_audit.py, docs/security.md)
@@ -22,6 +22,8 @@ packages=(
   lintian systemd man-db
   # tools the README tour and the runbook use
   jq netcat-openbsd
+  # the Redis engine's tests run real Redis servers
+  redis-server redis-tools
   # the browser tests (tests/browser): Debian's Chromium, driven by npm's playwright-core
   chromium
   # bench/run.py draws its figures
