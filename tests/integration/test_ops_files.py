@@ -206,6 +206,18 @@ class OpsFilesTest(unittest.TestCase):
         self.assertEqual(len(exprs), 7, exprs)
         self.assertEqual(unknown_metrics(exprs, self.families), [])
 
+    def test_every_alert_points_at_a_runbook_section(self):
+        with open(os.path.join(SOURCE, "docs", "runbook.md")) as f:
+            # GitHub's anchors: lower case, punctuation dropped, spaces to hyphens.
+            anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+                       for h in re.findall(r"^#+ (.+)$", f.read(), re.M)}
+        with open(RULES) as f:
+            text = f.read()
+        links = re.findall(r'runbook: "/usr/share/doc/dingo/runbook\.md#([^"]+)"', text)
+        self.assertEqual(len(links), text.count("- alert:"), "one runbook link per alert")
+        for anchor in links:
+            self.assertIn(anchor, anchors)
+
     def test_a_misspelled_or_suffixed_name_is_caught(self):
         f = dict(self.families, dingo_test_latency_seconds="histogram")
         bad = [("a", 'sum by (worker) (rate(dingo_worker_request_total{instance=~"$instance"}[5m]))'),
