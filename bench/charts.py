@@ -4,8 +4,8 @@ One function per chart; each takes the results its benchmark already computes, i
 form bench/run.py saves them to bench/img/results.json (so `bench/run.py --charts-only`
 redraws every chart from that file), and writes one PNG:
 
-  cpu_per_request(part, path)  (tls, plain, handoff) dingo's and the peer's server CPU
-                               per request, one pair of bars per variant;
+  cpu_per_request(part, path)  (tls, plain, handoff) dingo's server CPU per request as
+                               a multiple of the peer's, one bar per variant;
   fanout_p99(part, path)       (fanout) publish-to-delivery p99 against offered
                                deliveries/s, dingo beside Node.js with ws;
   idle_memory(part, path)      (idle) workers' RSS per idle WebSocket, plain and TLS,
@@ -17,6 +17,8 @@ redraws every chart from that file), and writes one PNG:
 Each `part` is {"command": ..., "date": ..., ...}: the command and date are printed under
 the chart, so a picture always says which run it shows.
 """
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
@@ -28,8 +30,9 @@ POLICY_COLOURS = ("#1f77b4", "#d62728", "#2ca02c")
 
 
 def _footer(fig, part):
-    fig.text(0.01, 0.005, f"{part['date']} · {part['command']}", fontsize=7, color="#555555",
-             ha="left", va="bottom")
+    text = textwrap.fill(f"{part['date']} · {part['command']}", width=int(fig.get_figwidth() * 17),
+                         break_on_hyphens=False)
+    fig.text(0.01, 0.005, text, fontsize=7, color="#555555", ha="left", va="bottom")
 
 
 def _save(fig, path):
@@ -38,25 +41,25 @@ def _save(fig, path):
 
 
 def cpu_per_request(part, path):
+    """Dingo's CPU per request as a multiple of the peer's, one bar per variant, each
+    labelled with both absolute figures (the variants span 10 µs to 1 ms)."""
     rows = part["rows"]
-    labels = [f"{r['bench']}\n{r['variant']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.55 * len(rows)))
-    y = range(len(rows))
-    h = 0.38
-    ax.barh([i - h / 2 for i in y], [r["dingo_cpu_us"] for r in rows], h, label="dingo", color=DINGO)
-    ax.barh([i + h / 2 for i in y], [r["peer_cpu_us"] for r in rows], h, label="peer", color=PEER)
-    for i, r in enumerate(rows):
-        ratio = r["dingo_cpu_us"] / max(r["peer_cpu_us"], 1e-9)
-        ax.text(max(r["dingo_cpu_us"], r["peer_cpu_us"]) * 1.02, i, f"{ratio:.2f}×", va="center", fontsize=8)
-    ax.set_yticks(list(y))
-    ax.set_yticklabels([f"{lab}\n(peer: {r['peer']})" if r["peer"] != "nginx" else lab
-                        for lab, r in zip(labels, rows)], fontsize=7)
+    ratios = [r["dingo_cpu_us"] / max(r["peer_cpu_us"], 1e-9) for r in rows]
+    fig, ax = plt.subplots(figsize=(9.5, 1.2 + 0.5 * len(rows)))
+    y = list(range(len(rows)))
+    ax.barh(y, ratios, 0.6, color=[DINGO if q <= 1 else PEER for q in ratios])
+    ax.axvline(1.0, color="#333333", lw=1)
+    for i, (r, q) in enumerate(zip(rows, ratios)):
+        ax.text(q + 0.02, i, f"{q:.2f}×  ({r['dingo_cpu_us']:.1f} µs against {r['peer_cpu_us']:.1f} µs)",
+                va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['bench']}: {r['variant']}" + ("" if r["peer"] == "nginx" else f"\n(peer: {r['peer']})")
+                        for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("server CPU per request, µs (utime + stime of every server process; lower is better)")
-    ax.set_title("CPU per request: dingo against nginx (median of rounds; ratio dingo / peer)")
-    ax.set_xlim(0, max(max(r["dingo_cpu_us"], r["peer_cpu_us"]) for r in rows) * 1.15)
-    ax.legend(loc="lower right")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    ax.set_xlim(0, max(ratios + [1.0]) * 1.6)
+    ax.set_xlabel("dingo's server CPU per request / the peer's (1.0 = the same; lower is better)")
+    ax.set_title(f"CPU per request, dingo against nginx (median of {part['rounds']} rounds)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _footer(fig, part)
     _save(fig, path)
 
@@ -69,20 +72,26 @@ def fanout_p99(part, path):
     ax.plot(offered, [r["node"]["p99_ms"] for r in rows], "s-", color=PEER, label="Node.js + ws p99 (1 process)")
     ax.plot(offered, [r["dingo"]["p50_ms"] for r in rows], "o:", color=DINGO, alpha=0.6, label="dingo p50")
     ax.plot(offered, [r["node"]["p50_ms"] for r in rows], "s:", color=PEER, alpha=0.6, label="Node.js p50")
+    for r, x in zip(rows, offered):
+        for side, colour in (("dingo", DINGO), ("node", PEER)):
+            if r[side]["missed"]:
+                ax.annotate(f"{r[side]['missed']:,} of {r[side]['expected']:,}\nmissed (all rounds)",
+                            (x, r[side]["p99_ms"]), textcoords="offset points", xytext=(-10, -28),
+                            ha="right", fontsize=7, color=colour)
     ax.set_xlabel(f"offered deliveries/s (publishes/s × {rows[0]['subscribers']:,} subscribers, 100-byte messages)")
     ax.set_ylabel("publish-to-delivery latency, ms")
     ax.set_title("Fan-out: p99 latency against offered rate")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _footer(fig, part)
     _save(fig, path)
 
 
 def idle_memory(part, path):
     rows = part["rows"]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(7, 4))
     x = range(len(rows))
     bars = ax.bar(list(x), [r["kb_per_conn"] for r in rows], 0.5, color=DINGO, label="dingo workers' RSS delta")
     for i, r in enumerate(rows):
@@ -96,8 +105,8 @@ def idle_memory(part, path):
     ax.set_ylabel("KB per idle WebSocket")
     ax.set_title("Memory per idle WebSocket connection")
     ax.set_ylim(0, max(max(r["kb_per_conn"], r["target"]) for r in rows) * 1.25)
-    ax.legend()
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    ax.legend(loc="upper left")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _footer(fig, part)
     _save(fig, path)
 
@@ -128,7 +137,7 @@ def storm_arrivals(part, path):
     axes[-1, 0].set_xlabel("seconds after the restart (attempts per 100 ms bucket, ×10; first 60 s)")
     fig.suptitle(f"Reconnect storm: {series['clients']:,} clients, connection attempts arriving at the gateway "
                  f"(simulated, capacity {series['capacity']:,}/s)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _footer(fig, part)
     _save(fig, path)
 
