@@ -107,8 +107,13 @@ def bench_reconnect(env, trials=20):
     return rows
 
 
-def bench_storm(env):
-    r = subprocess.run([os.path.join(env.BUILD, "bin", "reconnect_sim")], capture_output=True, text=True, timeout=300)
+def bench_storm(env, series_path=None):
+    """The simulation's tables (markdown); with series_path, its per-100 ms time series
+    are written there as JSON too (bench/charts.py draws them)."""
+    args = [os.path.join(env.BUILD, "bin", "reconnect_sim")]
+    if series_path:
+        args += ["--series", series_path]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300, check=True)
     return r.stdout
 
 

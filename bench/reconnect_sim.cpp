@@ -2,6 +2,7 @@
 //
 //   reconnect_sim [--clients N] [--down S] [--capacity C] [--seed X]
 //                 [--overload refuse|timeout] [--connect-timeout S] [--drop-spread MS]
+//                 [--series FILE]
 //
 // N clients (10,000) hold connections to one gateway that restarts at t = 0. Every client
 // sees its connection drop at t = 0 (a restart resets every socket at once, and no hint
@@ -37,8 +38,11 @@
 // the times by which 99% and all clients are connected again; peak-to-mean while up (the
 // same ratio over the whole seconds from the end of the outage to t99: the attempts that
 // reach a listening gateway); and the mean first retry after a drop, what the policy
-// costs one client whose connection drops alone.
+// costs one client whose connection drops alone. With --series, FILE receives the time
+// series behind those figures as JSON (bench/charts.py draws it): per outage and policy,
+// attempts and connections in each 100 ms bucket.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -67,6 +71,7 @@ struct Options {
   Overload overload = Overload::Refuse;
   Ms connect_timeout = 20'000;  // ours, in timeout mode (socket.io and gRPC use their own 20 s)
   Ms drop_spread = dingo::ns::BackoffPolicy{}.dropSpread.count();
+  std::string series_file;  // --series: where the per-100 ms time series go, as JSON
 };
 
 // splitmix64: one small independent stream per client, derived from the run's seed.
@@ -190,6 +195,8 @@ struct Result {
   Ms t99 = 0;
   Ms t100 = 0;
   double lone_mean_ms = 0;  // mean first-retry delay: what a lone drop costs
+  std::vector<int64_t> attempts_100ms;   // attempts in each 100 ms bucket from t = 0
+  std::vector<int64_t> connected_100ms;  // connections completed in each 100 ms bucket
 };
 
 void countIn(std::vector<int64_t>& buckets, size_t index) {
@@ -241,6 +248,9 @@ Result simulate(int policy, const Options& options, double down_s) {
   result.t100 = connected_at.back();
   result.peak_1s = *std::max_element(buckets_1s.begin(), buckets_1s.end());
   result.peak_100ms = *std::max_element(buckets_100ms.begin(), buckets_100ms.end());
+  for (Ms t : connected_at) countIn(result.connected_100ms, static_cast<size_t>(t / 100));
+  result.connected_100ms.resize(buckets_100ms.size(), 0);
+  result.attempts_100ms = std::move(buckets_100ms);
   int64_t until_t99 = std::upper_bound(attempt_times.begin(), attempt_times.end(), result.t99) - attempt_times.begin();
   result.mean_per_s = static_cast<double>(until_t99) / (static_cast<double>(std::max<Ms>(result.t99, 1)) / 1000.0);
 
@@ -257,7 +267,8 @@ Result simulate(int policy, const Options& options, double down_s) {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "reconnect_sim: %s\nusage: reconnect_sim [--clients N] [--down S] [--capacity C] [--seed X]\n"
-               "                     [--overload refuse|timeout] [--connect-timeout S] [--drop-spread MS]\n",
+               "                     [--overload refuse|timeout] [--connect-timeout S] [--drop-spread MS]\n"
+               "                     [--series FILE]\n",
                why);
   std::exit(2);
 }
@@ -283,6 +294,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--seed") options.seed = static_cast<uint64_t>(number("--seed", value, 0, 9e15));
     else if (flag == "--connect-timeout") options.connect_timeout = std::llround(number("--connect-timeout", value, 0, 3600) * 1000);
     else if (flag == "--drop-spread") options.drop_spread = std::llround(number("--drop-spread", value, 0, 3.6e6));
+    else if (flag == "--series") options.series_file = value;
     else if (flag == "--overload") {
       if (std::strcmp(value, "refuse") == 0) options.overload = Overload::Refuse;
       else if (std::strcmp(value, "timeout") == 0) options.overload = Overload::Timeout;
@@ -319,6 +331,12 @@ int main(int argc, char** argv) {
                                            : "fails at the client's connect timeout",
       static_cast<double>(options.connect_timeout) / 1000.0, static_cast<long long>(options.drop_spread));
 
+  std::string series;  // JSON array of {down_s, policy, attempts_100ms, connected_100ms}
+  auto jsonInts = [](const std::vector<int64_t>& v) {
+    std::string out = "[";
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+    return out + "]";
+  };
   for (double down_s : options.down_s) {
     std::printf("## Gateway down %.1f s, capacity %d/s, overload %s\n\n", down_s, options.capacity,
                 options.overload == Overload::Refuse ? "refuse" : "timeout");
@@ -333,8 +351,27 @@ int main(int argc, char** argv) {
                   static_cast<long long>(r.peak_1s), static_cast<long long>(r.peak_100ms * 10), r.mean_per_s,
                   static_cast<double>(r.peak_1s) / r.mean_per_s, static_cast<double>(r.t99) / 1000.0,
                   static_cast<double>(r.t100) / 1000.0, r.up_ratio, r.lone_mean_ms / 1000.0);
+      char head[160];
+      std::snprintf(head, sizeof head, "%s{\"down_s\":%.3f,\"policy\":\"%s\",", series.empty() ? "" : ",\n",
+                    down_s, policyName(policy));
+      series += std::string(head) + "\"attempts_100ms\":" + jsonInts(r.attempts_100ms) +
+                ",\"connected_100ms\":" + jsonInts(r.connected_100ms) + "}";
     }
     std::printf("\n");
+  }
+  if (!options.series_file.empty()) {
+    FILE* f = std::fopen(options.series_file.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "reconnect_sim: cannot write %s: %s\n", options.series_file.c_str(), std::strerror(errno));
+      return 1;
+    }
+    std::fprintf(f, "{\"clients\":%d,\"capacity\":%d,\"seed\":%llu,\"overload\":\"%s\",\"bucket_ms\":100,\"runs\":[\n%s]}\n",
+                 options.clients, options.capacity, static_cast<unsigned long long>(options.seed),
+                 options.overload == Overload::Refuse ? "refuse" : "timeout", series.c_str());
+    if (std::fclose(f) != 0) {
+      std::fprintf(stderr, "reconnect_sim: cannot write %s: %s\n", options.series_file.c_str(), std::strerror(errno));
+      return 1;
+    }
   }
   return 0;
 }

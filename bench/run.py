@@ -4,7 +4,7 @@
   bench/run.py [--build build] [--seconds 5] [--rounds 3]
                [--only tls,plain,handoff,idle,fanout,...,abuse,auth] [--idle-connections 100000]
                [--subscribers 10000] [--trials 20] [--abuse-seconds 10] [--abuse-cases 1,2,...]
-               [--auth-connects 1500] [--auth-storm 2000]
+               [--auth-connects 1500] [--auth-storm 2000] [--charts-dir bench/img] [--charts-only]
 
 Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
@@ -40,6 +40,12 @@ reports the servers' CPU time per request (utime + stime of every server process
 request is the figure a target is judged on, req/s is shown for context. Rates and
 costs are medians of the rounds; error counts are totals over all rounds.
 Everything listens on 127.0.0.1 and stops by itself. Prints a markdown table.
+
+Charts (bench/charts.py, Debian's python3-matplotlib: run with /usr/bin/python3): the
+results behind the main comparisons (tls/plain/handoff CPU per request, fanout, idle,
+storm) are saved to CHARTS_DIR/results.json, with the command and date of the run that
+measured each, and drawn as PNGs beside it. A run replaces only the parts it measured.
+--charts-only measures nothing and redraws every chart from results.json.
 """
 import argparse
 import json
@@ -52,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -321,6 +328,58 @@ def bench_handoff(rows, seconds):
          "peer_name": "dingo-gateway --standalone ×2 (SO_REUSEPORT)"})
 
 
+# ---- charts -------------------------------------------------------------------------
+
+def chart_parts(rows, fanout_rows, idle_rows, storm_series):
+    """The measured results the charts need, keyed as bench/charts.CHARTS, each with the
+    command and date of this run. Only parts this run measured are present."""
+    stamp = {"command": " ".join(["bench/run.py"] + sys.argv[1:]),
+             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    parts = {}
+    if rows:
+        parts["cpu_per_request"] = dict(stamp, rounds=ROUNDS, rows=[
+            {"bench": r[0], "variant": r[1], "peer": r[2], "dingo_rps": r[3], "peer_rps": r[4],
+             "dingo_cpu_us": r[6], "peer_cpu_us": r[7], "dingo_errors": r[9], "peer_errors": r[10]} for r in rows])
+    if fanout_rows:
+        parts["fanout"] = dict(stamp, rounds=ROUNDS, rows=[
+            {"rate": rate, "subscribers": subs, "dingo": d, "node": n, "send_floor_us": floor}
+            for rate, subs, d, n, floor in fanout_rows])
+    if idle_rows:
+        parts["idle"] = dict(stamp, rows=[
+            {"kind": kind, "kb_per_conn": r["kb_per_conn"], "connected": r["connected"], "wanted": r["wanted"],
+             "supervisor_delta_kb": r["supervisor_delta_kb"], "target": target} for kind, r, target in idle_rows])
+    if storm_series:
+        parts["storm"] = dict(stamp, series=storm_series)
+    return parts
+
+
+def save_and_draw(charts_dir, parts):
+    """Merges `parts` into charts_dir/results.json (a part measured now replaces the
+    saved one) and draws every chart the file has data for."""
+    os.makedirs(charts_dir, exist_ok=True)
+    path = os.path.join(charts_dir, "results.json")
+    saved = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+    saved.update(parts)
+    if parts:
+        with open(path + ".tmp", "w") as f:
+            json.dump(saved, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(path + ".tmp", path)
+    try:
+        import charts
+    except ImportError as e:
+        print(f"charts not drawn ({e}): run with Debian's /usr/bin/python3 (python3-matplotlib); "
+              f"{path} keeps the results, `bench/run.py --charts-only` draws them", file=sys.stderr)
+        return
+    for key, (draw, name) in charts.CHARTS.items():
+        if key in saved:
+            draw(saved[key], os.path.join(charts_dir, name))
+            print(f"  chart {os.path.join(charts_dir, name)} ({saved[key]['date']})", file=sys.stderr)
+
+
 def main():
     global BUILD, WORK, CERTS, ROUNDS
     import abuse_bench
@@ -342,7 +401,16 @@ def main():
     ap.add_argument("--abuse-cases", default=",".join(abuse_bench.CASES), help="(abuse) cases to run")
     ap.add_argument("--auth-connects", type=int, default=1500, help="(auth) connections per variant and round")
     ap.add_argument("--auth-storm", type=int, default=2000, help="(auth) clients in the reconnect storm")
+    ap.add_argument("--charts-dir", default=os.path.join(HERE, "img"),
+                    help="where results.json and the PNG charts go")
+    ap.add_argument("--charts-only", action="store_true",
+                    help="measure nothing: redraw the charts from CHARTS_DIR/results.json")
     args = ap.parse_args()
+    if args.charts_only:
+        if not os.path.exists(os.path.join(args.charts_dir, "results.json")):
+            sys.exit(f"run.py: no {os.path.join(args.charts_dir, 'results.json')} to draw from")
+        save_and_draw(args.charts_dir, {})
+        return
     BUILD = os.path.abspath(args.build)
     ROUNDS = args.rounds
     WORK = tempfile.mkdtemp(prefix="dingo-bench-")
@@ -351,6 +419,7 @@ def main():
     rows, idle_rows, fanout_rows = [], [], []
     held_rows, pollcache_rows, roundtrip_rows, ops_rows = [], [], [], {}
     reconnect_rows, storm_text, abuse_rows, auth_result = [], "", [], None
+    storm_series = None
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -367,7 +436,10 @@ def main():
             elif part == "reconnect":
                 reconnect_rows = nsclient_bench.bench_reconnect(env, args.trials)
             elif part == "storm":
-                storm_text = nsclient_bench.bench_storm(env)
+                series_path = os.path.join(WORK, "storm-series.json")
+                storm_text = nsclient_bench.bench_storm(env, series_path)
+                with open(series_path) as f:
+                    storm_series = json.load(f)
             elif part == "abuse":
                 abuse_rows = abuse_bench.bench_abuse(env, args.abuse_seconds, args.abuse_cases.split(","))
             elif part == "auth":
@@ -391,6 +463,7 @@ def main():
     nsclient_bench.print_tables(reconnect_rows, storm_text)
     abuse_bench.print_table(abuse_rows)
     auth_bench.print_tables(auth_result)
+    save_and_draw(args.charts_dir, chart_parts(rows, fanout_rows, idle_rows, storm_series))
 
 
 if __name__ == "__main__":

@@ -3,4 +3,5 @@
 set -euo pipefail
 build=${1:-build}
 shift || true
-exec python3 "$(dirname "$0")/run.py" --build "$build" "$@"
+# Debian's python3: its python3-matplotlib draws the charts (bench/charts.py).
+exec /usr/bin/python3 "$(dirname "$0")/run.py" --build "$build" "$@"

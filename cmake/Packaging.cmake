@@ -2,8 +2,8 @@
 #
 # Components, each its own package:
 #   runtime -> dingo      binaries, man pages, /etc/dingo/dingo.toml (a conffile), systemd
-#                         units, tmpfiles.d, examples, docs; maintainer scripts create the
-#                         dingo user and its directories.
+#                         units, tmpfiles.d, examples, docs, Prometheus rules and a Grafana
+#                         board; maintainer scripts create the dingo user and its directories.
 #   dev     -> dingo-dev  libdingo-nsclient.a, its headers and dingo-nsclient.pc (the
 #                         nsclient/ install rules add them with COMPONENT dev).
 # Included at the end of the top-level CMakeLists.txt, after every install() rule, so the
@@ -28,6 +28,13 @@ install(FILES ${DINGO_PKG_DIR}/systemd/dingo.service ${DINGO_PKG_DIR}/systemd/di
 install(FILES ${DINGO_PKG_DIR}/tmpfiles.d/dingo.conf DESTINATION lib/tmpfiles.d
         COMPONENT runtime)
 install(PROGRAMS ${DINGO_PKG_DIR}/dingo-watchdog-restart DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/dingo
+        COMPONENT runtime)
+
+# Alerting rules and the Grafana board, for the monitoring hosts to load (runbook,
+# "Alerts and the Grafana board").
+install(FILES ${DINGO_PKG_DIR}/prometheus/dingo.rules.yml DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/dingo/prometheus
+        COMPONENT runtime)
+install(FILES ${DINGO_PKG_DIR}/grafana/dingo.json DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/dingo/grafana
         COMPONENT runtime)
 
 # Man pages: every man/NAME.SECTION, gzipped (-n: no time stamp, so builds are

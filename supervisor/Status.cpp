@@ -225,6 +225,15 @@ std::string renderMetrics(const json& status) {
     if (worker_rows[i]->contains("auth_cache_misses"))
       m.sample("worker_auth_cache_misses_total", worker_labels[i], num(*worker_rows[i], "auth_cache_misses"));
 
+  // bus.degraded in the status document: 1 while publishes cannot reach every worker.
+  if (status.contains("bus") && status["bus"].contains("degraded")) {
+    const json& degraded = status["bus"]["degraded"];
+    m.family("bus_degraded", "gauge",
+             "1 while the bus cannot carry publishes between workers (redis engine: Redis unreachable), else 0.");
+    m.sample("bus_degraded", fmt::format("engine=\"{}\"", labelValue(status["bus"].value("engine", ""))),
+             degraded.is_boolean() && degraded.get<bool>() ? 1 : 0);
+  }
+
   if (status.contains("hub")) {
     const json& hub = status["hub"];
     m.family("hub_channels", "gauge", "Channels the hub knows (with subscribers or history).");

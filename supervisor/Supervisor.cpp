@@ -1341,6 +1341,10 @@ class Supervisor {
                   {"authenticated", total_authenticated},
                   {"anonymous", total_anonymous}};
     if (hub_) st["hub"] = hub_->stats();
+    // The bus carries publishes between workers. The local engine's bus is the hub in
+    // this process: degraded only if it is not running. (The Redis engine reports
+    // degraded while Redis cannot be reached.)
+    st["bus"] = {{"engine", config_.bus.engine}, {"degraded", hub_ == nullptr}};
     return st;
   }
 

@@ -127,7 +127,8 @@ class PackagedDocsTest(unittest.TestCase):
             headings = [h.lower() for h in re.findall(r"^## (.+)$", f.read(), re.M)]
         for want in ("deploy", "reload", "upgrade the binary with no downtime", "drain and replace",
                      "investigate a suspect worker", "react to a watchdog alert", "rotate tls",
-                     "fail clients over to the backup domain", "jq", "rotate jwt keys", "disconnect a user"):
+                     "fail clients over to the backup domain", "jq", "rotate jwt keys", "disconnect a user",
+                     "alerts and the grafana board"):
             self.assertTrue(any(want in h for h in headings), f"runbook lacks a '{want}' procedure")
 
     def test_runbook_examples_exist(self):

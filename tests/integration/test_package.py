@@ -149,7 +149,8 @@ class PackageTest(unittest.TestCase):
             self.assertIn(f"/usr/share/man/man{name[-1]}/{name}.gz", paths)
         for p in (CONF, "/usr/lib/tmpfiles.d/dingo.conf", "/usr/libexec/dingo/dingo-watchdog-restart",
                   "/usr/share/doc/dingo/copyright", "/usr/share/doc/dingo/changelog.gz",
-                  "/usr/share/doc/dingo/runbook.md", "/usr/share/doc/dingo/examples/reload.sh"):
+                  "/usr/share/doc/dingo/runbook.md", "/usr/share/doc/dingo/examples/reload.sh",
+                  "/usr/share/dingo/prometheus/dingo.rules.yml", "/usr/share/dingo/grafana/dingo.json"):
             self.assertIn(p, paths)
         self.assertFalse([p for p in paths if p.startswith("/usr/local")])
         if os.path.exists(os.path.join(BIN, "dingo-nsclient")):

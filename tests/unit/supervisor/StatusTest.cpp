@@ -116,6 +116,23 @@ TEST(Metrics, ADrainingWorkerAndItsSuccessorAreDistinctSeries) {
   EXPECT_NE(text.find("dingo_workers{state=\"draining\"} 1\n"), std::string::npos) << text;
 }
 
+TEST(Metrics, BusDegradedFollowsTheStatusDocument) {
+  json st = sampleStatus();
+  std::string text = renderMetrics(st);
+  EXPECT_EQ(text.find("dingo_bus_degraded"), std::string::npos) << "no bus in the status, no series: " << text;
+
+  st["bus"] = {{"engine", "local"}, {"degraded", false}};
+  text = renderMetrics(st);
+  EXPECT_NE(text.find("# TYPE dingo_bus_degraded gauge\ndingo_bus_degraded{engine=\"local\"} 0\n"),
+            std::string::npos)
+      << text;
+
+  st["bus"] = {{"engine", "redis"}, {"degraded", true}};
+  text = renderMetrics(st);
+  EXPECT_NE(text.find("dingo_bus_degraded{engine=\"redis\"} 1\n"), std::string::npos) << text;
+  EXPECT_TRUE(scrape(text).empty_families.empty()) << text;
+}
+
 TEST(StatusTable, ShowsEveryWorker) {
   std::string table = renderStatusTable(sampleStatus());
   EXPECT_NE(table.find("supervisor  pid 100  version 0.1.0  uptime 1m02s  generation 1  dispatch ip-hash"),
