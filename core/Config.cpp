@@ -340,8 +340,22 @@ Config parseConfig(const std::string& text, const std::string& path) {
     for (const auto& a : cfg.bus.redis) checkAddress(r, "redis", a, false, r.find("redis"));
     if (cfg.bus.engine != "local" && cfg.bus.engine != "redis")
       r.fail("engine", t->get("engine"), fmt::format("expected local or redis, got '{}'", cfg.bus.engine));
-    if (cfg.bus.engine == "redis")
-      r.fail("engine", t->get("engine"), "the redis engine is not available in this version; use local");
+    r.str("prefix", cfg.bus.prefix);
+    r.str("user", cfg.bus.user);
+    r.str("password_file", cfg.bus.password_file);
+    r.duration("connect_timeout", cfg.bus.connect_timeout);
+    r.duration("reply_timeout", cfg.bus.reply_timeout);
+    if (cfg.bus.prefix.empty() || cfg.bus.prefix.find_first_of("{} ") != std::string::npos)
+      r.fail("prefix", t->get("prefix"), "must be non-empty, without braces or spaces (keys are PREFIX:{CHANNEL}:...)");
+    if (t->get("redis_cluster"))
+      r.fail("redis_cluster", t->get("redis_cluster"), "Redis Cluster is not available in this version; use redis");
+    if (cfg.bus.engine == "redis" && cfg.bus.redis.size() != 1)
+      r.fail("redis", t->get("redis"),
+             "the redis engine takes one address in this version (sharding over several is to come)");
+    cfg.bus.password_file = resolvePath(cfg.dir, cfg.bus.password_file);
+    if (!cfg.bus.password_file.empty() && ::access(cfg.bus.password_file.c_str(), R_OK) != 0)
+      r.fail("password_file", t->get("password_file"),
+             fmt::format("cannot read '{}': {}", cfg.bus.password_file, errnoText(errno)));
     r.rejectUnknown();
   }
 

@@ -104,8 +104,13 @@ struct WatchdogConfig {
 };
 
 struct BusConfig {
-  std::string engine = "local";
+  std::string engine = "local";    // local | redis
   std::vector<std::string> redis;  // numeric HOST:PORT of each Redis (the redis engine)
+  std::string prefix = "dingo";    // of every key and pub/sub channel in Redis
+  std::string user;                // ACL user for AUTH
+  std::string password_file;       // AUTH password (its first line); empty: no AUTH
+  Duration connect_timeout = std::chrono::seconds(2);
+  Duration reply_timeout = std::chrono::seconds(2);  // a Redis reply later than this: reconnect
 };
 
 // GET /v1/nodes: the endpoints nsclient stores as its fallback list.

@@ -6,6 +6,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/Config.h"
+#include "supervisor/HubService.h"
 
 namespace boost::asio {
 class io_context;
@@ -13,17 +14,15 @@ class io_context;
 
 namespace dingo {
 
-class HubServer {
+class HubServer final : public HubService {
  public:
   HubServer(boost::asio::io_context& io, const HistoryConfig& history);
-  ~HubServer();
+  ~HubServer() override;
 
-  // Serves a worker on our end `fd` of its socketpair (taken over). Returns the link id.
-  uint32_t attach(int fd, int worker_slot);
-  // The worker is gone: forget its subscribers and close the link.
-  void detach(uint32_t link);
+  uint32_t attach(int fd, int worker_slot) override;
+  void detach(uint32_t link) override;
   // {"channels":N,"published":N,"history_messages":N,"history_bytes":N,"links":N,"link_overflows":N}
-  nlohmann::json stats() const;
+  nlohmann::json stats() const override;
 
  private:
   struct Impl;

@@ -33,6 +33,7 @@
 #include "supervisor/AdminServer.h"
 #include "supervisor/Dispatcher.h"
 #include "supervisor/HubServer.h"
+#include "supervisor/RedisHubServer.h"
 #include "supervisor/Spawn.h"
 #include "supervisor/ControlRequest.h"
 #include "supervisor/Status.h"
@@ -172,7 +173,8 @@ class Supervisor {
 
     ticket_keys_.rotate(generateTicketKey());
     scheduleTicketRotation();
-    hub_ = std::make_unique<HubServer>(io_, config_.history);
+    if (config_.bus.engine == "redis") hub_ = std::make_unique<RedisHubServer>(io_, config_.bus, config_.history);
+    else hub_ = std::make_unique<HubServer>(io_, config_.history);
     setupSignals();
     awaitOrphans();
     for (auto& l : listeners_) armAccept(l);
@@ -1344,7 +1346,7 @@ class Supervisor {
     // The bus carries publishes between workers. The local engine's bus is the hub in
     // this process: degraded only if it is not running. (The Redis engine reports
     // degraded while Redis cannot be reached.)
-    st["bus"] = {{"engine", config_.bus.engine}, {"degraded", hub_ == nullptr}};
+    st["bus"] = {{"engine", config_.bus.engine}, {"degraded", hub_ == nullptr || hub_->degraded()}};
     return st;
   }
 
@@ -1717,7 +1719,7 @@ class Supervisor {
   asio::steady_timer stop_timer_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> control_;
   std::unique_ptr<AdminServer> admin_;
-  std::unique_ptr<HubServer> hub_;
+  std::unique_ptr<HubService> hub_;  // the bus engine's hub: HubServer (local) or RedisHubServer
   std::list<std::unique_ptr<Worker>> retired_;  // replaced workers, draining out
   static constexpr int kLingeringGenerations = 2;
   bool reloading_ = false;

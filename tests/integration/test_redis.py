@@ -1,0 +1,179 @@
+"""The Redis engine ([bus] engine = "redis"): two supervisors on one real redis-server act
+as one service. Publishes on either reach subscribers on both, positions are the same
+everywhere, a client resumes on the other supervisor, Redis going away answers 503 and
+comes back without a silent gap, and a pub/sub connection killed from Redis is repaired
+without the clients noticing. (Separate network namespaces, Redis Cluster and the node
+registry are to come: docs/architecture.md.)"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import Supervisor, free_port, http_get, wait_for
+from wsclient import WsClient
+
+
+class RedisServer:
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="dingo-redis-")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.cli("PING") == "PONG", 10, what="redis-server up")
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10)
+        return r.stdout.strip()
+
+    def kill(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def rest(port, method, path, body=None):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Connection": "close"})
+        r = conn.getresponse()
+        raw = r.read()
+        return r.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+class RedisEngineTest(unittest.TestCase):
+    def setUp(self):
+        self.redis = RedisServer()
+        bus = f'\n[bus]\nengine = "redis"\nredis = ["127.0.0.1:{self.redis.port}"]\nreply_timeout = "1s"\n'
+        self.a = Supervisor(workers=2, tls=False, extra=bus)
+        self.b = Supervisor(workers=2, tls=False, extra=bus)
+        self.a.start()
+        self.b.start()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            try:
+                c.sock.close()
+            except Exception:
+                pass
+        self.a.cleanup()
+        self.b.cleanup()
+        self.redis.cleanup()
+
+    def ws(self, sup):
+        c = WsClient(sup.http_port)
+        self.clients.append(c)
+        return c
+
+    def publish(self, sup, channel, data):
+        status, body = rest(sup.http_port, "POST", "/v1/publish" + channel, data)
+        self.assertEqual(status, 200, body)
+        return body["position"]
+
+    def test_a_publish_on_one_supervisor_reaches_subscribers_on_the_other(self):
+        sub = self.ws(self.b)
+        r = sub.command("subscribe", channel="/rooms/1")
+        self.assertTrue(r["ok"], r)
+        positions = [self.publish(self.a, "/rooms/1", {"n": i}) for i in range(1, 4)]
+        got = [sub.next_message() for _ in range(3)]
+        self.assertEqual([m["position"] for m in got], positions)
+        self.assertEqual([m["data"]["n"] for m in got], [1, 2, 3])
+        # The same position everywhere, from Redis.
+        self.assertEqual(positions[0].split(".")[0], positions[2].split(".")[0])
+        self.assertEqual([p.split(".")[1] for p in positions], ["1", "2", "3"])
+        status, info = rest(self.b.http_port, "GET", "/v1/channels/rooms/1")
+        self.assertEqual(info["position"], positions[-1])
+        # SSE and poll on B see A's publishes too.
+        status, first = rest(self.b.http_port, "GET", "/v1/poll?channel=/rooms/1")
+        self.assertEqual(status, 200)
+        p4 = self.publish(self.a, "/rooms/1", {"n": 4})
+        status, polled = rest(self.b.http_port, "GET", f"/v1/poll?channel=/rooms/1&cursor={first['cursor']}")
+        self.assertEqual([m["position"] for m in polled["messages"]], [p4])
+
+    def test_a_client_moves_to_the_other_supervisor_and_loses_nothing(self):
+        sub = self.ws(self.a)
+        sub.command("subscribe", channel="/move")
+        for i in range(1, 4):
+            self.publish(self.a, "/move", {"n": i})
+        last = [sub.next_message() for _ in range(3)][-1]["position"]
+        sub.close()
+        missed = [self.publish(self.b, "/move", {"n": i}) for i in range(4, 7)]
+        other = self.ws(self.b)
+        r = other.command("subscribe", channel="/move", since=last)
+        self.assertTrue(r["recovered"], r)
+        self.assertEqual([m["position"] for m in r["messages"]], missed)
+        after = self.publish(self.a, "/move", {"n": 7})
+        self.assertEqual(other.next_message()["position"], after)
+
+    def test_redis_away_answers_503_and_a_redis_that_lost_its_data_changes_the_epoch(self):
+        sub = self.ws(self.b)
+        sub.command("subscribe", channel="/r")
+        before = self.publish(self.a, "/r", {"n": 1})
+        self.assertEqual(sub.next_message()["position"], before)
+        self.redis.kill()
+        status, body = rest(self.a.http_port, "POST", "/v1/publish/r", {"n": 2})
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "unavailable")
+        wait_for(lambda: self.a.status()["bus"]["degraded"], 10, what="status saying degraded")
+        self.assertTrue(sub.command("ping")["ok"])  # connections stay open
+        self.redis.start()  # empty: it lost everything
+        wait_for(lambda: not self.a.status()["bus"]["degraded"] and not self.b.status()["bus"]["degraded"], 15,
+                 what="both supervisors back on Redis")
+        after = wait_for(lambda: (lambda r: r[1]["position"] if r[0] == 200 else None)(
+            rest(self.a.http_port, "POST", "/v1/publish/r", {"n": 3})), 10, what="publishes working again")
+        self.assertNotEqual(after.split(".")[0], before.split(".")[0])  # a new epoch
+        self.assertEqual(after.split(".")[1], "1")
+        self.assertEqual(sub.next_message(timeout=10)["position"], after)  # subscribed again
+        late = self.ws(self.a)
+        r = late.command("subscribe", channel="/r", since=before)
+        self.assertFalse(r["recovered"])
+
+    def test_a_pubsub_connection_killed_by_redis_is_repaired_without_a_gap(self):
+        sub = self.ws(self.b)
+        sub.command("subscribe", channel="/k")
+        positions = [self.publish(self.a, "/k", {"n": 1})]
+        self.assertEqual(sub.next_message()["position"], positions[0])
+        killed = self.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
+        self.assertEqual(int(killed), 1)  # B's: A has no subscriber, so no pub/sub connection in use
+        positions += [self.publish(self.a, "/k", {"n": i}) for i in range(2, 6)]
+        got = [sub.next_message(timeout=10)["position"] for _ in range(4)]
+        self.assertEqual(got, positions[1:])  # in order, none twice, none lost
+        self.publish(self.a, "/k", {"n": 6})
+        self.assertEqual(sub.next_message()["data"]["n"], 6)
+        with self.assertRaises(Exception):
+            sub.next_message(timeout=0.5)  # and nothing more: no duplicate
+
+    def test_a_supervisor_killed_does_not_stop_delivery_on_the_other(self):
+        sub = self.ws(self.b)
+        sub.command("subscribe", channel="/survive")
+        pids = list(self.a.worker_pids().values())
+        os.kill(self.a.proc.pid, signal.SIGKILL)
+        self.a.proc.wait()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        self.a.proc = None
+        self.a.log_file.close()
+        p = self.publish(self.b, "/survive", {"n": 1})
+        self.assertEqual(sub.next_message()["position"], p)
+
+
+if __name__ == "__main__":
+    unittest.main()
