@@ -40,6 +40,7 @@ struct GatewayCounters {
   uint64_t ws_protocol_errors = 0;   // closed with 1002, 1003, 1007 or 1009
   uint64_t published = 0;            // publishes this worker made (REST and WebSocket)
   uint64_t delivered = 0;            // messages pushed to subscribers
+  uint64_t gaps = 0;                 // subscriptions that met a message that did not follow (resumed)
   uint64_t recovered = 0;            // subscribes with `since` that got what they missed
   uint64_t not_recovered = 0;        // ... that got recovered: false
   uint64_t slow_consumers = 0;       // closed because their send queue overflowed

@@ -438,7 +438,7 @@ class Gateway {
                         {"reattached", reattachments_},
                         {"ws_connections", c.ws_connections}, {"ws_upgrades", c.ws_upgrades},
                         {"ws_commands", c.ws_commands},       {"ws_protocol_errors", c.ws_protocol_errors},
-                        {"published", c.published},           {"delivered", c.delivered},
+                        {"published", c.published},           {"delivered", c.delivered}, {"gaps", c.gaps},
                         {"recovered", c.recovered},           {"not_recovered", c.not_recovered},
                         {"slow_consumers", c.slow_consumers}, {"rate_limited", c.rate_limited},
                         {"resets", c.resets},                 {"peer_limited", c.peer_limited},

@@ -54,6 +54,15 @@ void PollEntry::wake() {
   for (auto& [token, fn] : waiters) fn();
 }
 
+// Like an overflowing log: the next poll rebuilds the entry from the cursor's positions.
+void PollEntry::onGap(std::string_view) {
+  broken_ = true;
+  cache_.subBytes(bytes_);
+  bytes_ = 0;
+  log_.clear();
+  wake();
+}
+
 void PollEntry::push(const Delivery& d) {
   if (broken_ || retired_) return;
   for (size_t i = 0; i < channels_.size(); ++i) {
@@ -126,7 +135,7 @@ void PollEntry::startSubscribe(size_t index, const std::optional<Position>& sinc
       // Added now, in the result's callback: the messages in the result and the live
       // ones that follow meet without a gap (see Broker.h).
       Channel& ch = e->channels_[index];
-      ch.sub = ctx->channels->add(name, e.get());
+      ch.sub = ctx->channels->add(name, e.get(), c->position);
       if (with_since && !c->recovered) {
         e->recovered_ = false;
         ++ctx->counters.not_recovered;

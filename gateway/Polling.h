@@ -47,6 +47,7 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
   ~PollEntry() override;
 
   void push(const Delivery& d) override;
+  void onGap(std::string_view channel) override;
 
   uint64_t session() const { return session_; }
   std::vector<Channel>& channels() { return channels_; }

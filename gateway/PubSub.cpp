@@ -21,7 +21,7 @@ ChannelTable::~ChannelTable() {
     for (Subscription* s : ch->subs) delete s;
 }
 
-Subscription* ChannelTable::add(std::string_view channel, Subscriber* s) {
+Subscription* ChannelTable::add(std::string_view channel, Subscriber* s, const Position& from) {
   auto it = channels_.find(channel);
   if (it == channels_.end()) {
     auto ch = std::make_unique<LocalChannel>();
@@ -29,7 +29,7 @@ Subscription* ChannelTable::add(std::string_view channel, Subscriber* s) {
     it = channels_.emplace(ch->name, std::move(ch)).first;
   }
   LocalChannel* ch = it->second.get();
-  auto* sub = new Subscription{ch, s, static_cast<uint32_t>(ch->subs.size())};
+  auto* sub = new Subscription{ch, s, static_cast<uint32_t>(ch->subs.size()), from};
   ch->subs.push_back(sub);
   return sub;
 }
@@ -67,9 +67,36 @@ void ChannelTable::onMessage(std::string_view channel, const Position& position,
   frame->append(message_, 1);
   SharedFrame shared = std::move(frame);
   Delivery d{channel, position, data, message_, shared};
-  const auto& subs = it->second->subs;
-  ctx_.counters.delivered += subs.size();
-  for (Subscription* s : subs) s->owner->push(d);
+  // A copy: a subscriber told of a gap may leave the channel at once.
+  std::vector<Subscription*> subs = it->second->subs;
+  for (Subscription* s : subs) {
+    if (s->broken) continue;
+    switch (continuity(s->last, position)) {
+      case Continuity::Next:
+        s->last = position;
+        ++ctx_.counters.delivered;
+        s->owner->push(d);
+        break;
+      case Continuity::Seen:
+        break;
+      case Continuity::Gap:
+        s->broken = true;
+        ++ctx_.counters.gaps;
+        s->owner->onGap(channel);
+        break;
+    }
+  }
+}
+
+ChannelTable::Continuity ChannelTable::continuity(const Position& last, const Position& next) {
+  if (next.epoch == last.epoch) {
+    if (next.seq <= last.seq) return Continuity::Seen;
+    return next.seq == last.seq + 1 ? Continuity::Next : Continuity::Gap;
+  }
+  // A channel that did not exist (an absent position, 'z'...) and was born since: its
+  // first message follows.
+  bool absent = !last.epoch.empty() && last.epoch[0] == 'z' && last.seq == 0;
+  return absent && next.seq == 1 ? Continuity::Next : Continuity::Gap;
 }
 
 void ChannelTable::onBrokerLost(std::string_view) {

@@ -30,6 +30,11 @@ class Subscriber {
  public:
   virtual ~Subscriber() = default;
   virtual void push(const Delivery& d) = 0;
+  // A message of `channel` did not follow the last one this subscriber got (a message
+  // lost between hosts, a bus that lost its history and numbers anew). Nothing more of
+  // the channel reaches it; it must make its client resume from the position it has
+  // (exactly, or with recovered:false): the existing reconnect path.
+  virtual void onGap(std::string_view channel) = 0;
 };
 
 struct LocalChannel;
@@ -38,6 +43,8 @@ struct Subscription {
   LocalChannel* channel = nullptr;
   Subscriber* owner = nullptr;
   uint32_t index = 0;  // in channel->subs, for O(1) removal
+  Position last;       // the last message it got (from its catch-up, then live)
+  bool broken = false; // a gap: it takes no more messages
 };
 
 struct LocalChannel {
@@ -54,9 +61,11 @@ class ChannelTable final : public BrokerSink {
   explicit ChannelTable(GatewayContext& ctx) : ctx_(ctx) {}
   ~ChannelTable() override;
 
-  // Starts delivering `channel` to `s`: call it from the broker's subscribe result,
-  // which is what keeps the seam between recovered and live messages exact.
-  Subscription* add(std::string_view channel, Subscriber* s);
+  // Starts delivering `channel` to `s` after `from` (the subscribe result's position):
+  // call it from the broker's subscribe result, which is what keeps the seam between
+  // recovered and live messages exact. Each subscription then gets each message once,
+  // in order: one it had already is skipped, one that does not follow is a gap.
+  Subscription* add(std::string_view channel, Subscriber* s, const Position& from);
   // Stops, and tells the broker (if it is still there).
   void remove(Subscription* sub);
   size_t channels() const { return channels_.size(); }
@@ -66,6 +75,9 @@ class ChannelTable final : public BrokerSink {
   // without telling a broker, and take no messages from the next broker (a re-attached
   // worker's new hub), whose subscriptions start afresh.
   void onBrokerLost(std::string_view why) override;
+
+  enum class Continuity { Next, Seen, Gap };
+  static Continuity continuity(const Position& last, const Position& next);
 
  private:
   struct Hash {

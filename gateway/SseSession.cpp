@@ -146,6 +146,9 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     }
   }
 
+  // The client comes back with its Last-Event-ID: exact, or told recovered:false.
+  void onGap(std::string_view) override { endWithReconnect(); }
+
   void onOutputFailed(bool) override { stop(); }
   void onWriteDeadline() override { updateDeadline(); }
 
@@ -170,7 +173,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
       return;
     }
     const std::string& name = cursor_.positions[i].first;
-    subs_[i] = ctx_.channels->add(name, this);
+    subs_[i] = ctx_.channels->add(name, this, c->position);
     bool with_since = from_[i].has_value();
     if (with_since && !c->recovered) {
       recovered_ = false;

@@ -139,6 +139,10 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
 
   // ---- Subscriber ---------------------------------------------------------------------
 
+  // The client resumes every channel from the positions it has: exact, or told
+  // recovered:false.
+  void onGap(std::string_view) override { sendReconnect(); }
+
   void push(const Delivery& d) override {
     if (close_sent_) return;  // nothing follows our close frame
     enqueue(d.ws_frame);
@@ -345,7 +349,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
       return;
     }
     if (wanted && !close_sent_ && !stopped_) {
-      subs_.push_back(ctx_.channels->add(channel, this));
+      subs_.push_back(ctx_.channels->add(channel, this, c->position));
     } else if (ctx_.broker) {
       ctx_.broker->unsubscribe(channel);  // unsubscribed (or closing) meanwhile
     }

@@ -240,14 +240,18 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
           answer.recovered = true;
           answer.messages.clear();
         }
+        // What came live while the history was read, past the answer, is part of the
+        // answer: the worker may have had those messages already for other subscribers,
+        // and the new one's first live message must follow its answer (gateway/PubSub.h).
+        for (const auto& h : ch.held) {
+          if (h.position.epoch != answer.position.epoch || h.position.seq != answer.position.seq + 1) continue;
+          answer.messages.push_back({h.position.seq, std::make_shared<const std::string>(h.data), 0});
+          answer.position.seq = h.position.seq;
+        }
         ++ch.links[w.link];
         std::string out;
         hubwire::encodeCatchup(out, w.request, answer);
         self->send(w.link, std::move(out));
-        // What came live while the history was read, past what the answer holds.
-        for (const auto& h : ch.held)
-          if (h.position.epoch == answer.position.epoch && h.position.seq > answer.position.seq)
-            self->deliverTo({w.link}, name, h.position, h.data);
         if (!ch.delivered || ch.delivered->epoch != answer.position.epoch || ch.delivered->seq < answer.position.seq)
           if (!ch.repairing && ch.held.empty()) ch.delivered = answer.position;
       }

@@ -137,6 +137,8 @@ std::string renderMetrics(const json& status) {
       {"worker_messages_published_total", "counter", "Messages published through this worker (REST and WebSocket).",
        "published", 1},
       {"worker_messages_delivered_total", "counter", "Messages pushed to subscribers.", "delivered", 1},
+      {"worker_subscription_gaps_total", "counter",
+       "Subscriptions that met a message not following their last one; their clients resumed.", "gaps", 1},
       {"worker_recoveries_total", "counter", "Subscribes with since that got every missed message.", "recovered", 1},
       {"worker_recovery_failures_total", "counter", "Subscribes with since answered recovered: false.",
        "not_recovered", 1},

@@ -1324,7 +1324,7 @@ class Supervisor {
                               "held_polls", "poll_cache_hits", "poll_cache_misses", "poll_sessions",
                               "poll_session_bytes", "poll_evictions", "sse_streams", "sse_total",
                               "rejected", "reattached", "resets", "peer_limited", "stream_limited",
-                              "peers_tracked", "authenticated"})
+                              "peers_tracked", "authenticated", "gaps"})
         j[key] = w.alive() ? w.stats.value(key, json(0)) : json(0);
       uint64_t conns = field<uint64_t>(j, "connections").value_or(0);
       uint64_t authed = std::min(conns, field<uint64_t>(j, "authenticated").value_or(0));

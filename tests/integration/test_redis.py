@@ -14,7 +14,7 @@ import time
 import unittest
 
 from harness import Supervisor, free_port, http_get, wait_for
-from wsclient import WsClient
+from wsclient import Closed, WsClient
 
 
 class RedisServer:
@@ -141,10 +141,18 @@ class RedisEngineTest(unittest.TestCase):
             rest(self.a.http_port, "POST", "/v1/publish/r", {"n": 3})), 10, what="publishes working again")
         self.assertNotEqual(after.split(".")[0], before.split(".")[0])  # a new epoch
         self.assertEqual(after.split(".")[1], "1")
-        self.assertEqual(sub.next_message(timeout=10)["position"], after)  # subscribed again
-        late = self.ws(self.a)
-        r = late.command("subscribe", channel="/r", since=before)
+        # Never a silent jump into the new epoch: the subscriber is told to resume, and
+        # resuming says what was lost.
+        event = sub.next_message(timeout=10)
+        self.assertEqual(event["event"], "reconnect", event)
+        with self.assertRaises(Closed) as closed:
+            sub.next_message(timeout=10)
+        self.assertEqual(closed.exception.code, 1012)
+        again = self.ws(self.b)
+        r = again.command("subscribe", channel="/r", since=before)
         self.assertFalse(r["recovered"])
+        self.assertEqual(r["position"], after)
+        wait_for(lambda: sum(w["gaps"] for w in self.b.status()["workers"]) >= 1, 5, what="the gap counted")
 
     def test_a_pubsub_connection_killed_by_redis_is_repaired_without_a_gap(self):
         sub = self.ws(self.b)
@@ -160,6 +168,22 @@ class RedisEngineTest(unittest.TestCase):
         self.assertEqual(sub.next_message()["data"]["n"], 6)
         with self.assertRaises(Exception):
             sub.next_message(timeout=0.5)  # and nothing more: no duplicate
+
+    def test_a_message_that_does_not_follow_makes_its_subscribers_resume_exactly(self):
+        sub = self.ws(self.b)
+        sub.command("subscribe", channel="/g")
+        p1 = self.publish(self.a, "/g", {"n": 1})
+        self.assertEqual(sub.next_message()["position"], p1)
+        # A message from nowhere, as if SEQ 2..4 had been lost between hosts.
+        epoch = p1.split(".")[0]
+        self.redis.cli("PUBLISH", "dingo:{/g}", f"{epoch}.5 " + '{"forged":true}')
+        event = sub.next_message(timeout=10)
+        self.assertEqual(event["event"], "reconnect", event)  # not the forged message
+        again = self.ws(self.b)
+        r = again.command("subscribe", channel="/g", since=p1)
+        self.assertTrue(r["recovered"])  # history has everything: nothing was lost really
+        self.assertEqual(r["messages"], [])
+        self.assertEqual(r["position"], p1)
 
     def test_a_supervisor_killed_does_not_stop_delivery_on_the_other(self):
         sub = self.ws(self.b)
