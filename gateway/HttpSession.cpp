@@ -23,6 +23,7 @@
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
 #include "gateway/SseSession.h"
+#include "gateway/StaticFiles.h"
 #include "gateway/Transport.h"
 #include "gateway/UserRegistry.h"
 #include "gateway/WsSession.h"
@@ -57,6 +58,7 @@ struct Reply {
 std::string_view reason(int status) {
   switch (status) {
     case 200: return "OK";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -78,9 +80,11 @@ void serialize(const Reply& r, bool keep_alive, bool head_only, std::string& out
   out.clear();
   // nosniff: a browser takes a JSON answer (which may echo the request's path) for
   // nothing else, such as HTML.
-  fmt::format_to(std::back_inserter(out),
-                 "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n",
-                 r.status, reason(r.status), r.content_type, r.body.size());
+  fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n", r.status, reason(r.status),
+                 r.content_type);
+  // A 304's Content-Length would have to be the full body's (RFC 9110 8.6): leave it out.
+  if (r.status != 304) fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", r.body.size());
+  out += "X-Content-Type-Options: nosniff\r\n";
   if (!keep_alive) out += "Connection: close\r\n";
   out += r.extra_headers;
   out += "\r\n";
@@ -498,6 +502,10 @@ class HttpSession final : public SessionEntry, public UserSession {
           co_await poll(req, target, reply);
         } else if (path == "/v1/nodes") {
           nodes(req, reply, ctx_.config, localAddress(stream_.socket().native_handle()));
+        } else if (const EmbeddedFile* file = findEmbeddedFile(path)) {
+          StaticAnswer a = answerStatic(*file, req.method() == http::verb::get || req.method() == http::verb::head,
+                                        headerOf(req, http::field::if_none_match));
+          reply = Reply{a.status, a.content_type, std::string(a.body), std::move(a.headers)};
         } else if (path.starts_with("/v1/")) {
           co_await routePubSub(req, target, reply);
         } else {

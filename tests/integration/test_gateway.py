@@ -69,6 +69,34 @@ class StandaloneGatewayTest(unittest.TestCase):
         self.assertEqual(json.loads(r.read())["error"]["code"], "bad_request")
         conn.close()
 
+    def test_browser_client_and_demo_are_served_with_etags(self):
+        source = os.environ.get("DINGO_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
+        for path, file, ctype in (("/v1/client.js", "clients/js/dingo.js", "text/javascript; charset=utf-8"),
+                                  ("/demo/chat.html", "clients/demo/chat.html", "text/html; charset=utf-8")):
+            status, body, headers = http_get(self.gw.port, path)
+            self.assertEqual(status, 200)
+            with open(os.path.join(source, file), "rb") as f:
+                self.assertEqual(body, f.read())  # the file as built in
+            self.assertEqual(headers["Content-Type"], ctype)
+            self.assertEqual(headers["Cache-Control"], "public, max-age=300")
+            etag = headers["ETag"]
+            self.assertRegex(etag, r'^"[0-9a-f]{20}"$')
+            # Revalidation: the same tag (also weak, or in a list) is 304 without a body.
+            for inm in (etag, "W/" + etag, f'"x", {etag}', "*"):
+                conn = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=5)
+                conn.request("GET", path, headers={"If-None-Match": inm})
+                r = conn.getresponse()
+                self.assertEqual((r.status, r.read(), r.getheader("ETag"), r.getheader("Content-Length")),
+                                 (304, b"", etag, None), inm)
+                conn.close()
+            self.assertEqual(http_get(self.gw.port, path, headers={"If-None-Match": '"other"'})[0], 200)
+        conn = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=5)
+        conn.request("POST", "/v1/client.js", body=b"{}")
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.getheader("Allow")), (405, "GET, HEAD"))
+        self.assertEqual(json.loads(r.read())["error"]["code"], "bad_request")
+        conn.close()
+
     def test_pipelined_requests_are_answered_in_order(self):
         with socket.create_connection(("127.0.0.1", self.gw.port), timeout=5) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3 +
