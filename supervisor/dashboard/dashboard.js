@@ -6,6 +6,7 @@
 "use strict";
 
 const WINDOW_S = 300;          // sparklines show the last 5 minutes
+const MIN_SPAN_S = 60;         // and at least a minute wide, while younger
 const GAP_S = 5;               // a longer gap between samples breaks the line
 const POLL_MS = 2000;          // while the stream is refused (503): poll /v1/status
 const STREAM_RETRY_MS = 15000; // and try the stream again this often
@@ -62,8 +63,9 @@ function sparkCell(t, values, label) {
   return td;
 }
 
-// An inline SVG of `values` at times `t` (seconds) over the last WINDOW_S, scaled to
-// its own maximum; a gap longer than GAP_S (a hidden tab, a lost stream) breaks it.
+// An inline SVG of `values` at times `t` (seconds) over the last WINDOW_S (the last
+// MIN_SPAN_S while it has less), scaled to its own maximum; a gap longer than GAP_S (a
+// hidden tab, a lost stream) breaks the line.
 function sparkline(t, values, width, height, label) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
@@ -81,6 +83,7 @@ function sparkline(t, values, width, height, label) {
   svg.appendChild(base);
   if (!t.length) return svg;
   const now = t[t.length - 1];
+  const span = Math.min(WINDOW_S, Math.max(MIN_SPAN_S, now - t[0]));
   const max = Math.max(1e-9, ...values);
   let points = [];
   const flush = () => {
@@ -93,7 +96,7 @@ function sparkline(t, values, width, height, label) {
   };
   for (let i = 0; i < t.length; ++i) {
     if (i > 0 && t[i] - t[i - 1] > GAP_S) flush();
-    const x = width - ((now - t[i]) / WINDOW_S) * width;
+    const x = width - ((now - t[i]) / span) * width;
     const y = height - 1 - (values[i] / max) * (height - 3);
     points.push(`${x.toFixed(1)},${y.toFixed(1)}`);
   }
