@@ -164,7 +164,12 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
       http::request_parser<http::empty_body> parser;
       parser.header_limit(kMaxHeaderBytes);
       stream.expires_after(kReadTimeout);
-      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      // The head first: a request of another method is answered 405 whatever its body
+      // (unread: the connection closes after the answer).
+      co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      bool read_only = parser.get().method() == http::verb::get || parser.get().method() == http::verb::head;
+      if (!ec && read_only && !parser.is_done())
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (isMalformed(ec)) co_await rejectMalformed(stream, ec);
         break;
@@ -184,6 +189,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
         jsonError(res, http::status::method_not_allowed, "method_not_allowed",
                   "the admin listener is read-only: only GET and HEAD");
         res.set(http::field::allow, "GET, HEAD");
+        res.keep_alive(false);
       } else if (path == "/metrics") {
         res.result(http::status::ok);
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
