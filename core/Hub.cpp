@@ -169,6 +169,7 @@ Catchup Hub::subscribe(LinkId link, std::string_view name, const std::optional<P
   auto it = std::find_if(ch.links.begin(), ch.links.end(), [&](const auto& l) { return l.first == link; });
   if (it == ch.links.end()) ch.links.emplace_back(link, 1);
   else ++it->second;
+  ++ch.subscribers;
   Catchup c = catchup(ch, since, std::numeric_limits<size_t>::max());
   if (!since) c.recovered = true;
   return c;
@@ -179,6 +180,7 @@ void Hub::unsubscribe(LinkId link, std::string_view name) {
   if (!ch) return;
   auto it = std::find_if(ch->links.begin(), ch->links.end(), [&](const auto& l) { return l.first == link; });
   if (it == ch->links.end()) return;
+  --ch->subscribers;
   if (--it->second == 0) ch->links.erase(it);
 }
 
@@ -237,13 +239,45 @@ Hub::Info Hub::info(std::string_view name) {
   Channel& ch = *found;
   Info i;
   i.position = {ch.epoch, ch.seq};
-  for (const auto& l : ch.links) i.subscribers += l.second;
+  i.subscribers = ch.subscribers;
   return i;
+}
+
+std::vector<Hub::ChannelCount> Hub::topChannels(size_t n) const {
+  using Entry = std::pair<uint64_t, const std::string*>;
+  // "Ranks before": more subscribers, then the smaller name. The heap's top is the
+  // entry that ranks last among those kept, the first to go when a better one comes.
+  auto ranks_before = [](const Entry& a, const Entry& b) {
+    return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+  };
+  std::vector<Entry> heap;
+  if (n == 0) return {};
+  heap.reserve(n + 1);
+  for (const auto& [name, ch] : channels_) {
+    if (ch.subscribers == 0) continue;
+    Entry e{ch.subscribers, &name};
+    if (heap.size() == n && !ranks_before(e, heap.front())) continue;
+    heap.push_back(e);
+    std::push_heap(heap.begin(), heap.end(), ranks_before);
+    if (heap.size() > n) {
+      std::pop_heap(heap.begin(), heap.end(), ranks_before);
+      heap.pop_back();
+    }
+  }
+  std::sort(heap.begin(), heap.end(), ranks_before);
+  std::vector<ChannelCount> out;
+  out.reserve(heap.size());
+  for (const auto& [subscribers, name] : heap) out.push_back({*name, subscribers});
+  return out;
 }
 
 void Hub::dropLink(LinkId link) {
   for (auto& [name, ch] : channels_)
-    std::erase_if(ch.links, [&](const auto& l) { return l.first == link; });
+    std::erase_if(ch.links, [&](const auto& l) {
+      if (l.first != link) return false;
+      ch.subscribers -= l.second;
+      return true;
+    });
 }
 
 size_t Hub::sweep() {

@@ -82,6 +82,15 @@ class Hub {
     uint64_t subscribers = 0;
   };
   Info info(std::string_view channel);
+  // The `n` channels with the most subscribers over all links, most first (ties by
+  // name); channels with none are left out. One pass over the channels keeping a heap
+  // of n: for a status page once a second, never on the message path.
+  struct ChannelCount {
+    std::string channel;
+    uint64_t subscribers = 0;
+    bool operator==(const ChannelCount&) const = default;
+  };
+  std::vector<ChannelCount> topChannels(size_t n) const;
   // A link is gone: forget all its subscribers.
   void dropLink(LinkId link);
   // Trims history past its TTL and forgets channels with neither subscribers nor
@@ -129,6 +138,7 @@ class Hub {
     History history;
     uint64_t bytes = 0;
     std::vector<std::pair<LinkId, uint32_t>> links;  // subscribers per link
+    uint64_t subscribers = 0;                         // the sum over `links`
     int64_t born_ms = 0;          // when this life of the channel began
     int64_t last_publish_ms = 0;  // 0: never published
   };

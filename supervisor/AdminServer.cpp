@@ -1,10 +1,14 @@
 #include "supervisor/AdminServer.h"
 
+#include <sys/socket.h>
+
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
 
 #include "core/Asio.h"
 #include "core/Log.h"
+#include "supervisor/EmbeddedFile.h"
 
 namespace dingo {
 
@@ -12,20 +16,49 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+namespace {
+
+// The dashboard loads only its own files and talks only to its own origin; nothing
+// inline, nothing framed.
+constexpr const char* kPagePolicy =
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+// The request target without its query.
+std::string_view pathOf(std::string_view target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
 struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   // Small limits: the admin port is for Prometheus and operators, not for bulk traffic.
   static constexpr auto kReadTimeout = std::chrono::seconds(30);
   static constexpr auto kWriteTimeout = std::chrono::seconds(10);
   static constexpr uint32_t kMaxHeaderBytes = 8 * 1024;
   static constexpr size_t kMaxBufferBytes = 16 * 1024;
+  // A status stream sends one event a second (a first one at once); an event it cannot
+  // write within kStreamWriteTimeout cuts it. Its send buffer is kept small so that a
+  // reader that stops reading fills it, and meets the deadline, within seconds rather
+  // than after megabytes.
+  static constexpr auto kStreamInterval = std::chrono::seconds(1);
+  static constexpr auto kStreamWriteTimeout = std::chrono::seconds(5);
+  static constexpr int kStreamSendBuffer = 16 * 1024;
+  // Streams share one status event made at most this often, however many they are.
+  static constexpr auto kEventReuse = std::chrono::milliseconds(500);
+  // Tells EventSource how long to wait before it reconnects after a cut.
+  static constexpr std::string_view kStreamPreamble = "retry: 2000\n\n";
 
-  Impl(asio::io_context& io_, MetricsFn m, HealthFn h)
-      : io(io_), acceptor(io_), metrics(std::move(m)), health(std::move(h)) {}
+  Impl(asio::io_context& io_, Handlers h) : io(io_), acceptor(io_), handlers(std::move(h)) {}
 
   asio::io_context& io;
   tcp::acceptor acceptor;
-  MetricsFn metrics;
-  HealthFn health;
+  Handlers handlers;
+  bool closed = false;  // the server is gone: streams end at their next tick
+  int streams = 0;
+  uint64_t streams_total = 0;
+  uint64_t streams_refused = 0;
+  uint64_t streams_cut = 0;
+  std::shared_ptr<const std::string> event;  // the last status event, shared by all streams
+  std::chrono::steady_clock::time_point event_at;
 
   void accept() {
     acceptor.async_accept([self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
@@ -61,6 +94,65 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
   }
 
+  static void jsonError(http::response<http::string_body>& res, http::status status, std::string_view code,
+                        std::string_view message) {
+    res.result(status);
+    res.set(http::field::content_type, "application/json");
+    res.body() = fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})", code, message);
+  }
+
+  std::shared_ptr<const std::string> currentEvent() {
+    auto now = std::chrono::steady_clock::now();
+    if (!event || now - event_at >= kEventReuse) {
+      // One line of compact JSON: no newline can end the data field early.
+      event = std::make_shared<const std::string>("event: status\ndata: " + handlers.status() + "\n\n");
+      event_at = now;
+    }
+    return event;
+  }
+
+  // GET /v1/status/stream: the status document as an SSE event every kStreamInterval,
+  // until the client goes, is too slow, or the server closes. The body ends with the
+  // connection (no length, no chunks): nothing is read from the client meanwhile.
+  asio::awaitable<void> streamStatus(beast::tcp_stream& stream, bool head) {
+    boost::system::error_code ec;
+    http::response<http::empty_body> res{http::status::ok, 11};
+    res.keep_alive(false);
+    res.set(http::field::content_type, "text/event-stream");
+    res.set(http::field::cache_control, "no-store");
+    res.set("X-Content-Type-Options", "nosniff");
+    http::response_serializer<http::empty_body> sr{res};
+    stream.expires_after(kWriteTimeout);
+    co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || head) co_return;
+
+    ++streams;
+    ++streams_total;
+    struct Leave {
+      Impl& impl;
+      ~Leave() { --impl.streams; }
+    } leave{*this};
+    int sndbuf = kStreamSendBuffer;
+    if (::setsockopt(stream.socket().native_handle(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) != 0)
+      logWarn("admin", "status stream: SO_SNDBUF: {}", errnoText(errno));
+    stream.expires_after(kStreamWriteTimeout);
+    co_await asio::async_write(stream, asio::buffer(kStreamPreamble), asio::redirect_error(asio::use_awaitable, ec));
+    asio::steady_timer tick(io);
+    while (!ec && !closed) {
+      auto ev = currentEvent();
+      stream.expires_after(kStreamWriteTimeout);
+      co_await asio::async_write(stream, asio::buffer(*ev), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      tick.expires_after(kStreamInterval);
+      co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec == beast::error::timeout) {
+      ++streams_cut;
+      logInfo("admin", "status stream cut: its reader took more than {}s to take an event",
+              std::chrono::duration_cast<std::chrono::seconds>(kStreamWriteTimeout).count());
+    }
+  }
+
   // Keep-alive HTTP/1.1 with a deadline on every read and write and small limits:
   // the admin port is for Prometheus and operators, not for bulk traffic.
   asio::awaitable<void> serve(tcp::socket socket) {
@@ -72,38 +164,69 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
       http::request_parser<http::empty_body> parser;
       parser.header_limit(kMaxHeaderBytes);
       stream.expires_after(kReadTimeout);
-      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      // The head first: a request of another method is answered 405 whatever its body
+      // (unread: the connection closes after the answer).
+      co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      bool read_only = parser.get().method() == http::verb::get || parser.get().method() == http::verb::head;
+      if (!ec && read_only && !parser.is_done())
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (isMalformed(ec)) co_await rejectMalformed(stream, ec);
         break;
       }
+      if (closed) break;  // the handlers may be gone
       const auto& req = parser.get();
+      bool head = req.method() == http::verb::head;
+      std::string_view path = pathOf(std::string_view(req.target().data(), req.target().size()));
       http::response<http::string_body> res;
       res.version(11);
       res.keep_alive(req.keep_alive());
-      std::string target(req.target());
-      if (req.method() != http::verb::get && req.method() != http::verb::head) {
-        res.result(http::status::method_not_allowed);
+      res.set("X-Content-Type-Options", "nosniff");
+      const EmbeddedFile* file = nullptr;
+      for (const auto& f : dashboardFiles())
+        if (f.path == path) file = &f;
+      if (req.method() != http::verb::get && !head) {
+        jsonError(res, http::status::method_not_allowed, "method_not_allowed",
+                  "the admin listener is read-only: only GET and HEAD");
         res.set(http::field::allow, "GET, HEAD");
-        res.set(http::field::content_type, "application/json");
-        res.body() = R"({"error":{"code":"bad_request","message":"only GET and HEAD"}})";
-      } else if (target == "/metrics") {
+        res.keep_alive(false);
+      } else if (path == "/metrics") {
         res.result(http::status::ok);
         res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-        res.body() = metrics();
-      } else if (target == "/healthz") {
-        auto [code, body] = health();
+        res.body() = handlers.metrics();
+      } else if (path == "/healthz") {
+        auto [code, body] = handlers.health();
         res.result(static_cast<http::status>(code));
         res.set(http::field::content_type, "application/json");
         if (code == 503) res.set(http::field::retry_after, "1");
         res.body() = std::move(body);
-      } else {
-        res.result(http::status::not_found);
+      } else if (path == "/v1/status") {
+        res.result(http::status::ok);
         res.set(http::field::content_type, "application/json");
-        res.body() = R"({"error":{"code":"not_found","message":"try /metrics or /healthz"}})";
+        res.set(http::field::cache_control, "no-store");
+        res.body() = handlers.status();
+      } else if (path == "/v1/status/stream") {
+        if (streams < kMaxStreams) {
+          co_await streamStatus(stream, head);
+          break;
+        }
+        ++streams_refused;
+        jsonError(res, http::status::service_unavailable, "too_many_streams",
+                  fmt::format("{} status streams are open already", kMaxStreams));
+        res.set(http::field::retry_after, "5");
+      } else if (file) {
+        res.result(http::status::ok);
+        res.set(http::field::content_type, beast::string_view(file->content_type.data(), file->content_type.size()));
+        res.set(http::field::cache_control, "no-cache");
+        res.set("Content-Security-Policy", kPagePolicy);
+        res.set("X-Frame-Options", "DENY");
+        res.set("Referrer-Policy", "no-referrer");
+        res.body() = std::string(file->body);
+      } else {
+        jsonError(res, http::status::not_found, "not_found", "try /, /v1/status, /metrics or /healthz");
       }
       res.prepare_payload();
-      if (req.method() == http::verb::head) res.body().clear();
+      if (head) res.body().clear();
       stream.expires_after(kWriteTimeout);
       co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
       if (ec || !res.keep_alive()) break;
@@ -112,9 +235,8 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-AdminServer::AdminServer(asio::io_context& io, const SockAddr& address, MetricsFn metrics,
-                         HealthFn health)
-    : impl_(std::make_shared<Impl>(io, std::move(metrics), std::move(health))) {
+AdminServer::AdminServer(asio::io_context& io, const SockAddr& address, Handlers handlers)
+    : impl_(std::make_shared<Impl>(io, std::move(handlers))) {
   tcp::endpoint ep;
   ep.resize(address.len);
   std::memcpy(ep.data(), address.addr(), address.len);
@@ -126,13 +248,21 @@ AdminServer::AdminServer(asio::io_context& io, const SockAddr& address, MetricsF
   if (ec)
     throw std::system_error(ec.value(), std::generic_category(),
                             "admin listener " + address.toString());
-  logInfo("admin", "serving /metrics and /healthz on http://{}", address.toString());
+  logInfo("admin", "serving the dashboard, /v1/status, /metrics and /healthz on http://{}", address.toString());
   impl_->accept();
 }
 
 AdminServer::~AdminServer() {
   boost::system::error_code ec;
   impl_->acceptor.close(ec);
+  impl_->closed = true;
+}
+
+nlohmann::json AdminServer::stats() const {
+  return {{"streams", impl_->streams},
+          {"streams_total", impl_->streams_total},
+          {"streams_refused", impl_->streams_refused},
+          {"streams_cut", impl_->streams_cut}};
 }
 
 }  // namespace dingo

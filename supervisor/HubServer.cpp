@@ -156,15 +156,21 @@ void HubServer::detach(uint32_t id) {
   it->second.link->close("worker exited");
 }
 
-nlohmann::json HubServer::stats() const {
+nlohmann::json HubServer::stats(size_t top_channels) const {
   const Hub& h = impl_->hub;
-  return {{"channels", h.channels()},
-          {"published", h.published()},
-          {"history_messages", h.historyMessages()},
-          {"history_bytes", h.historyBytes()},
-          {"links", impl_->links.size()},
-          {"link_overflows", impl_->overflows},
-          {"refused_full", impl_->refused}};
+  nlohmann::json j = {{"channels", h.channels()},
+                      {"published", h.published()},
+                      {"history_messages", h.historyMessages()},
+                      {"history_bytes", h.historyBytes()},
+                      {"links", impl_->links.size()},
+                      {"link_overflows", impl_->overflows},
+                      {"refused_full", impl_->refused}};
+  if (top_channels > 0) {
+    auto& top = j["top_channels"] = nlohmann::json::array();
+    for (const auto& c : h.topChannels(top_channels))
+      top.push_back({{"channel", c.channel}, {"subscribers", c.subscribers}});
+  }
+  return j;
 }
 
 }  // namespace dingo

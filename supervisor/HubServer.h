@@ -1,6 +1,7 @@
 #pragma once
 // The local engine's hub, inside the supervisor: one Hub, one link per worker. Each
 // worker talks to it over a stream socketpair (its fd 4) in the hubwire protocol.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -21,8 +22,11 @@ class HubServer final : public HubService {
 
   uint32_t attach(int fd, int worker_slot) override;
   void detach(uint32_t link) override;
-  // {"channels":N,"published":N,"history_messages":N,"history_bytes":N,"links":N,"link_overflows":N}
-  nlohmann::json stats() const override;
+  // {"channels":N,"published":N,"history_messages":N,"history_bytes":N,"links":N,
+  //  "link_overflows":N,"refused_full":N}, and with top_channels > 0,
+  // "top_channels":[{"channel":NAME,"subscribers":N}, ...] (Hub::topChannels: one pass
+  // over every channel, so only when asked).
+  nlohmann::json stats(size_t top_channels) const override;
 
  private:
   struct Impl;

@@ -444,7 +444,7 @@ void RedisHubServer::detach(uint32_t id) {
 
 bool RedisHubServer::degraded() const { return !impl_->commands.connected() || !impl_->pubsub.connected(); }
 
-nlohmann::json RedisHubServer::stats() const {
+nlohmann::json RedisHubServer::stats(size_t) const {
   const Impl& i = *impl_;
   return {{"engine", "redis"},
           {"redis_connected", i.commands.connected() && i.pubsub.connected()},

@@ -28,7 +28,7 @@ class RedisHubServer final : public HubService {
 
   uint32_t attach(int fd, int worker_slot) override;
   void detach(uint32_t link) override;
-  nlohmann::json stats() const override;
+  nlohmann::json stats(size_t top_channels) const override;
   bool degraded() const override;
 
   struct Impl;

@@ -1273,7 +1273,12 @@ class Supervisor {
 
   // ---- status -----------------------------------------------------------------------
 
-  json status() const {
+  // Channels the status document lists under hub.top_channels.
+  static constexpr size_t kTopChannels = 10;
+
+  // The status document. Metrics leave out what they do not export (the top channels:
+  // a pass over every channel).
+  json status(bool top_channels = true) const {
     auto now = Clock::now();
     json st;
     st["pid"] = ::getpid();
@@ -1342,7 +1347,8 @@ class Supervisor {
                   {"required", config_.auth.required},
                   {"authenticated", total_authenticated},
                   {"anonymous", total_anonymous}};
-    if (hub_) st["hub"] = hub_->stats();
+    if (hub_) st["hub"] = hub_->stats(top_channels ? kTopChannels : 0);
+    if (admin_) st["admin"] = admin_->stats();
     // The bus carries publishes between workers. The local engine's bus is the hub in
     // this process: degraded only if it is not running. (The Redis engine reports
     // degraded while Redis cannot be reached.)
@@ -1366,9 +1372,12 @@ class Supervisor {
   void startAdmin() {
     if (config_.admin.address.empty()) return;
     try {
-      admin_ = std::make_unique<AdminServer>(
-          io_, *parseSockAddr(config_.admin.address), [this] { return renderMetrics(status()); },
-          [this] { return healthz(); });
+      admin_ = std::make_unique<AdminServer>(io_, *parseSockAddr(config_.admin.address),
+                                             AdminServer::Handlers{
+                                                 .metrics = [this] { return renderMetrics(status(false)); },
+                                                 .health = [this] { return healthz(); },
+                                                 .status = [this] { return status().dump(); },
+                                             });
     } catch (const std::exception& e) {
       if (options_.upgrade_from == 0) throw;
       // Upgrading: the old supervisor may still hold the port for a moment.
@@ -1552,7 +1561,7 @@ class Supervisor {
     using Cmd = ControlRequest::Cmd;
     switch (req.cmd) {
       case Cmd::Status: return json{{"ok", true}, {"status", status()}};
-      case Cmd::Metrics: return json{{"ok", true}, {"text", renderMetrics(status())}};
+      case Cmd::Metrics: return json{{"ok", true}, {"text", renderMetrics(status(false))}};
       case Cmd::Adopt: return adopt(req.adopt, conn.socket.native_handle(), conn.pass);
       case Cmd::Stop: {
         Duration drain = req.drain.value_or(config_.supervisor.drain_timeout);

@@ -105,6 +105,48 @@ TEST_F(HubTest, SubscriberCountsPerLink) {
   EXPECT_EQ(hub_->info("/a").subscribers, 0u);
 }
 
+TEST_F(HubTest, TopChannelsAreTheMostSubscribedOverAllLinks) {
+  using CC = Hub::ChannelCount;
+  EXPECT_TRUE(hub_->topChannels(10).empty());
+  // /b: 3 subscribers over two links; /a and /c: 2 each (a tie, by name); /d: 1;
+  // /e: none left; /h: history only.
+  for (int i = 0; i < 2; ++i) hub_->subscribe(1, "/b", std::nullopt);
+  hub_->subscribe(2, "/b", std::nullopt);
+  hub_->subscribe(2, "/c", std::nullopt);
+  hub_->subscribe(1, "/c", std::nullopt);
+  hub_->subscribe(1, "/a", std::nullopt);
+  hub_->subscribe(3, "/a", std::nullopt);
+  hub_->subscribe(1, "/d", std::nullopt);
+  hub_->subscribe(1, "/e", std::nullopt);
+  hub_->unsubscribe(1, "/e");
+  hub_->publish("/h", "x");
+  EXPECT_EQ(hub_->topChannels(10), (std::vector<CC>{{"/b", 3}, {"/a", 2}, {"/c", 2}, {"/d", 1}}));
+  EXPECT_EQ(hub_->topChannels(2), (std::vector<CC>{{"/b", 3}, {"/a", 2}}));
+  EXPECT_TRUE(hub_->topChannels(0).empty());
+  // A link gone takes its subscribers with it: /b keeps 1, /a keeps 1, /c 1 (ties by name).
+  hub_->dropLink(2);
+  hub_->dropLink(3);
+  EXPECT_EQ(hub_->topChannels(3), (std::vector<CC>{{"/b", 2}, {"/a", 1}, {"/c", 1}}));
+  EXPECT_EQ(hub_->info("/b").subscribers, 2u);
+}
+
+TEST_F(HubTest, TopChannelsKeepsTheBestOfMany) {
+  // 1000 channels with i % 97 + 1 subscribers, in hash order: the 5 kept are those with
+  // 97 subscribers (channels 96, 193, ...), by name.
+  for (int i = 0; i < 1000; ++i) {
+    std::string name = "/c" + std::to_string(i);
+    for (int k = 0; k <= i % 97; ++k) hub_->subscribe(static_cast<Hub::LinkId>(k % 3), name, std::nullopt);
+  }
+  auto top = hub_->topChannels(5);
+  std::vector<std::string> names;
+  for (const auto& c : top) {
+    EXPECT_EQ(c.subscribers, 97u) << c.channel;
+    names.push_back(c.channel);
+  }
+  std::vector<std::string> want = {"/c193", "/c290", "/c387", "/c484", "/c581"};
+  EXPECT_EQ(names, want);
+}
+
 TEST_F(HubTest, RecoversExactlyWhatWasMissed) {
   Position start = hub_->subscribe(1, "/a", std::nullopt).position;
   for (int i = 1; i <= 5; ++i) hub_->publish("/a", std::to_string(i));
