@@ -145,6 +145,12 @@ function render(st) {
 
   renderWorkers(st.workers || [], now);
   renderHub(st.hub, st.uptime_s, now);
+  // The bus: the local engine, or Redis and whether it is reachable.
+  const bus = st.bus || {};
+  let busText = bus.engine || "-";
+  if (bus.engine === "redis" && st.hub) busText += `, ${count(st.hub.repaired || 0)} repaired, ${count(st.hub.gaps || 0)} gaps`;
+  setText("hub-bus", bus.degraded ? `${busText}: DEGRADED` : busText);
+  document.getElementById("hub-bus").classList.toggle("bad", !!bus.degraded);
 
   ++updates;
   document.documentElement.dataset.updates = String(updates);

@@ -45,6 +45,7 @@ test("the page is served with a strict policy and renders both workers' pids", a
   }, 5000, "both workers' rows with their pids");
   assert.equal(shown.filter((r) => r.state === "ready").length, 2);
   assert.equal(await page.textContent("#sup-pid"), String(status().pid));
+  assert.equal(await page.textContent("#hub-bus"), "local");  // the engine, not degraded
   await shot("workers");
 });
 
