@@ -272,12 +272,14 @@ std::vector<Hub::ChannelCount> Hub::topChannels(size_t n) const {
 }
 
 void Hub::dropLink(LinkId link) {
-  for (auto& [name, ch] : channels_)
+  for (auto& entry : channels_) {
+    Channel& ch = entry.second;  // a structured binding cannot be captured (clang 14)
     std::erase_if(ch.links, [&](const auto& l) {
       if (l.first != link) return false;
       ch.subscribers -= l.second;
       return true;
     });
+  }
 }
 
 size_t Hub::sweep() {
