@@ -1,5 +1,6 @@
 #include "supervisor/RedisHubServer.h"
 
+#include <algorithm>
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -444,9 +445,20 @@ void RedisHubServer::detach(uint32_t id) {
 
 bool RedisHubServer::degraded() const { return !impl_->commands.connected() || !impl_->pubsub.connected(); }
 
-nlohmann::json RedisHubServer::stats(size_t) const {
+nlohmann::json RedisHubServer::stats(size_t top_channels) const {
   const Impl& i = *impl_;
+  nlohmann::json top = nlohmann::json::array();
+  if (top_channels > 0) {  // this host's subscribers: the channels it holds in Redis
+    std::vector<std::pair<uint64_t, const std::string*>> all;
+    for (const auto& [name, ch] : i.channels) all.emplace_back(i.localSubscribers(name), &name);
+    size_t n = std::min(top_channels, all.size());
+    std::partial_sort(all.begin(), all.begin() + static_cast<ptrdiff_t>(n), all.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+    });
+    for (size_t k = 0; k < n; ++k) top.push_back({{"channel", *all[k].second}, {"subscribers", all[k].first}});
+  }
   return {{"engine", "redis"},
+          {"top_channels", top},
           {"redis_connected", i.commands.connected() && i.pubsub.connected()},
           {"channels", i.channels.size()},
           {"published", i.published},

@@ -1360,11 +1360,15 @@ class Supervisor {
     int ready = 0;
     for (const auto& w : workers_)
       if (w->state == WorkerState::Ready) ++ready;
-    json j = {{"status", ready > 0 && !stopping_ ? "ok" : "unavailable"},
+    bool up = ready > 0 && !stopping_;
+    // A degraded bus (Redis away) still serves its connections and reads: 200, but said.
+    bool degraded = hub_ && hub_->degraded();
+    json j = {{"status", !up ? "unavailable" : degraded ? "degraded" : "ok"},
               {"pid", ::getpid()},
               {"workers_ready", ready},
-              {"workers", worker_count_}};
-    return {ready > 0 && !stopping_ ? 200 : 503, j.dump()};
+              {"workers", worker_count_},
+              {"bus", degraded ? "degraded" : "ok"}};
+    return {up ? 200 : 503, j.dump()};
   }
 
   // ---- control socket ---------------------------------------------------------------

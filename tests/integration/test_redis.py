@@ -101,6 +101,8 @@ class RedisEngineTest(unittest.TestCase):
         self.assertEqual([p.split(".")[1] for p in positions], ["1", "2", "3"])
         status, info = rest(self.b.http_port, "GET", "/v1/channels/rooms/1")
         self.assertEqual(info["position"], positions[-1])
+        status, doc, _ = http_get(self.b.admin_port, "/v1/status")
+        self.assertIn({"channel": "/rooms/1", "subscribers": 1}, json.loads(doc)["hub"]["top_channels"])
         # SSE and poll on B see A's publishes too.
         status, first = rest(self.b.http_port, "GET", "/v1/poll?channel=/rooms/1")
         self.assertEqual(status, 200)
@@ -133,6 +135,10 @@ class RedisEngineTest(unittest.TestCase):
         self.assertEqual(status, 503, body)
         self.assertEqual(body["error"]["code"], "unavailable")
         wait_for(lambda: self.a.status()["bus"]["degraded"], 10, what="status saying degraded")
+        health = json.loads(http_get(self.a.admin_port, "/healthz")[1])
+        self.assertEqual((health["status"], health["bus"]), ("degraded", "degraded"))
+        metrics = http_get(self.a.admin_port, "/metrics")[1].decode()
+        self.assertIn('dingo_bus_degraded{engine="redis"} 1', metrics)
         self.assertTrue(sub.command("ping")["ok"])  # connections stay open
         self.redis.start()  # empty: it lost everything
         wait_for(lambda: not self.a.status()["bus"]["degraded"] and not self.b.status()["bus"]["degraded"], 15,
