@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/Ipc.h"
+#include "core/Json.h"
 #include "core/Tls.h"
 #include "tests/fuzz/FuzzCheck.h"
 
@@ -68,7 +69,9 @@ void readPayload(const dingo::ipc::Message& m) {
     }
     case MsgType::TicketKeys: (void)dingo::TicketKeyRing::parse(m.payload); break;
     case MsgType::Hello:
-    case MsgType::Stats: (void)nlohmann::json::parse(m.payload, nullptr, false); break;
+    case MsgType::Stats:
+    case MsgType::Disconnect:
+    case MsgType::Disconnected: (void)dingo::parseJson(m.payload); break;
   }
 }
 
