@@ -345,6 +345,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.str("password_file", cfg.bus.password_file);
     r.duration("connect_timeout", cfg.bus.connect_timeout);
     r.duration("reply_timeout", cfg.bus.reply_timeout);
+    r.duration("probe_interval", cfg.bus.probe_interval, std::chrono::milliseconds(100));
     if (cfg.bus.prefix.empty() || cfg.bus.prefix.find_first_of("{} ") != std::string::npos)
       r.fail("prefix", t->get("prefix"), "must be non-empty, without braces or spaces (keys are PREFIX:{CHANNEL}:...)");
     if (t->get("redis_cluster"))

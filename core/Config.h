@@ -111,6 +111,7 @@ struct BusConfig {
   std::string password_file;       // AUTH password (its first line); empty: no AUTH
   Duration connect_timeout = std::chrono::seconds(2);
   Duration reply_timeout = std::chrono::seconds(2);  // a Redis reply later than this: reconnect
+  Duration probe_interval = std::chrono::seconds(5);  // pub/sub liveness: a probe that has not come back by the next
 };
 
 // GET /v1/nodes: the endpoints nsclient stores as its fallback list.

@@ -326,6 +326,10 @@ void RedisClient::stop() {
   impl_->fail("stopped");
 }
 
+void RedisClient::reconnect(const std::string& why) {
+  if (impl_->running && impl_->is_open) impl_->fail(why);
+}
+
 bool RedisClient::connected() const { return impl_->is_connected; }
 size_t RedisClient::inFlight() const { return impl_->waiting.size(); }
 

@@ -66,6 +66,9 @@ class RedisClient {
   // Connects, and reconnects after every failure until stop().
   void start();
   void stop();
+  // Drops the connection (its commands fail with `why`) and connects again: for a
+  // connection that looks up but delivers nothing (see RedisHubServer's probe).
+  void reconnect(const std::string& why);
   bool connected() const;
 
   // Sends one command. `replies` is how many replies it gets (SUBSCRIBE a b c: 3); `done`

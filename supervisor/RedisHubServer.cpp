@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -53,7 +54,12 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
         prefix(bus.prefix),
         commands(io_, redisOptions(bus)),
         pubsub(io_, redisOptions(bus)),
-        store(commands, RedisChannelOptions{bus.prefix, history_.size, history_.ttl, false}) {}
+        store(commands, RedisChannelOptions{bus.prefix, history_.size, history_.ttl, false}),
+        probe_interval(bus.probe_interval),
+        probe_timer(io_) {
+    std::random_device rd;
+    probe_channel = fmt::format("{}:probe:{:08x}{:08x}", bus.prefix, rd(), rd());
+  }
 
   struct Link {
     std::shared_ptr<HubLink> link;
@@ -90,6 +96,16 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
   uint32_t next_id = 1;
   hubwire::Frame frame;
   bool pubsub_was_up = false;
+  // Liveness: a pub/sub connection can stay up and deliver nothing (centrifugo#1189,
+  // nchan#442). Every probe_interval the hub publishes to a channel of its own; a probe
+  // that has not come back by the next tick means the connection is dead: reconnect
+  // (which subscribes again and repairs).
+  Duration probe_interval;
+  asio::steady_timer probe_timer;
+  std::string probe_channel;
+  uint64_t probe_sent = 0;      // the last probe's number
+  uint64_t probe_pending = 0;   // sent, not back (0: none)
+  uint64_t probe_failures = 0;
   // Figures for status.
   uint64_t published = 0, delivered_count = 0, repaired = 0, gaps = 0, overflows = 0, dropped_held = 0;
 
@@ -103,6 +119,29 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     });
     commands.start();
     pubsub.start();
+    scheduleProbe();
+  }
+
+  void scheduleProbe() {
+    probe_timer.expires_after(probe_interval);
+    probe_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->probe();
+      self->scheduleProbe();
+    });
+  }
+
+  void probe() {
+    if (!pubsub.connected() || !commands.connected()) return;
+    if (probe_pending) {
+      ++probe_failures;
+      probe_pending = 0;
+      pubsub.reconnect(fmt::format("a liveness probe did not come back within {}", formatDuration(probe_interval)));
+      return;
+    }
+    probe_pending = ++probe_sent;
+    commands.command({"PUBLISH", probe_channel, std::to_string(probe_pending)}, [](const RedisReply*, std::string_view) {});
   }
 
   // ---- worker frames ------------------------------------------------------------------
@@ -305,6 +344,10 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
   void onPush(const RedisReply& m) {
     if (m.elements.size() != 3) return;
     std::string_view pubsub_name = m.elements[1].str;
+    if (pubsub_name == probe_channel) {
+      if (m.elements[2].str == std::to_string(probe_pending)) probe_pending = 0;
+      return;
+    }
     // PREFIX:{CHANNEL}
     if (pubsub_name.size() < prefix.size() + 3 || !pubsub_name.starts_with(prefix) ||
         pubsub_name.substr(prefix.size(), 2) != ":{" || pubsub_name.back() != '}')
@@ -328,6 +371,8 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
   // ---- the pub/sub connection's losses -------------------------------------------------
 
   void onPubsubState(bool up, std::string_view why) {
+    probe_pending = 0;
+    if (up) pubsub.command({"SUBSCRIBE", probe_channel}, [](const RedisReply*, std::string_view) {});
     if (!up) {
       logWarn(kLog, "Redis pub/sub lost ({}): {} channels will be subscribed again and repaired", why,
               channels.size());
@@ -377,10 +422,21 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
       if (it == self->channels.end()) return;
       Channel& ch = it->second;
       --ch.reads;
-      ch.repairing = false;
       if (!c) {
-        logWarn(kLog, "repairing {} after a reconnect: {}", name, error);
-      } else if (!c->recovered) {
+        // Redis did not answer (the command connection may be coming back too): try
+        // again shortly; live messages keep waiting meanwhile.
+        logWarn(kLog, "repairing {} after a reconnect: {}; retrying", name, error);
+        auto timer = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(200));
+        timer->async_wait([weak = std::weak_ptr<Impl>(self), timer, name](boost::system::error_code ec) {
+          auto again = weak.lock();
+          if (ec || !again) return;
+          auto found = again->channels.find(name);
+          if (found != again->channels.end() && found->second.repairing) again->repair(name);
+        });
+        return;
+      }
+      ch.repairing = false;
+      if (!c->recovered) {
         ++self->gaps;
         logWarn(kLog, "{}: messages missed during the Redis outage are no longer in history", name);
       } else {
@@ -465,6 +521,7 @@ nlohmann::json RedisHubServer::stats(size_t top_channels) const {
           {"delivered", i.delivered_count},
           {"repaired", i.repaired},
           {"gaps", i.gaps},
+          {"probe_failures", i.probe_failures},
           {"held_dropped", i.dropped_held},
           {"links", i.links.size()},
           {"link_overflows", i.overflows}};

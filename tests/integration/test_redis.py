@@ -8,8 +8,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -43,6 +45,62 @@ class RedisServer:
     def cleanup(self):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class StallingProxy:
+    """A TCP proxy to Redis that can go silent: freeze() stops forwarding what Redis
+    sends on every connection open now, and keeps them open (a middlebox that drops a
+    flow); connections made later pass."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.flows = []  # [client, server, frozen]
+        self.stop = threading.Event()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            flow = [client, server, False]
+            self.flows.append(flow)
+            threading.Thread(target=self.pump, args=(client, server, flow, False), daemon=True).start()
+            threading.Thread(target=self.pump, args=(server, client, flow, True), daemon=True).start()
+
+    def pump(self, src, dst, flow, from_redis):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if from_redis and flow[2]:
+                    continue  # frozen: swallowed
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def freeze(self):
+        for flow in self.flows:
+            flow[2] = True
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+        for client, server, _ in self.flows:
+            client.close()
+            server.close()
 
 
 def rest(port, method, path, body=None):
@@ -166,7 +224,7 @@ class RedisEngineTest(unittest.TestCase):
         positions = [self.publish(self.a, "/k", {"n": 1})]
         self.assertEqual(sub.next_message()["position"], positions[0])
         killed = self.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
-        self.assertEqual(int(killed), 1)  # B's: A has no subscriber, so no pub/sub connection in use
+        self.assertEqual(int(killed), 2)  # both supervisors' (each listens for its liveness probe)
         positions += [self.publish(self.a, "/k", {"n": i}) for i in range(2, 6)]
         got = [sub.next_message(timeout=10)["position"] for _ in range(4)]
         self.assertEqual(got, positions[1:])  # in order, none twice, none lost
@@ -190,6 +248,26 @@ class RedisEngineTest(unittest.TestCase):
         self.assertTrue(r["recovered"])  # history has everything: nothing was lost really
         self.assertEqual(r["messages"], [])
         self.assertEqual(r["position"], p1)
+
+    def test_a_pubsub_connection_that_goes_silent_is_found_by_the_probe(self):
+        proxy = StallingProxy(self.redis.port)
+        bus = (f'\n[bus]\nengine = "redis"\nredis = ["127.0.0.1:{proxy.port}"]\nreply_timeout = "1s"\n'
+               'probe_interval = "500ms"\n')
+        c = Supervisor(workers=1, tls=False, extra=bus)
+        try:
+            c.start()
+            sub = self.ws(c)
+            sub.command("subscribe", channel="/stall")
+            p1 = self.publish(self.a, "/stall", {"n": 1})
+            self.assertEqual(sub.next_message()["position"], p1)
+            proxy.freeze()  # both of C's connections: up, and silent
+            missed = [self.publish(self.a, "/stall", {"n": i}) for i in (2, 3)]
+            got = [sub.next_message(timeout=15)["position"] for _ in range(2)]
+            self.assertEqual(got, missed)  # repaired in order, without the client noticing
+            self.assertGreaterEqual(c.status()["hub"]["probe_failures"], 1)
+        finally:
+            c.cleanup()
+            proxy.close()
 
     def test_a_supervisor_killed_does_not_stop_delivery_on_the_other(self):
         sub = self.ws(self.b)
