@@ -342,7 +342,11 @@ class TicketRotationTest(unittest.TestCase):
             # Past the kept keys and the ticket lifetime, the ticket is refused.
             wait_for(lambda: "\nNew, " in connect(sess_in=sess), 20, interval=0.5,
                      what="the old ticket refused")
-            self.assertGreaterEqual(rotations(), issued + 2)
+            # Refused after the rotation it survived above. Not necessarily after a second
+            # one: the ticket lives 2 rotations (4 s), but OpenSSL counts a session's age
+            # in whole seconds, so its end can come up to a second before the second
+            # rotation (CI saw it once).
+            self.assertGreaterEqual(rotations(), issued + 1)
         finally:
             sup.cleanup()
 
