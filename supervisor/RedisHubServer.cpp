@@ -5,11 +5,13 @@
 #include <random>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/Asio.h"
 #include "core/Hub.h"
 #include "core/HubLink.h"
 #include "core/HubWire.h"
+#include "core/Jwt.h"
 #include "core/Log.h"
 #include "core/Net.h"
 #include "core/Process.h"
@@ -27,6 +29,12 @@ constexpr size_t kMaxLinkQueue = 256u << 20;  // as the local hub's (HubServer.c
 constexpr size_t kMaxHeld = 10000;
 // Channels per SUBSCRIBE when a whole host subscribes again after a reconnect.
 constexpr size_t kResubscribeBatch = 100;
+// Subscriber counts: each host writes its own into PREFIX:{C}:n (field: the host, value:
+// "COUNT EXPIRY_MS"), a change within a second, every count again every kCountRefresh;
+// readers sum the fields not expired, so a host that died stops counting by itself.
+constexpr auto kCountFlush = std::chrono::seconds(1);
+constexpr int kCountRefreshTicks = 5;
+constexpr int64_t kCountLifetimeMs = 15000;
 
 RedisOptions redisOptions(const BusConfig& bus) {
   RedisOptions o;
@@ -56,9 +64,11 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
         pubsub(io_, redisOptions(bus)),
         store(commands, RedisChannelOptions{bus.prefix, history_.size, history_.ttl, false}),
         probe_interval(bus.probe_interval),
-        probe_timer(io_) {
+        probe_timer(io_),
+        count_timer(io_) {
     std::random_device rd;
-    probe_channel = fmt::format("{}:probe:{:08x}{:08x}", bus.prefix, rd(), rd());
+    host_id = fmt::format("{:08x}{:08x}", rd(), rd());
+    probe_channel = fmt::format("{}:probe:{}", bus.prefix, host_id);
   }
 
   struct Link {
@@ -106,6 +116,10 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
   uint64_t probe_sent = 0;      // the last probe's number
   uint64_t probe_pending = 0;   // sent, not back (0: none)
   uint64_t probe_failures = 0;
+  std::string host_id;
+  asio::steady_timer count_timer;
+  std::unordered_set<std::string> counts_changed;
+  int count_ticks = 0;
   // Figures for status.
   uint64_t published = 0, delivered_count = 0, repaired = 0, gaps = 0, overflows = 0, dropped_held = 0;
 
@@ -120,6 +134,54 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     commands.start();
     pubsub.start();
     scheduleProbe();
+    scheduleCounts();
+  }
+
+  // ---- subscriber counts over hosts ----------------------------------------------------
+
+  std::string countsKey(std::string_view channel) const { return fmt::format("{}:{{{}}}:n", prefix, channel); }
+
+  void scheduleCounts() {
+    count_timer.expires_after(kCountFlush);
+    count_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->flushCounts();
+      self->scheduleCounts();
+    });
+  }
+
+  void flushCounts() {
+    if (!commands.connected()) return;
+    if (++count_ticks % kCountRefreshTicks == 0)
+      for (const auto& [name, ch] : channels)
+        if (!ch.links.empty()) counts_changed.insert(name);
+    int64_t expiry = unixNowMs() + kCountLifetimeMs;
+    for (const auto& name : counts_changed) {
+      uint64_t n = localSubscribers(name);
+      std::vector<std::string> cmd = n ? std::vector<std::string>{"HSET", countsKey(name), host_id, fmt::format("{} {}", n, expiry)}
+                                       : std::vector<std::string>{"HDEL", countsKey(name), host_id};
+      commands.command(std::move(cmd), [](const RedisReply*, std::string_view) {});
+      if (n) commands.command({"PEXPIRE", countsKey(name), std::to_string(kCountLifetimeMs * 4)}, [](const RedisReply*, std::string_view) {});
+    }
+    counts_changed.clear();
+  }
+
+  // Subscribers on every host: this host's own count, and the others' unexpired ones.
+  void countEverywhere(const std::string& name, std::function<void(uint64_t)> done) {
+    auto self = shared_from_this();
+    commands.command({"HGETALL", countsKey(name)}, [self, name, done = std::move(done)](const RedisReply* r, std::string_view) {
+      uint64_t total = self->localSubscribers(name);
+      int64_t now = unixNowMs();
+      if (r && r->type == RedisReply::Type::Array)
+        for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+          if (r->elements[i].str == self->host_id) continue;
+          uint64_t n = 0;
+          int64_t until = 0;
+          if (std::sscanf(r->elements[i + 1].str.c_str(), "%lu %ld", &n, &until) == 2 && until > now) total += n;
+        }
+      done(total);
+    });
   }
 
   void scheduleProbe() {
@@ -201,10 +263,11 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
       case hubwire::Type::Info:
         store.history(channel, std::nullopt, 0, [self, id, channel, request = f.id](const Catchup* c, std::string_view error) {
           if (!c) return self->replyError(id, request, error);
-          Hub::Info info{c->position, self->localSubscribers(channel)};
-          std::string out;
-          hubwire::encodeInfoReply(out, request, info);
-          self->send(id, std::move(out));
+          self->countEverywhere(channel, [self, id, request, position = c->position](uint64_t subscribers) {
+            std::string out;
+            hubwire::encodeInfoReply(out, request, Hub::Info{position, subscribers});
+            self->send(id, std::move(out));
+          });
         });
         return;
       default:
@@ -289,6 +352,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
           answer.position.seq = h.position.seq;
         }
         ++ch.links[w.link];
+        self->counts_changed.insert(name);
         std::string out;
         hubwire::encodeCatchup(out, w.request, answer);
         self->send(w.link, std::move(out));
@@ -306,6 +370,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     auto l = it->second.links.find(link);
     if (l == it->second.links.end()) return;
     if (--l->second == 0) it->second.links.erase(l);
+    counts_changed.insert(name);
     forgetIfUnused(name);
   }
 
@@ -461,7 +526,10 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     }
     std::vector<std::string> names;
     for (auto& [name, ch] : channels)
-      if (ch.links.erase(id)) names.push_back(name);
+      if (ch.links.erase(id)) {
+        names.push_back(name);
+        counts_changed.insert(name);
+      }
     for (const auto& n : names) forgetIfUnused(n);
     asio::post(io, [self = shared_from_this(), id] { self->links.erase(id); });
   }

@@ -269,6 +269,27 @@ class RedisEngineTest(unittest.TestCase):
             c.cleanup()
             proxy.close()
 
+    def test_channels_count_subscribers_on_every_host(self):
+        on_b = [self.ws(self.b) for _ in range(2)]
+        for c in on_b:
+            c.command("subscribe", channel="/count")
+        self.ws(self.a).command("subscribe", channel="/count")
+
+        def subscribers(sup):
+            return rest(sup.http_port, "GET", "/v1/channels/count")[1]["subscribers"]
+        wait_for(lambda: subscribers(self.a) == 3 and subscribers(self.b) == 3, 10, what="3 subscribers on both")
+        on_b[0].close()
+        wait_for(lambda: subscribers(self.a) == 2, 10, what="a subscriber gone on B seen from A")
+        # A host that dies stops counting by itself, once its counts expire.
+        pids = list(self.b.worker_pids().values())
+        os.kill(self.b.proc.pid, signal.SIGKILL)
+        self.b.proc.wait()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        self.b.proc = None
+        self.b.log_file.close()
+        wait_for(lambda: subscribers(self.a) == 1, 25, what="the dead host's subscribers forgotten")
+
     def test_a_supervisor_killed_does_not_stop_delivery_on_the_other(self):
         sub = self.ws(self.b)
         sub.command("subscribe", channel="/survive")
