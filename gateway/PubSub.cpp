@@ -67,9 +67,10 @@ void ChannelTable::onMessage(std::string_view channel, const Position& position,
   frame->append(message_, 1);
   SharedFrame shared = std::move(frame);
   Delivery d{channel, position, data, message_, shared};
-  // A copy: a subscriber told of a gap may leave the channel at once.
-  std::vector<Subscription*> subs = it->second->subs;
-  for (Subscription* s : subs) {
+  // Subscribers are told of a gap after the loop (the telling may end a session), so
+  // that the fan-out walks the channel's own list with no copy per message.
+  gapped_.clear();
+  for (Subscription* s : it->second->subs) {
     if (s->broken) continue;
     switch (continuity(s->last, position)) {
       case Continuity::Next:
@@ -82,10 +83,11 @@ void ChannelTable::onMessage(std::string_view channel, const Position& position,
       case Continuity::Gap:
         s->broken = true;
         ++ctx_.counters.gaps;
-        s->owner->onGap(channel);
+        gapped_.push_back(s->owner);
         break;
     }
   }
+  for (Subscriber* owner : gapped_) owner->onGap(channel);
 }
 
 ChannelTable::Continuity ChannelTable::continuity(const Position& last, const Position& next) {

@@ -88,6 +88,7 @@ class ChannelTable final : public BrokerSink {
   std::unordered_map<std::string, std::unique_ptr<LocalChannel>, Hash, std::equal_to<>> channels_;
   std::unordered_map<LocalChannel*, std::unique_ptr<LocalChannel>> detached_;
   std::string message_;
+  std::vector<Subscriber*> gapped_;  // onMessage's subscribers to tell of a gap; reused
 };
 
 }  // namespace dingo
