@@ -24,11 +24,9 @@ const char* channelRule() {
 
 }  // namespace
 
-WsCommandHandler::WsCommandHandler(GatewayContext& ctx, WsConnection& connection, Subscriber& subscriber,
-                                   int64_t now_ms)
+WsCommandHandler::WsCommandHandler(GatewayContext& ctx, WsConnection& connection, int64_t now_ms)
     : ctx_(ctx),
       connection_(connection),
-      subscriber_(subscriber),
       life_(std::make_shared<char>(0)) {
   tokens_ = kCommandBurstFactor * ctx_.config.gateway.commands_per_second;
   last_refill_ms_ = now_ms;
@@ -169,7 +167,7 @@ void WsCommandHandler::onSubscribed(uint64_t token, const std::string& id, const
     return;
   }
   if (wanted && !connection_.closing()) {
-    subs_.push_back(ctx_.channels->add(channel, &subscriber_, c->position));
+    subs_.push_back(ctx_.channels->add(channel, &connection_, c->position));
   } else if (ctx_.broker) {
     ctx_.broker->unsubscribe(channel);  // unsubscribed (or closing) meanwhile
   }

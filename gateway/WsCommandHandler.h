@@ -23,8 +23,10 @@ namespace dingo {
 
 struct WsCommand;
 
-// What the command handler needs of its connection (WsSession implements it).
-class WsConnection {
+// What the command handler needs of its connection (WsSession implements it). The
+// connection is also what its subscriptions deliver to (one base, one pointer per
+// connection: there may be a million of them).
+class WsConnection : public Subscriber {
  public:
   // Queues one text frame.
   virtual void sendText(std::string_view text) = 0;
@@ -36,9 +38,6 @@ class WsConnection {
   virtual bool closing() const = 0;
   // A deadline of the handler's (tokenDeadlineMs) moved.
   virtual void deadlinesChanged() = 0;
-
- protected:
-  ~WsConnection() = default;
 };
 
 class WsCommandHandler final : public UserSession {
@@ -49,9 +48,9 @@ class WsCommandHandler final : public UserSession {
   // that backs off: it is closed with 1008.
   static constexpr uint32_t kMaxRefusedInRow = 1000;
 
-  // `subscriber` is whom the connection's subscriptions deliver to. With auth required,
-  // the client must prove who it is within the handshake timeout from `now_ms`.
-  WsCommandHandler(GatewayContext& ctx, WsConnection& connection, Subscriber& subscriber, int64_t now_ms);
+  // With auth required, the client must prove who it is within the handshake timeout
+  // from `now_ms`.
+  WsCommandHandler(GatewayContext& ctx, WsConnection& connection, int64_t now_ms);
   WsCommandHandler(const WsCommandHandler&) = delete;
   WsCommandHandler& operator=(const WsCommandHandler&) = delete;
 
@@ -101,7 +100,6 @@ class WsCommandHandler final : public UserSession {
 
   GatewayContext& ctx_;
   WsConnection& connection_;
-  Subscriber& subscriber_;
   std::shared_ptr<char> life_;  // broker callbacks hold a weak_ptr: "is the handler still here?"
 
   std::vector<Subscription*> subs_;

@@ -39,7 +39,7 @@ SharedFrame textFrame(std::string_view text) {
 
 
 template <typename Stream>
-class WsSession final : public SessionEntry, public Subscriber, public OutputOwner, public WsConnection {
+class WsSession final : public SessionEntry, public OutputOwner, public WsConnection {
   static constexpr bool kTls = std::is_same_v<Stream, TlsSocket>;
 
  public:
@@ -49,7 +49,7 @@ class WsSession final : public SessionEntry, public Subscriber, public OutputOwn
         stream_(stream),
         parser_(ctx.config.gateway.max_message_size),
         out_(ctx, stream, *this),
-        commands_(ctx, *this, *this, steadyNowMs()) {
+        commands_(ctx, *this, steadyNowMs()) {
     ctx_.link(this);
     ++ctx_.counters.ws_connections;
     ++ctx_.counters.ws_upgrades;

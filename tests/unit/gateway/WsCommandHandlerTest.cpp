@@ -31,18 +31,14 @@ class FakeConnection final : public WsConnection {
   }
   bool closing() const override { return close_code != 0; }
   void deadlinesChanged() override {}
+  void push(const Delivery&) override {}
+  void onGap(std::string_view) override {}
 
   std::string last() const { return sent.empty() ? "" : sent.back(); }
   std::vector<std::string> sent;
   uint16_t close_code = 0;
   std::string close_reason;
   bool unread = false;
-};
-
-class NullSubscriber final : public Subscriber {
- public:
-  void push(const Delivery&) override {}
-  void onGap(std::string_view) override {}
 };
 
 // Subscribes answer when the test calls answerSubscribes(); publishes at once.
@@ -91,7 +87,7 @@ class WsCommandHandlerTest : public ::testing::Test {
     ctx_.users = &users_;
   }
   WsCommandHandler& handler() {
-    if (!handler_) handler_ = std::make_unique<WsCommandHandler>(ctx_, conn_, subscriber_, steadyNowMs());
+    if (!handler_) handler_ = std::make_unique<WsCommandHandler>(ctx_, conn_, steadyNowMs());
     return *handler_;
   }
   std::string command(std::string_view text) {
@@ -105,7 +101,6 @@ class WsCommandHandlerTest : public ::testing::Test {
   ChannelTable table_{ctx_};
   UserRegistry users_;
   FakeConnection conn_;
-  NullSubscriber subscriber_;
   std::unique_ptr<WsCommandHandler> handler_;
 };
 
