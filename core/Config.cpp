@@ -463,6 +463,21 @@ Config loadConfig(const std::string& path) {
   return parseConfig(*text, path);
 }
 
+std::string restartOnlyChange(const Config& a, const Config& b) {
+  if (b.listen.size() != a.listen.size()) return "[[listen]]";
+  for (size_t i = 0; i < a.listen.size(); ++i)
+    if (a.listen[i].address != b.listen[i].address || a.listen[i].tls != b.listen[i].tls ||
+        a.listen[i].backlog != b.listen[i].backlog)
+      return "[[listen]]";
+  if (a.supervisor.workers != b.supervisor.workers) return "[supervisor] workers";
+  if (a.supervisor.control_socket != b.supervisor.control_socket) return "[supervisor] control_socket";
+  if (a.supervisor.pid_file != b.supervisor.pid_file) return "[supervisor] pid_file";
+  if (a.supervisor.user != b.supervisor.user) return "[supervisor] user";
+  if (a.admin.address != b.admin.address) return "[admin] address";
+  if (a.bus.engine != b.bus.engine) return "[bus] engine";
+  return {};
+}
+
 std::string defaultConfigPath(const std::string& from_option) {
   if (!from_option.empty()) return from_option;
   if (const char* env = std::getenv("DINGO_CONFIG"); env && *env) return env;

@@ -191,6 +191,11 @@ Config loadConfig(const std::string& path);
 // Parses config text; `path` is used for messages and relative paths.
 Config parseConfig(const std::string& text, const std::string& path);
 
+// What a reload cannot apply: the first key (such as "[[listen]]" or "[supervisor]
+// workers") whose value differs between the running config and `next` and that only a
+// restart (or an upgrade) can change; empty when a reload can apply `next`.
+std::string restartOnlyChange(const Config& running, const Config& next);
+
 // The config path from --config, else $DINGO_CONFIG, else /etc/dingo/dingo.toml.
 std::string defaultConfigPath(const std::string& from_option);
 
