@@ -23,13 +23,29 @@ def cli(port, *args):
     return r.stdout.strip()
 
 
+def cluster_port():
+    """A free port whose cluster bus port (10,000 higher) is free too: a cluster node's
+    port must be 55535 or less, below the ephemeral range free_port() draws from."""
+    import random
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisCluster:
     """Six cluster-enabled redis-servers on loopback, joined by redis-cli --cluster create
     as 3 masters with a replica each."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="dingo-cluster-")
-        self.ports = [free_port() for _ in range(6)]
+        self.ports = [cluster_port() for _ in range(6)]
         self.procs = {}
         try:
             for p in self.ports:
@@ -141,13 +157,13 @@ class Subscriber:
         while True:
             try:
                 m = self.ws.next_message(timeout=max(0.2, until - time.time()) if time.time() < until else 1.0)
+            except socket.timeout:  # before OSError: it is one
+                if time.time() >= until:
+                    return
+                continue
             except (Closed, OSError):
                 self.reconnects += 1
                 self.connect()
-                continue
-            except socket.timeout:
-                if time.time() >= until:
-                    return
                 continue
             if m.get("event") == "message":
                 self.record(m)
