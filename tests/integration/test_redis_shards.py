@@ -154,7 +154,8 @@ class Subscriber:
     def drain(self, seconds):
         """Reads for `seconds` (or until quiet for one second after that)."""
         until = time.time() + seconds
-        while True:
+        cap = until + 10  # traffic may never go quiet while a publisher runs
+        while time.time() < cap:
             try:
                 m = self.ws.next_message(timeout=max(0.2, until - time.time()) if time.time() < until else 1.0)
             except socket.timeout:  # before OSError: it is one
