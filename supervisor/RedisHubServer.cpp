@@ -142,8 +142,8 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     };
     router->start(std::move(events));
     counts.start();
-    scheduleProbe();
-    scheduleReconcile();
+    every(probe_timer, probe_interval, &Impl::probe);
+    every(reconcile_timer, kReconcileEvery, &Impl::reconcileIfNeeded);
   }
 
   const char* subscribeVerb() const { return router->shardedPubsub() ? "SSUBSCRIBE" : "SUBSCRIBE"; }
@@ -152,13 +152,14 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- liveness probes -----------------------------------------------------------------
 
-  void scheduleProbe() {
-    probe_timer.expires_after(probe_interval);
-    probe_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+  // Runs `tick` every `interval` on `timer`, until the hub is gone.
+  void every(asio::steady_timer& timer, Duration interval, void (Impl::*tick)()) {
+    timer.expires_after(interval);
+    timer.async_wait([weak = weak_from_this(), &timer, interval, tick](boost::system::error_code ec) {
       auto self = weak.lock();
       if (ec || !self) return;
-      self->probe();
-      self->scheduleProbe();
+      ((*self).*tick)();
+      self->every(timer, interval, tick);
     });
   }
 
@@ -430,14 +431,8 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- subscriptions lost and moved -----------------------------------------------------
 
-  void scheduleReconcile() {
-    reconcile_timer.expires_after(kReconcileEvery);
-    reconcile_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-      auto self = weak.lock();
-      if (ec || !self) return;
-      if (std::exchange(self->reconcile_needed, false)) self->reconcile();
-      self->scheduleReconcile();
-    });
+  void reconcileIfNeeded() {
+    if (std::exchange(reconcile_needed, false)) reconcile();
   }
 
   // Every channel with subscribers here is subscribed on the shard that holds it now:
