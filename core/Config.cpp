@@ -1,5 +1,6 @@
 #include "core/Config.h"
 
+#include <algorithm>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -348,11 +349,16 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.duration("probe_interval", cfg.bus.probe_interval, std::chrono::milliseconds(100));
     if (cfg.bus.prefix.empty() || cfg.bus.prefix.find_first_of("{} ") != std::string::npos)
       r.fail("prefix", t->get("prefix"), "must be non-empty, without braces or spaces (keys are PREFIX:{CHANNEL}:...)");
-    if (t->get("redis_cluster"))
-      r.fail("redis_cluster", t->get("redis_cluster"), "Redis Cluster is not available in this version; use redis");
-    if (cfg.bus.engine == "redis" && cfg.bus.redis.size() != 1)
-      r.fail("redis", t->get("redis"),
-             "the redis engine takes one address in this version (sharding over several is to come)");
+    r.strings("redis_cluster", cfg.bus.redis_cluster);
+    for (const auto& a : cfg.bus.redis_cluster) checkAddress(r, "redis_cluster", a, false, r.find("redis_cluster"));
+    if (!cfg.bus.redis.empty() && !cfg.bus.redis_cluster.empty())
+      r.fail("redis_cluster", t->get("redis_cluster"),
+             "give either redis (servers that share the channels) or redis_cluster (a Redis Cluster's seeds), not both");
+    if (cfg.bus.engine == "redis" && cfg.bus.redis.empty() && cfg.bus.redis_cluster.empty())
+      r.fail("engine", t->get("engine"), "the redis engine needs redis = [\"HOST:PORT\", ...] or redis_cluster = [...]");
+    std::sort(cfg.bus.redis.begin(), cfg.bus.redis.end());
+    if (std::adjacent_find(cfg.bus.redis.begin(), cfg.bus.redis.end()) != cfg.bus.redis.end())
+      r.fail("redis", t->get("redis"), "lists a server twice");
     cfg.bus.password_file = resolvePath(cfg.dir, cfg.bus.password_file);
     if (!cfg.bus.password_file.empty() && ::access(cfg.bus.password_file.c_str(), R_OK) != 0)
       r.fail("password_file", t->get("password_file"),

@@ -105,7 +105,8 @@ struct WatchdogConfig {
 
 struct BusConfig {
   std::string engine = "local";    // local | redis
-  std::vector<std::string> redis;  // numeric HOST:PORT of each Redis (the redis engine)
+  std::vector<std::string> redis;  // numeric HOST:PORT of each Redis; channels are sharded over them
+  std::vector<std::string> redis_cluster;  // or the seeds of a Redis Cluster
   std::string prefix = "dingo";    // of every key and pub/sub channel in Redis
   std::string user;                // ACL user for AUTH
   std::string password_file;       // AUTH password (its first line); empty: no AUTH

@@ -141,6 +141,16 @@ class RedisEngineTest(unittest.TestCase):
         self.clients.append(c)
         return c
 
+    def kill_host(self, sup):
+        """kill -9 of a supervisor and its workers: a whole host gone at once."""
+        pids = list(sup.worker_pids().values())
+        os.kill(sup.proc.pid, signal.SIGKILL)
+        sup.proc.wait()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        sup.proc = None
+        sup.log_file.close()
+
     def publish(self, sup, channel, data):
         status, body = rest(sup.http_port, "POST", "/v1/publish" + channel, data)
         self.assertEqual(status, 200, body)
@@ -281,25 +291,13 @@ class RedisEngineTest(unittest.TestCase):
         on_b[0].close()
         wait_for(lambda: subscribers(self.a) == 2, 10, what="a subscriber gone on B seen from A")
         # A host that dies stops counting by itself, once its counts expire.
-        pids = list(self.b.worker_pids().values())
-        os.kill(self.b.proc.pid, signal.SIGKILL)
-        self.b.proc.wait()
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        self.b.proc = None
-        self.b.log_file.close()
+        self.kill_host(self.b)
         wait_for(lambda: subscribers(self.a) == 1, 25, what="the dead host's subscribers forgotten")
 
     def test_a_supervisor_killed_does_not_stop_delivery_on_the_other(self):
         sub = self.ws(self.b)
         sub.command("subscribe", channel="/survive")
-        pids = list(self.a.worker_pids().values())
-        os.kill(self.a.proc.pid, signal.SIGKILL)
-        self.a.proc.wait()
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        self.a.proc = None
-        self.a.log_file.close()
+        self.kill_host(self.a)
         p = self.publish(self.b, "/survive", {"n": 1})
         self.assertEqual(sub.next_message()["position"], p)
 
