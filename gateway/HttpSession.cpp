@@ -114,13 +114,19 @@ void route(const Request& req, std::string_view target, Reply& r, GatewayContext
 }
 
 // GET /v1/nodes: {"version":V,"ttl_s":S,"nodes":[{"host":H,"port":P,"tls":B}...]}, the list
-// nsclient keeps as its fallback. [nodes] endpoints, else this gateway's listeners (a
-// wildcard listener is reported with the address the client reached). The version is
-// [nodes] version, else a hash of the list: clients compare it to see a change.
-void nodes(const Request& req, Reply& r, const Config& cfg, const SockAddr& local) {
+// nsclient keeps as its fallback. Under the Redis engine, the document the hub sent
+// (`from_hub`: every live host's endpoints, supervisor/NodeRegistry.h). Otherwise
+// [nodes] endpoints, else this gateway's listeners (a wildcard listener is reported with
+// the address the client reached). The version is [nodes] version, else a hash of the
+// list: clients compare it to see a change.
+void nodes(const Request& req, Reply& r, const Config& cfg, const std::string& from_hub, const SockAddr& local) {
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     r.extra_headers = "Allow: GET, HEAD\r\n";
     error(r, 405, "bad_request", "/v1/nodes answers GET and HEAD");
+    return;
+  }
+  if (!from_hub.empty()) {
+    r.body = from_hub;
     return;
   }
   nlohmann::json list = nlohmann::json::array();
@@ -501,7 +507,7 @@ class HttpSession final : public SessionEntry, public UserSession {
         } else if (path == "/v1/poll") {
           co_await poll(req, target, reply);
         } else if (path == "/v1/nodes") {
-          nodes(req, reply, ctx_.config, localAddress(stream_.socket().native_handle()));
+          nodes(req, reply, ctx_.config, ctx_.nodes_document, localAddress(stream_.socket().native_handle()));
         } else if (const EmbeddedFile* file = findEmbeddedFile(path)) {
           StaticAnswer a = answerStatic(*file, req.method() == http::verb::get || req.method() == http::verb::head,
                                         headerOf(req, http::field::if_none_match));

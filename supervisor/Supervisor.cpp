@@ -173,7 +173,8 @@ class Supervisor {
 
     ticket_keys_.rotate(generateTicketKey());
     scheduleTicketRotation();
-    if (config_.bus.engine == "redis") hub_ = std::make_unique<RedisHubServer>(io_, config_.bus, config_.history);
+    if (config_.bus.engine == "redis")
+      hub_ = std::make_unique<RedisHubServer>(io_, config_.bus, config_.history, nodeRegistryOptions(config_));
     else hub_ = std::make_unique<HubServer>(io_, config_.history);
     setupSignals();
     awaitOrphans();
@@ -1646,6 +1647,7 @@ class Supervisor {
         l.socket.reset();  // closes the listening socket
       }
     }
+    if (hub_) hub_->withdraw();  // nobody can connect here any more: out of the node registry
   }
 
   void beginStop(Duration drain) {
