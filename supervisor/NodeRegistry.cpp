@@ -78,6 +78,10 @@ NodeRegistryOptions nodeRegistryOptions(const Config& config) {
     if (host == "0.0.0.0" || host == "::") return;  // refused by config validation; never advertised
     o.endpoints.push_back({host, a->port(), tls});
   };
+  if (config.nodes.version != 0)
+    logWarn(kLog, "[nodes] version = {} is not used by the redis engine: the version of the list of every host "
+                  "is derived from its content, so that every host serves the same one",
+            config.nodes.version);
   if (!config.nodes.endpoints.empty())
     for (const auto& e : config.nodes.endpoints) add(e.address, e.tls);
   else
