@@ -16,6 +16,8 @@ namespace dingo {
 namespace {
 
 constexpr const char* kLog = "nodes";
+// A heartbeat that failed is tried again this soon (or at the heartbeat, if sooner).
+constexpr Duration kRetry = std::chrono::milliseconds(200);
 
 // KEYS[1]: the hash. ARGV[1]: this host's id, ARGV[2]: its entry without the leading
 // {"expires_ms":T, ("" to only read), ARGV[3]: the entry's lifetime in ms.
@@ -189,19 +191,22 @@ struct NodeRegistry::Impl : std::enable_shared_from_this<Impl> {
   bool withdrawn = false;
   bool in_flight = false;  // a heartbeat awaits its reply: the next one waits
   bool failing = false;    // the last heartbeat failed (logged once per outage)
+  bool answered = false;   // Redis has answered once (before that, failures are the start-up's)
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   size_t malformed_logged = 0;
   bool truncated_logged = false;
   std::vector<std::pair<std::string, std::vector<NodeEndpoint>>> others;  // live hosts but this one, by id
   std::string document;
   size_t hosts = 0;
 
-  void schedule() {
-    timer.expires_after(options.heartbeat);
+  // The next heartbeat in `delay` (replacing the one planned).
+  void schedule(Duration delay) {
+    timer.expires_after(delay);
     timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (ec || !self) return;
       self->beat();
-      self->schedule();
+      self->schedule(self->options.heartbeat);
     });
   }
 
@@ -218,13 +223,20 @@ struct NodeRegistry::Impl : std::enable_shared_from_this<Impl> {
   void onReply(const RedisReply* r, std::string_view error) {
     in_flight = false;
     if (!r || r->isError()) {
-      if (!failing)
+      // The command connection is usually still connecting when the first heartbeat
+      // goes: that is not worth a warning unless it lasts. Failed heartbeats are tried
+      // again soon rather than a whole heartbeat later.
+      bool starting = !answered && std::chrono::steady_clock::now() - started < options.heartbeat;
+      if (!failing && !starting) {
         logWarn(kLog, "node registry: {}; /v1/nodes keeps the last list ({} hosts)", r ? r->str : error, hosts);
-      failing = true;
+        failing = true;
+      }
+      schedule(std::min<Duration>(options.heartbeat, kRetry));
       return;
     }
     if (failing) logInfo(kLog, "node registry: Redis answers again");
     failing = false;
+    answered = true;
     size_t malformed = 0;
     auto entries = parseReply(*r, malformed);
     if (malformed != malformed_logged) {
@@ -288,7 +300,7 @@ void NodeRegistry::start() {
           describe(impl_->options.endpoints), impl_->key, formatDuration(impl_->options.heartbeat),
           formatDuration(std::chrono::milliseconds(impl_->lifetime_ms)));
   impl_->beat();
-  impl_->schedule();
+  impl_->schedule(impl_->options.heartbeat);
 }
 
 void NodeRegistry::withdraw() {

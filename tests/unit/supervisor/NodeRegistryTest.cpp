@@ -273,4 +273,23 @@ TEST_F(NodeRegistryRedisTest, WhileRedisIsAwayTheLastListStays) {
   ASSERT_TRUE(runUntil([&] { return a->registry->hosts() == 1; }, 5000ms));
 }
 
+TEST_F(NodeRegistryRedisTest, AHostRegistersAsSoonAsItsConnectionIsUpNotAHeartbeatLater) {
+  RedisOptions o;
+  o.port = port_;
+  RedisClient late(io_, o);  // not connected yet when the registry starts, as at start-up
+  NodeRegistryOptions options;
+  options.endpoints = {{"127.0.0.1", 8001, false}};
+  options.heartbeat = 3s;
+  NodeRegistry registry(
+      io_, [&](std::vector<std::string> args, RedisClient::Done done) { late.command(std::move(args), std::move(done)); },
+      "t:{nodes}", "host-a", options, nullptr);
+  registry.start();
+  runFor(50ms);  // the first heartbeat has failed: not connected
+  auto began = std::chrono::steady_clock::now();
+  late.start();
+  ASSERT_TRUE(runUntil([&] { return raw({"HEXISTS", "t:{nodes}", "host-a"}).integer == 1; }, 2500ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 1s);
+  late.stop();
+}
+
 }  // namespace
