@@ -70,7 +70,8 @@ class Gateway {
 
     ctx_.schedule_flush = [this] { asio::post(io_, [this] { ctx_.runFlushes(); }); };
     if (options_.standalone) broker_ = makeLocalBroker(cfg.history);
-    else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd, ctx_.config.gateway.hub_timeout, nodesFn());
+    else if (options_.hub_fd >= 0)
+      broker_ = makeHubClient(io_, options_.hub_fd, ctx_.config.gateway.hub_timeout, nodesFn());
     channels_ = std::make_unique<ChannelTable>(ctx_);
     ctx_.channels = channels_.get();
     polls_ = std::make_unique<PollCache>(ctx_);

@@ -260,7 +260,8 @@ struct NodeRegistry::Impl : std::enable_shared_from_this<Impl> {
       else if (was->second != endpoints) logInfo(kLog, "node registry: host {} now: {}", id, describe(endpoints));
     }
     for (const auto& [id, endpoints] : others)
-      if (find(now, id) == now.end()) logInfo(kLog, "node registry: host {} left or expired: {}", id, describe(endpoints));
+      if (find(now, id) == now.end())
+        logInfo(kLog, "node registry: host {} left or expired: {}", id, describe(endpoints));
   }
 
   void rebuild() {

@@ -252,7 +252,8 @@ std::string renderMetrics(const json& status) {
              "Subscribes and publishes to new channels refused at [history] max_channels.");
     m.sample("hub_refused_full_total", "", num(hub, "refused_full"));
     if (hub.contains("nodes")) {  // the redis engine's node registry
-      m.family("hub_nodes", "gauge", "Hosts in the node registry (redis engine), this one included: /v1/nodes lists their endpoints.");
+      m.family("hub_nodes", "gauge",
+               "Hosts in the node registry (redis engine), this one included: /v1/nodes lists their endpoints.");
       m.sample("hub_nodes", "", num(hub, "nodes"));
     }
   }

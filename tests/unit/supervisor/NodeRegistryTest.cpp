@@ -163,9 +163,11 @@ class NodeRegistryRedisTest : public ::testing::Test {
     o.heartbeat = 100ms;  // entries live 500 ms
     o.ttl = 60s;
     Host* raw = h.get();
-    h->registry = std::make_unique<NodeRegistry>(
-        io_, [this](std::vector<std::string> args, RedisClient::Done done) { client_->command(std::move(args), std::move(done)); },
-        "t:{nodes}", id, std::move(o), [raw](const std::string&) { ++raw->changes; });
+    auto command = [this](std::vector<std::string> args, RedisClient::Done done) {
+      client_->command(std::move(args), std::move(done));
+    };
+    h->registry = std::make_unique<NodeRegistry>(io_, command, "t:{nodes}", id, std::move(o),
+                                                 [raw](const std::string&) { ++raw->changes; });
     h->registry->start();
     return h;
   }
@@ -280,9 +282,10 @@ TEST_F(NodeRegistryRedisTest, AHostRegistersAsSoonAsItsConnectionIsUpNotAHeartbe
   NodeRegistryOptions options;
   options.endpoints = {{"127.0.0.1", 8001, false}};
   options.heartbeat = 3s;
-  NodeRegistry registry(
-      io_, [&](std::vector<std::string> args, RedisClient::Done done) { late.command(std::move(args), std::move(done)); },
-      "t:{nodes}", "host-a", options, nullptr);
+  auto command = [&](std::vector<std::string> args, RedisClient::Done done) {
+    late.command(std::move(args), std::move(done));
+  };
+  NodeRegistry registry(io_, command, "t:{nodes}", "host-a", options, nullptr);
   registry.start();
   runFor(50ms);  // the first heartbeat has failed: not connected
   auto began = std::chrono::steady_clock::now();
