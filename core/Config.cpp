@@ -178,6 +178,25 @@ void checkAddress(TableReader& r, const std::string& key, const std::string& val
                        value));
 }
 
+// Under the redis engine every host registers its public endpoints for every host's
+// GET /v1/nodes (supervisor/NodeRegistry.h): [nodes] endpoints, else its [[listen]]
+// addresses. A wildcard listener says nothing another host's client could dial, and
+// guessing the address (the first interface's? a NAT's?) would send clients astray, so
+// such a host must say where it is reached.
+void checkAdvertisable(const Config& cfg, const std::vector<int>& listen_lines, const std::string& path) {
+  if (cfg.bus.engine != "redis" || !cfg.nodes.endpoints.empty()) return;
+  for (size_t i = 0; i < cfg.listen.size(); ++i) {
+    auto a = parseSockAddr(cfg.listen[i].address);
+    if (!a || (a->host() != "0.0.0.0" && a->host() != "::")) continue;
+    throw ConfigError(path, i < listen_lines.size() ? listen_lines[i] : 0, fmt::format("listen[{}].address", i),
+                      fmt::format("'{}' is a wildcard address: with [bus] engine = \"redis\" this host registers "
+                                  "its public endpoints for every host's /v1/nodes, and other hosts' clients cannot "
+                                  "dial a wildcard; list the addresses clients reach this host at in [nodes] "
+                                  "endpoints",
+                                  cfg.listen[i].address));
+  }
+}
+
 }  // namespace
 
 Config parseConfig(const std::string& text, const std::string& path) {
@@ -195,6 +214,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
   }
 
   TableReader top(root, "", path);
+  std::vector<int> listen_lines;  // of each [[listen]], for errors found once every table is read
 
   if (const auto* t = subTable(top, "supervisor")) {
     TableReader r(*t, "supervisor", path);
@@ -230,6 +250,8 @@ Config parseConfig(const std::string& text, const std::string& path) {
       top.fail("listen", n, "expected [[listen]] tables");
     int i = 0;
     for (const auto& item : *arr) {
+      const toml::node* address = item.as_table() ? item.as_table()->get("address") : nullptr;
+      listen_lines.push_back(static_cast<int>((address ? address->source() : item.source()).begin.line));
       TableReader r(*item.as_table(), fmt::format("listen[{}]", i++), path);
       ListenConfig l;
       r.str("address", l.address);
@@ -372,6 +394,8 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.duration("ttl", nd.ttl, std::chrono::seconds(1));
     r.integer("version", nd.version, 0, INT64_MAX);
     r.boolean("tls", nd.tls);
+    r.duration("heartbeat", nd.heartbeat, std::chrono::milliseconds(100));
+    if (nd.heartbeat > std::chrono::minutes(1)) r.fail("heartbeat", t->get("heartbeat"), "must be at most 1m");
     if (const auto* n = r.find("endpoints")) {
       const auto* arr = n->as_array();
       if (!arr) r.fail("endpoints", n, "expected an array of \"IP:PORT\" strings or {address, tls} tables");
@@ -460,6 +484,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
   }
 
   top.rejectUnknown();
+  checkAdvertisable(cfg, listen_lines, path);
   return cfg;
 }
 

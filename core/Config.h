@@ -126,6 +126,9 @@ struct NodesConfig {
   uint64_t version = 0;                     // 0: derived from the list
   bool tls = true;                          // for entries written as plain strings
   std::vector<NodeEntry> endpoints;         // empty: this gateway's [[listen]] addresses
+  // The redis engine's node registry: this host's entry is written this often and
+  // expires after 5 of them (supervisor/NodeRegistry.h).
+  Duration heartbeat = std::chrono::seconds(2);
 };
 
 struct AdminConfig {

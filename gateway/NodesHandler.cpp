@@ -30,6 +30,10 @@ void serveNodes(const GatewayContext& ctx, const HttpRequest& req, const SockAdd
     setError(r, 405, "bad_request", "/v1/nodes answers GET and HEAD");
     return;
   }
+  if (!ctx.nodes_document.empty()) {  // redis engine: every live host's endpoints (supervisor/NodeRegistry.h)
+    r.body = ctx.nodes_document;
+    return;
+  }
   const Config& cfg = ctx.config;
   nlohmann::json list = nlohmann::json::array();
   auto add = [&](const SockAddr& a, bool tls) {

@@ -655,14 +655,40 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-RedisHubServer::RedisHubServer(asio::io_context& io, const BusConfig& bus, const HistoryConfig& history)
+RedisHubServer::RedisHubServer(asio::io_context& io, const BusConfig& bus, const HistoryConfig& history,
+                               NodeRegistryOptions nodes)
     : impl_(std::make_shared<Impl>(io, bus, history)) {
   impl_->start();
   if (bus.redis_cluster.empty())
     logInfo(kLog, "Redis engine: {} server(s), channels sharded over them (prefix {})", bus.redis.size(), bus.prefix);
   else
     logInfo(kLog, "Redis engine: a Redis Cluster, from {} seed(s) (prefix {})", bus.redis_cluster.size(), bus.prefix);
+  startNodeRegistry(io, bus, std::move(nodes));
 }
+
+// ---- the node registry (supervisor/NodeRegistry.h) --------------------------------------
+// Its Redis commands go to the shard that holds PREFIX:{nodes}; every change of the list is
+// pushed to every worker link, and the list so far to a link that attaches.
+
+void RedisHubServer::startNodeRegistry(asio::io_context& io, const BusConfig& bus, NodeRegistryOptions nodes) {
+  std::weak_ptr<Impl> weak = impl_;
+  auto command = [weak](std::vector<std::string> args, RedisClient::Done done) {
+    if (auto self = weak.lock()) self->router->command("nodes", std::move(args), std::move(done));  // PREFIX:{nodes}
+  };
+  auto changed = [weak](const std::string& document) {
+    auto self = weak.lock();
+    if (!self) return;
+    auto frame = std::make_shared<std::string>();
+    hubwire::encodeNodes(*frame, document);
+    std::shared_ptr<const std::string> shared = std::move(frame);
+    for (auto& [id, l] : self->links) l.link->send(shared);
+  };
+  nodes_ = std::make_unique<NodeRegistry>(io, std::move(command), fmt::format("{}:{{nodes}}", bus.prefix),
+                                          impl_->host_id, std::move(nodes), std::move(changed));
+  nodes_->start();
+}
+
+void RedisHubServer::withdraw() { nodes_->withdraw(); }
 
 RedisHubServer::~RedisHubServer() {
   for (auto& [id, l] : impl_->links) l.link->close("supervisor exiting");
@@ -681,6 +707,9 @@ uint32_t RedisHubServer::attach(int fd, int worker_slot) {
       [weak, id](const std::string& why) {
         if (auto self = weak.lock()) self->onClose(id, why);
       });
+  std::string nodes;  // the node list so far; changes follow (startNodeRegistry)
+  hubwire::encodeNodes(nodes, nodes_->document());
+  link->send(std::move(nodes));
   return id;
 }
 
@@ -717,7 +746,8 @@ nlohmann::json RedisHubServer::stats(size_t top_channels) const {
           {"probe_failures", i.probe_failures},
           {"held_dropped", i.dropped_held},
           {"links", i.links.size()},
-          {"link_overflows", i.overflows}};
+          {"link_overflows", i.overflows},
+          {"nodes", nodes_->hosts()}};
 }
 
 }  // namespace dingo

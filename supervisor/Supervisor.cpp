@@ -144,7 +144,7 @@ class Supervisor {
  private:
   // The bus engine's hub, in this process: the local sequencer, or the Redis engine.
   std::unique_ptr<HubService> makeHub() {
-    if (config_.bus.engine == "redis") return std::make_unique<RedisHubServer>(io_, config_.bus, config_.history);
+    if (config_.bus.engine == "redis") return std::make_unique<RedisHubServer>(io_, config_.bus, config_.history, nodeRegistryOptions(config_));
     return std::make_unique<HubServer>(io_, config_.history);
   }
 
@@ -340,6 +340,7 @@ class Supervisor {
     stopping_ = true;
     systemd::notify("STOPPING=1");
     acceptor_->close();
+    if (hub_) hub_->withdraw();  // nobody can connect here any more: out of the node registry
     ticket_keys_->stop();
     hand_off_->stop();
     prober_->stop();
@@ -350,6 +351,7 @@ class Supervisor {
     stopping_ = true;
     systemd::notify("STOPPING=1");
     acceptor_->close();
+    if (hub_) hub_->withdraw();  // nobody can connect here any more: out of the node registry
     hand_off_->stop();
     prober_->stop();
     pool_->stopNow();
