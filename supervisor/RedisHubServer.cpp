@@ -346,10 +346,15 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
         // What came live while the history was read, past the answer, is part of the
         // answer: the worker may have had those messages already for other subscribers,
         // and the new one's first live message must follow its answer (gateway/PubSub.h).
+        // An absent answer (the channel was born after the read) is followed by SEQ 1
+        // of whatever epoch it was born with, as in ChannelTable::continuity.
         for (const auto& h : ch.held) {
-          if (h.position.epoch != answer.position.epoch || h.position.seq != answer.position.seq + 1) continue;
+          bool absent = answer.position.seq == 0 && !answer.position.epoch.empty() && answer.position.epoch[0] == 'z';
+          bool next = h.position.epoch == answer.position.epoch ? h.position.seq == answer.position.seq + 1
+                                                                : absent && h.position.seq == 1;
+          if (!next) continue;
           answer.messages.push_back({h.position.seq, std::make_shared<const std::string>(h.data), 0});
-          answer.position.seq = h.position.seq;
+          answer.position = h.position;
         }
         ++ch.links[w.link];
         self->counts_changed.insert(name);
