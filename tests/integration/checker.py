@@ -39,6 +39,12 @@ def parse(position):
     return epoch, int(seq)
 
 
+def absent(p):
+    """A channel that did not exist when read (docs/protocol.md): its first message,
+    SEQ 1 of whatever epoch, follows it."""
+    return p[0].startswith("z") and p[1] == 0
+
+
 class Recorder:
     def __init__(self):
         self.lock = threading.Lock()
@@ -167,6 +173,8 @@ def _walk(r, sub, channel, evs, acked_at, top):
         elif kind == "message":
             position, key = parse(ev[2]), ev[3]
             r.delivered += 1
+            if cur is not None and absent(cur) and position[0] != cur[0]:
+                cur = (position[0], 0)
             if position in seen:
                 r.duplicates += 1
                 r.problem(f"{sub} ({channel}): {ev[2]} a second time")
@@ -198,6 +206,8 @@ def _walk(r, sub, channel, evs, acked_at, top):
         return
     if top is not None:
         top = parse(top)
+        if absent(cur) and top[0] != cur[0]:
+            cur = (top[0], 0)
         if top[0] != cur[0]:
             r.silent_gaps += top[1]
             r.problem(f"{sub} ({channel}): ended in epoch {cur[0]} at {cur[1]}, the channel is at "

@@ -23,6 +23,17 @@ class CheckerTest(unittest.TestCase):
         self.assertTrue(rep.ok, rep)
         self.assertEqual((rep.published, rep.delivered), (5, 5))
 
+    def test_a_channel_born_after_its_absent_position_follows_it(self):
+        r = history(2)
+        r.subscribed("s", "/c", "zabc000000.0", True, False)
+        r.message("s", "/c", "e1.1", "k1")
+        r.message("s", "/c", "e1.2", "k2")
+        self.assertTrue(check(r).ok)
+        r2 = history(2)
+        r2.subscribed("s", "/c", "zabc000000.0", True, False)
+        r2.message("s", "/c", "e1.2", "k2")
+        self.assertEqual(check(r2).missing_acked, 1)
+
     def test_a_missing_position_is_a_silent_gap(self):
         r = history(5)
         r.subscribed("s", "/c", "e1.0", True, False)
