@@ -226,3 +226,18 @@ def _walk(r, sub, channel, evs, acked_at, top):
             if e == epoch and lo < s <= hi and (e, s) not in seen:
                 r.missing_acked += 1
                 r.problem(f"{sub} ({channel}): acknowledged {e}.{s} never delivered")
+
+
+def caught_up(recorder, tops=None):
+    """True when every subscriber's last message is its channel's final position (what
+    to wait for, once publishing stopped, before check())."""
+    tops = dict(default_tops(recorder), **(tops or {}))
+    with recorder.lock:
+        for sub, evs in recorder.events.items():
+            top = tops.get(recorder.channel_of[sub])
+            if top is None:
+                continue
+            last = next((e for e in reversed(evs) if e[1] in ("message", "subscribed")), None)
+            if last is None or parse(last[2]) != parse(top):
+                return False
+    return True
