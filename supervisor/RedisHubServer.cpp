@@ -356,12 +356,18 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
           answer.messages.push_back({h.position.seq, std::make_shared<const std::string>(h.data), 0});
           answer.position = h.position;
         }
+        // The answer may be ahead of the live stream (messages published before the
+        // read whose pub/sub copies have not arrived yet). Those must still reach the
+        // subscribers this host has, and those whose reads are in flight, so the live
+        // mark moves to the answer only when there are none (the new one skips what
+        // its answer had: gateway/PubSub.h).
+        bool alone = ch.links.empty() && ch.reads == 0;
         ++ch.links[w.link];
         self->counts_changed.insert(name);
         std::string out;
         hubwire::encodeCatchup(out, w.request, answer);
         self->send(w.link, std::move(out));
-        if (!ch.delivered || ch.delivered->epoch != answer.position.epoch || ch.delivered->seq < answer.position.seq)
+        if (alone && (!ch.delivered || ch.delivered->epoch != answer.position.epoch || ch.delivered->seq < answer.position.seq))
           if (!ch.repairing && ch.held.empty()) ch.delivered = answer.position;
       }
       if (ch.reads == 0 && !ch.repairing) ch.held.clear();
