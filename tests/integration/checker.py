@@ -85,6 +85,7 @@ class Report:
         for f in self.FIELDS:
             setattr(self, f, 0)
         self.problems = []
+        self.reconnect_reasons = defaultdict(int)  # "sse@a: EOFError" -> count
         self.recovered_false_at = []  # monotonic times of each recovered:false, for attribution
 
     @property
@@ -100,7 +101,8 @@ class Report:
 
     def __str__(self):
         head = ", ".join(f"{f} {getattr(self, f)}" for f in self.FIELDS)
-        return head + "".join("\n  " + p for p in self.problems)
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reconnect_reasons.items()))
+        return head + (f"\n  reconnects: {reasons}" if reasons else "") + "".join("\n  " + p for p in self.problems)
 
 
 def default_tops(recorder):
@@ -149,6 +151,7 @@ def _walk(r, sub, channel, evs, acked_at, top):
         t, kind = ev[0], ev[1]
         if kind == "reconnect":
             r.reconnects += 1
+            r.reconnect_reasons[f"{sub.split('@')[0]}: {ev[2]}"] += 1
         elif kind == "subscribed":
             position, recovered, resumed = parse(ev[2]), ev[3], ev[4]
             if cur is None:  # the first answer: owed everything after it
