@@ -209,6 +209,8 @@ def print_table(result):
             ("gaps the hubs could not repair", result["hub"]["gaps"]),
             ("pub/sub probes failed", result["hub"]["probe_failures"]),
             ("client reconnects / exact resumes", f"{r.reconnects} / {r.resumed}"),
+            ("reconnects by transport and reason",
+             ", ".join(f"{k} {v}" for k, v in sorted(r.reconnect_reasons.items())) or "none"),
             ("recovered:false", r.recovered_false),
             ("recovered:false by the fault before it",
              ", ".join(f"{k} {v}" for k, v in sorted(result["recovered_false_by_cause"].items())) or "none"),
