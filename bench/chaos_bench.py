@@ -116,14 +116,16 @@ class Chaos:
         return kind
 
 
-def run_chaos(build, seconds, channels=4, rate=5.0, persistence="aof", seed=None, log=print):
+def run_chaos(build, seconds, channels=4, rate=5.0, persistence="aof", seed=None, log=print, bus_factory=None):
+    """bus_factory(host) -> the bus (hosts.RedisNode's interface; a Redis Cluster's
+    kill() would kill a master at random and start() bring it back), else one Redis."""
     harness.BIN = os.path.join(build, "bin")
     why = netns.unavailable()
     if why:
         log(f"chaos: skipped: {why}")
         return None
     rng = random.Random(seed)
-    hosts = Hosts(persistence=(persistence == "aof"), history_size=1000)
+    hosts = Hosts(persistence=(persistence == "aof"), history_size=1000, bus_factory=bus_factory)
     rec = checker.Recorder()
     clients = []
     halt = threading.Event()
