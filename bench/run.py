@@ -5,6 +5,7 @@
                [--only tls,plain,handoff,idle,fanout,...,abuse,auth] [--idle-connections 100000]
                [--subscribers 10000] [--trials 20] [--abuse-seconds 10] [--abuse-cases 1,2,...]
                [--auth-connects 1500] [--auth-storm 2000] [--charts-dir bench/img] [--charts-only]
+               [--chaos-seconds 600]
 
 Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
@@ -33,6 +34,11 @@ publishes) is the loop-lag figure.
 Auth (see bench/auth_bench.py): (auth) server CPU per new TLS WebSocket connection
 without [auth], with an ES256 token found in the worker's cache and with a new token
 each time; the token cache's hit rate in a reconnect storm.
+
+Chaos (see bench/chaos_bench.py; only with `--only chaos`, it is not in the default list):
+(chaos) the Redis engine on two hosts in network namespaces while workers, supervisors,
+whole hosts and Redis are killed and links cut at random; messages published and
+delivered, gaps repaired, recovered:false, silent gaps and duplicates (needs root).
 
 Servers get the same number of workers (2) and the same certificate. Beside req/s it
 reports the servers' CPU time per request (utime + stime of every server process from
@@ -384,6 +390,7 @@ def main():
     global BUILD, WORK, CERTS, ROUNDS
     import abuse_bench
     import auth_bench
+    import chaos_bench
     import nsclient_bench
     import ops_bench
     import polling_bench
@@ -401,6 +408,7 @@ def main():
     ap.add_argument("--abuse-cases", default=",".join(abuse_bench.CASES), help="(abuse) cases to run")
     ap.add_argument("--auth-connects", type=int, default=1500, help="(auth) connections per variant and round")
     ap.add_argument("--auth-storm", type=int, default=2000, help="(auth) clients in the reconnect storm")
+    ap.add_argument("--chaos-seconds", type=int, default=600, help="(chaos) seconds of faults")
     ap.add_argument("--charts-dir", default=os.path.join(HERE, "img"),
                     help="where results.json and the PNG charts go")
     ap.add_argument("--charts-only", action="store_true",
@@ -420,6 +428,7 @@ def main():
     held_rows, pollcache_rows, roundtrip_rows, ops_rows = [], [], [], {}
     reconnect_rows, storm_text, abuse_rows, auth_result = [], "", [], None
     storm_series = None
+    chaos_result = None
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -444,6 +453,8 @@ def main():
                 abuse_rows = abuse_bench.bench_abuse(env, args.abuse_seconds, args.abuse_cases.split(","))
             elif part == "auth":
                 auth_result = auth_bench.bench_auth(env, args.auth_connects, storm_clients=args.auth_storm)
+            elif part == "chaos":
+                chaos_result = chaos_bench.bench_chaos(env, args.chaos_seconds)
             elif part == "roundtrip":
                 roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
@@ -463,6 +474,7 @@ def main():
     nsclient_bench.print_tables(reconnect_rows, storm_text)
     abuse_bench.print_table(abuse_rows)
     auth_bench.print_tables(auth_result)
+    chaos_bench.print_table(chaos_result)
     save_and_draw(args.charts_dir, chart_parts(rows, fanout_rows, idle_rows, storm_series))
 
 

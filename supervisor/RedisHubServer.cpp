@@ -387,17 +387,28 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
         // What came live while the history was read, past the answer, is part of the
         // answer: the worker may have had those messages already for other subscribers,
         // and the new one's first live message must follow its answer (gateway/PubSub.h).
+        // An absent answer (the channel was born after the read) is followed by SEQ 1
+        // of whatever epoch it was born with, as in ChannelTable::continuity.
         for (const auto& h : ch.held) {
-          if (h.position.epoch != answer.position.epoch || h.position.seq != answer.position.seq + 1) continue;
+          bool absent = answer.position.seq == 0 && !answer.position.epoch.empty() && answer.position.epoch[0] == 'z';
+          bool next = h.position.epoch == answer.position.epoch ? h.position.seq == answer.position.seq + 1
+                                                                : absent && h.position.seq == 1;
+          if (!next) continue;
           answer.messages.push_back({h.position.seq, std::make_shared<const std::string>(h.data), 0});
-          answer.position.seq = h.position.seq;
+          answer.position = h.position;
         }
+        // The answer may be ahead of the live stream (messages published before the
+        // read whose pub/sub copies have not arrived yet). Those must still reach the
+        // subscribers this host has, and those whose reads are in flight, so the live
+        // mark moves to the answer only when there are none (the new one skips what
+        // its answer had: gateway/PubSub.h).
+        bool alone = ch.links.empty() && ch.reads == 0;
         ++ch.links[w.link];
         self->counts.changed(name);
         std::string out;
         hubwire::encodeCatchup(out, w.request, answer);
         self->send(w.link, std::move(out));
-        if (!ch.delivered || ch.delivered->epoch != answer.position.epoch || ch.delivered->seq < answer.position.seq)
+        if (alone && (!ch.delivered || ch.delivered->epoch != answer.position.epoch || ch.delivered->seq < answer.position.seq))
           if (!ch.repairing && ch.held.empty()) {
             ch.delivered = answer.position;
             ch.delivered_digest = answer.messages.empty() ? 0 : fnv1a64(*answer.messages.back().data) | 1;
