@@ -27,14 +27,11 @@ machine stand for two hosts (each speaks Redis once, in its hub).
     channels. Reported: Redis subscriptions and Redis CPU per publish.
 (rediskill) The supervisor's death: bench/redis_kill_bench.py.
 """
-import hashlib
 import http.client
 import json
 import os
 import re
 import selectors
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +44,7 @@ import pubsub_bench as ps
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from wsclient import Closed, WsClient  # noqa: E402  (stdlib only)
+from wsclient import WsClient  # noqa: E402  (stdlib only)
 
 
 # ---- Redis: a tiny RESP client and a server ------------------------------------------

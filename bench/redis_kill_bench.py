@@ -30,7 +30,10 @@ import threading
 import time
 
 import pubsub_bench as ps
-from redis_bench import Closed, RedisServer, WsClient, redis_bus
+from redis_bench import ROOT, RedisServer, redis_bus
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from wsclient import Closed, WsClient  # noqa: E402  (stdlib only)
 
 
 class Subscriber(threading.Thread):
