@@ -31,6 +31,12 @@ Hardening (see bench/abuse_bench.py): (abuse) hostile clients against a supervis
 2 workers while a well-behaved client measures its latency; the last case (large
 publishes) is the loop-lag figure.
 
+Redis engine (see bench/redis_bench.py): (redis) cross-host fan-out, 10,000 subscribers on
+host B and the publisher on host A, against the local engine; (rediscost) Redis CPU and
+round trips per publish, subscriptions per host, bytes per stored message; (redisplace)
+Redis spoken once per host against once per worker; (rediskill) delivery pause across a
+supervisor's kill -9 and restart.
+
 Auth (see bench/auth_bench.py): (auth) server CPU per new TLS WebSocket connection
 without [auth], with an ES256 token found in the worker's cache and with a new token
 each time; the token cache's hit rate in a reconnect storm.
@@ -395,11 +401,14 @@ def main():
     import ops_bench
     import polling_bench
     import pubsub_bench
+    import redis_bench
+    import redis_kill_bench
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported, errors summed")
-    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops,reconnect,storm,abuse,auth")
+    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops,reconnect,storm,abuse,auth,"
+                    "redis,rediscost,redisplace,rediskill")
     ap.add_argument("--trials", type=int, default=20, help="(reconnect) trials per case")
     ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
     ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
@@ -429,6 +438,7 @@ def main():
     reconnect_rows, storm_text, abuse_rows, auth_result = [], "", [], None
     storm_series = None
     chaos_result = None
+    redis_rows, redis_cost, redis_place, redis_kill = [], None, None, None
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -455,6 +465,14 @@ def main():
                 auth_result = auth_bench.bench_auth(env, args.auth_connects, storm_clients=args.auth_storm)
             elif part == "chaos":
                 chaos_result = chaos_bench.bench_chaos(env, args.chaos_seconds)
+            elif part == "redis":
+                redis_rows = redis_bench.bench_crosshost(env, args.seconds, args.subscribers)
+            elif part == "rediscost":
+                redis_cost = redis_bench.bench_cost(env, args.seconds)
+            elif part == "redisplace":
+                redis_place = redis_bench.bench_place(env)
+            elif part == "rediskill":
+                redis_kill = redis_kill_bench.bench_kill(env)
             elif part == "roundtrip":
                 roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
@@ -475,6 +493,8 @@ def main():
     abuse_bench.print_table(abuse_rows)
     auth_bench.print_tables(auth_result)
     chaos_bench.print_table(chaos_result)
+    redis_bench.print_tables(redis_rows, redis_cost, redis_place)
+    redis_kill_bench.print_table(redis_kill)
     save_and_draw(args.charts_dir, chart_parts(rows, fanout_rows, idle_rows, storm_series))
 
 
