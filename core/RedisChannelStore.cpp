@@ -21,9 +21,15 @@ constexpr char kAbsentMark = 'z';
 constexpr uint64_t kAbsentSecondsRange = 36ull * 36 * 36 * 36 * 36;  // 5 base-36 digits: about 695 days
 
 // KEYS: meta, stream. ARGV: pub/sub channel, data, maxlen, stream ttl ms, meta ttl ms,
-// an epoch for a new life of the channel, "1" for SPUBLISH.
+// an epoch for a new life of the channel, "1" for SPUBLISH, and the highest position the
+// caller knows of the channel (epoch, seq; '' and 0 for none). A channel behind that
+// position went back in time (Redis restarted from an older snapshot, a failover lost
+// writes): its next SEQs were already given to other messages, so it starts a new epoch.
 constexpr const char* kPublishLua = R"lua(
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch and epoch == ARGV[8] and tonumber(redis.call('HGET', KEYS[1], 'seq')) < tonumber(ARGV[9]) then
+  epoch = nil
+end
 if not epoch then
   epoch = ARGV[6]
   local t = redis.call('TIME')
@@ -179,18 +185,25 @@ void RedisChannelStore::runScript(std::string_view channel, const std::string& s
   });
 }
 
-void RedisChannelStore::publish(std::string_view channel, std::string_view data, PublishDone done) {
+void RedisChannelStore::publish(std::string_view channel, std::string_view data, const std::optional<Position>& known,
+                                PublishDone done) {
   std::string meta_ttl = std::to_string((options_.history_ttl + kMetaSlack).count());
+  std::optional<Position> seen = known;
+  if (const Position* acked = acknowledged_.find(channel);
+      acked && (!seen || (acked->epoch == seen->epoch && acked->seq > seen->seq)))
+    seen = *acked;
   runScript(channel, publishSha(), kPublishLua,
             {key(channel, ":m"), key(channel, ":s"), pubsubChannel(channel), std::string(data),
              std::to_string(std::max<uint32_t>(1, options_.history_size)), std::to_string(options_.history_ttl.count()),
-             meta_ttl, newEpoch(), options_.sharded_pubsub ? "1" : "0"},
+             meta_ttl, newEpoch(), options_.sharded_pubsub ? "1" : "0", seen ? seen->epoch : "",
+             std::to_string(seen ? seen->seq : 0)},
             [this, tag = std::string(channel), done = std::move(done)](const RedisReply* r, std::string_view error) {
               if (!r) return done(nullptr, error);
               if (r->isError()) return done(nullptr, r->str);
               if (r->elements.size() != 2 || r->elements[1].type != RedisReply::Type::Integer)
                 return done(nullptr, "unexpected reply to the publish script");
               Position p{r->elements[0].str, static_cast<uint64_t>(r->elements[1].integer)};
+              acknowledged_.note(tag, p);
               RedisShard* shard = redis_.shardOf(tag);
               if (options_.replica_wait.count() <= 0 || !shard || shard->replicas == 0) return done(&p, {});
               // Acknowledged once a replica has it (or the wait ran out: the message is

@@ -20,6 +20,7 @@
 
 #include "core/Config.h"
 #include "core/Hub.h"
+#include "core/RecentPositions.h"
 
 namespace dingo {
 
@@ -47,7 +48,11 @@ class RedisChannelStore {
   // Each channel's commands go to the Redis that holds it (core/RedisRouter.h).
   RedisChannelStore(RedisRouter& redis, RedisChannelOptions options);
 
-  void publish(std::string_view channel, std::string_view data, PublishDone done);
+  // `known`: the highest position the caller has seen of the channel (delivered to its
+  // subscribers), if any. With the positions this store acknowledged, it lets the script
+  // refuse to number a message with a position already given to another one.
+  void publish(std::string_view channel, std::string_view data, const std::optional<Position>& known,
+               PublishDone done);
   // As Hub::history: up to `limit` messages after `since`, recovered when nothing is
   // missing; without `since`, the newest `limit` with recovered false.
   void history(std::string_view channel, const std::optional<Position>& since, size_t limit, CatchupDone done);
@@ -73,6 +78,7 @@ class RedisChannelStore {
 
   RedisRouter& redis_;
   RedisChannelOptions options_;
+  RecentPositions acknowledged_;  // the last position acknowledged per channel, bounded
   std::string absent_tag_;  // 4 characters from the prefix: absent positions of this service
   uint64_t rng_state_;
 };

@@ -244,7 +244,8 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
         return;
       case hubwire::Type::Publish:
         ++published;
-        store.publish(channel, f.data, [self, id, request = f.id](const Position* p, std::string_view error) {
+        store.publish(channel, f.data, deliveredOf(channel),
+                      [self, id, request = f.id](const Position* p, std::string_view error) {
           if (!p) return self->replyError(id, request, error);
           std::string out;
           hubwire::encodePublishReply(out, request, *p);
@@ -273,6 +274,12 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
         logWarn(kLog, "worker {} sent hub frame type {}; closing its link", it->second.slot, static_cast<int>(f.type));
         it->second.link->close("unexpected frame");
     }
+  }
+
+  // The last position delivered here of `channel`, if it has subscribers here.
+  std::optional<Position> deliveredOf(const std::string& channel) const {
+    auto it = channels.find(channel);
+    return it == channels.end() ? std::nullopt : it->second.delivered;
   }
 
   uint64_t localSubscribers(const std::string& channel) const {

@@ -12,7 +12,7 @@ except across an explicit recovered:false:
 - pub/sub connections killed from Redis (CLIENT KILL TYPE pubsub) are repaired without
   any client noticing;
 - a host's link down for seconds and back: nothing lost;
-- (a known defect, expected to fail) a Redis back from an older snapshot.
+- a Redis back from an older snapshot: a new epoch, never a position given twice.
 Skipped, with the reason, where network namespaces cannot be made (not root, no
 `ip netns`)."""
 import threading
@@ -198,14 +198,13 @@ class RedisHostsTest(unittest.TestCase):
         # Each subscriber was told, once, that the old epoch's messages are gone.
         self.assertEqual(report.recovered_false_new_epoch, len(subs), str(report))
 
-    @unittest.expectedFailure
     def test_redis_back_from_an_older_snapshot_never_reuses_a_position(self):
-        """KNOWN DEFECT (issue 13; remove expectedFailure with the fix). A Redis that
-        comes back from a snapshot older than its last write (RDB, or AOF with
-        appendfsync everysec, Redis's usual setting) has the channel's meta hash with
-        the same epoch and a lower SEQ: the next publishes are acknowledged with
-        positions subscribers already had, the hub and the workers skip them as seen,
-        and those messages are lost silently."""
+        """A Redis that comes back from a snapshot older than its last write (RDB, or
+        AOF with appendfsync everysec, Redis's usual setting) has the channel's meta
+        hash with the same epoch and a lower SEQ. Numbering on would acknowledge
+        positions subscribers already had for other messages, which they would skip as
+        seen: the publish script starts a new epoch instead (core/RedisChannelStore),
+        and the subscriber is told once."""
         sub = WsSubscriber("ws@b", self.rec, self.hosts.endpoints(1), "/old")
         self.clients.append(sub)
         sub.start()
@@ -222,9 +221,11 @@ class RedisHostsTest(unittest.TestCase):
             wait_for(lambda: not s.status()["bus"]["degraded"], 15, what="the supervisors back on Redis")
         for n in range(4):
             self.publish(0, "/old", f"c{n}")
-        time.sleep(2)
+        wait_for(lambda: caught_up(self.rec), 10, what="the subscriber has the new epoch's 4")
         report = check(self.rec)
         self.assertEqual((report.reused_positions, report.wrong_data), (0, 0), str(report))
+        self.assertTrue(report.ok, str(report))
+        self.assertEqual(report.recovered_false_new_epoch, 1, str(report))
 
     def test_pubsub_connections_killed_by_redis_are_repaired_without_a_client_noticing(self):
         subs = self.subscribers("/kill")

@@ -42,10 +42,10 @@ class RedisChannelStoreTest : public ::testing::Test {
     return true;
   }
 
-  Position publish(const std::string& channel, const std::string& data) {
+  Position publish(const std::string& channel, const std::string& data, std::optional<Position> known = {}) {
     std::optional<Position> got;
     std::string error = "none";
-    store_->publish(channel, data, [&](const Position* p, std::string_view e) {
+    store_->publish(channel, data, known, [&](const Position* p, std::string_view e) {
       if (p) got = *p;
       error = e;
     });
@@ -147,6 +147,49 @@ TEST_F(RedisChannelStoreTest, ARedisThatLostItsDataStartsANewEpoch) {
   EXPECT_FALSE(c.recovered);
   EXPECT_TRUE(c.messages.empty());
   EXPECT_EQ(c.position, after);
+}
+
+// A Redis back from a snapshot older than its last write has the same epoch with a lower
+// SEQ: numbering on from there would give positions already acknowledged to other
+// messages. The store remembers what it acknowledged, and starts a new epoch instead.
+TEST_F(RedisChannelStoreTest, AHistoryThatWentBackIsNotNumberedOn) {
+  Position first = publish("/back", "1");
+  for (int i = 2; i <= 4; ++i) publish("/back", std::to_string(i));
+  raw({"HSET", "dingo:{/back}:m", "seq", "2"});  // as if Redis lost the last two writes
+  Position next = publish("/back", "5");
+  EXPECT_NE(next.epoch, first.epoch);
+  EXPECT_EQ(next.seq, 1u);
+  Catchup c = history("/back", Position{first.epoch, 4});
+  EXPECT_FALSE(c.recovered);  // the client learns it
+}
+
+// The same from what the caller delivered (another host published the messages).
+TEST_F(RedisChannelStoreTest, AHistoryBehindWhatTheCallerDeliveredIsNotNumberedOn) {
+  Position first = publish("/seen", "1");
+  publish("/seen", "2");
+  RedisChannelStore other(*ring_, RedisChannelOptions{});  // another host's store: acknowledged nothing
+  std::optional<Position> got;
+  other.publish("/seen", "3", Position{first.epoch, 9}, [&](const Position* p, std::string_view) {
+    if (p) got = *p;
+  });
+  ASSERT_TRUE(runUntil([&] { return got.has_value(); }));
+  EXPECT_NE(got->epoch, first.epoch);
+  // Knowing less than Redis has is the usual case (others published): numbering goes on.
+  Position more = publish("/seen", "4", Position{got->epoch, 0});
+  EXPECT_EQ(more, (Position{got->epoch, 2}));
+}
+
+TEST(RecentPositions, KeepsTheHighestOfAnEpochAndStaysBounded) {
+  RecentPositions r(4);
+  r.note("/a", Position{"e1", 5});
+  r.note("/a", Position{"e1", 3});
+  EXPECT_EQ(*r.find("/a"), (Position{"e1", 5}));
+  r.note("/a", Position{"e2", 1});  // a new epoch replaces the old
+  EXPECT_EQ(*r.find("/a"), (Position{"e2", 1}));
+  for (int i = 0; i < 100; ++i) r.note("/c" + std::to_string(i), Position{"e", 1});
+  EXPECT_LE(r.size(), 4u);
+  EXPECT_EQ(r.find("/a"), nullptr);  // long unseen: forgotten
+  EXPECT_NE(r.find("/c99"), nullptr);
 }
 
 TEST_F(RedisChannelStoreTest, ReadsOfAnAbsentChannelCreateNothing) {
