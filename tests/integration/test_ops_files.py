@@ -20,9 +20,11 @@ STATUS_CPP = os.path.join(SOURCE, "supervisor", "Status.cpp")
 
 # Families a supervisor with 2 idle workers and no [auth] leaves out of its scrape
 # (a family with no series is not written): refusals appear with the first refusal,
-# the token cache's counters with [auth]. Every other family is always there.
+# the token cache's counters with [auth], dingo_hub_nodes with the redis engine. Every
+# other family is always there.
 CONDITIONAL = {"dingo_worker_auth_refusals_total", "dingo_worker_auth_cache_hits_total",
-               "dingo_worker_auth_cache_misses_total"}
+               "dingo_worker_auth_cache_misses_total",
+               "dingo_hub_nodes"}  # the node registry: the redis engine only
 # Suffixes a histogram or summary family's samples add to its name.
 SAMPLE_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
 

@@ -12,6 +12,7 @@ except across an explicit recovered:false:
 - pub/sub connections killed from Redis (CLIENT KILL TYPE pubsub) are repaired without
   any client noticing;
 - a host's link down for seconds and back: nothing lost;
+- /v1/nodes on either host lists both hosts' addresses, and drops a stopped one;
 - a Redis back from an older snapshot: a new epoch, never a position given twice.
 Skipped, with the reason, where network namespaces cannot be made (not root, no
 `ip netns`)."""
@@ -176,6 +177,17 @@ class RedisHostsTest(unittest.TestCase):
         b_reconnects = [(s.name, e) for s in on_b for e in self.rec.events[s.name] if e[1] == "reconnect"]
         self.assertEqual(b_reconnects, [], str(report))
         self.assertGreater(report.published, 60)
+
+    def test_v1_nodes_on_either_host_lists_both_and_drops_a_stopped_one(self):
+        def listed(i):
+            status, body = request(self.hosts.endpoint(i), "GET", "/v1/nodes")
+            self.assertEqual(status, 200, body)
+            return {(n["host"], n["port"]) for n in body["nodes"]}
+        both = {self.hosts.endpoint(0), self.hosts.endpoint(1)}
+        for i in (0, 1):  # each host's own address, not loopback: what the other's clients dial
+            wait_for(lambda: listed(i) == both, 15, what=f"/v1/nodes on host {'ab'[i]} lists both hosts")
+        self.hosts.supervisors[1].stop()  # SIGTERM: host b withdraws its entry as it closes its listeners
+        wait_for(lambda: listed(0) == {self.hosts.endpoint(0)}, 6, what="host b gone from host a's /v1/nodes")
 
     def test_redis_killed_and_restarted_empty_while_messages_flow(self):
         subs = self.subscribers("/outage")
