@@ -27,9 +27,19 @@ export DINGO_SANITIZED=1  # tests/integration/harness.py: release_only tests ski
 "$@"
 status=$?
 
+# LeakSanitizer's stop-the-world prints "Unable to get registers from thread N" when a
+# thread ends while it stops them (an Asio resolver thread at exit, on a loaded machine)
+# and checks the others all the same: a warning, not a finding. A file holding nothing
+# else is shown but does not fail the test.
+benign='^==[0-9]+==Unable to get registers from thread [0-9]+\.$'
 found=0
 for f in "$reports"/*; do
   [ -e "$f" ] || continue
+  if ! grep -Evq "$benign" "$f"; then
+    echo "==== sanitizer warning only (not a finding) $f"
+    cat "$f"
+    continue
+  fi
   found=1
   echo "==== sanitizer report $f"
   cat "$f"
