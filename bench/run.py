@@ -6,6 +6,7 @@
                [--subscribers 10000] [--trials 20] [--abuse-seconds 10] [--abuse-cases 1,2,...]
                [--auth-connects 1500] [--auth-storm 2000] [--charts-dir bench/img] [--charts-only]
                [--chaos-seconds 600]
+               [--million-steps 100000,250000,500000,1000000]
 
 Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
@@ -45,6 +46,12 @@ Chaos (see bench/chaos_bench.py; only with `--only chaos`, it is not in the defa
 (chaos) the Redis engine on two hosts in network namespaces while workers, supervisors,
 whole hosts and Redis are killed and links cut at random; messages published and
 delivered, gaps repaired, recovered:false, silent gaps and duplicates (needs root).
+
+Million (see bench/million_bench.py; only with `--only million`, not in the default list):
+(million) idle WebSockets, each subscribed to a channel, ramped in steps to one million
+(--million-steps) over enough workers and wsload processes; per step the set-up time,
+the workers' RSS per connection, the kernel's socket memory and the supervisor's RSS and
+CPU while they arrive; where and why the ramp stopped, and the largest count that held.
 
 Servers get the same number of workers (2) and the same certificate. Beside req/s it
 reports the servers' CPU time per request (utime + stime of every server process from
@@ -397,6 +404,7 @@ def main():
     import abuse_bench
     import auth_bench
     import chaos_bench
+    import million_bench
     import nsclient_bench
     import ops_bench
     import polling_bench
@@ -418,6 +426,8 @@ def main():
     ap.add_argument("--auth-connects", type=int, default=1500, help="(auth) connections per variant and round")
     ap.add_argument("--auth-storm", type=int, default=2000, help="(auth) clients in the reconnect storm")
     ap.add_argument("--chaos-seconds", type=int, default=600, help="(chaos) seconds of faults")
+    ap.add_argument("--million-steps", default="100000,250000,500000,1000000",
+                    help="(million) connection counts to ramp through")
     ap.add_argument("--charts-dir", default=os.path.join(HERE, "img"),
                     help="where results.json and the PNG charts go")
     ap.add_argument("--charts-only", action="store_true",
@@ -438,6 +448,7 @@ def main():
     reconnect_rows, storm_text, abuse_rows, auth_result = [], "", [], None
     storm_series = None
     chaos_result = None
+    million_result = None
     redis_rows, redis_cost, redis_place, redis_kill = [], None, None, None
     env = sys.modules[__name__]
     try:
@@ -465,6 +476,8 @@ def main():
                 auth_result = auth_bench.bench_auth(env, args.auth_connects, storm_clients=args.auth_storm)
             elif part == "chaos":
                 chaos_result = chaos_bench.bench_chaos(env, args.chaos_seconds)
+            elif part == "million":
+                million_result = million_bench.bench_million(env, [int(s) for s in args.million_steps.split(",")])
             elif part == "redis":
                 redis_rows = redis_bench.bench_crosshost(env, args.seconds, args.subscribers)
             elif part == "rediscost":
@@ -493,6 +506,7 @@ def main():
     abuse_bench.print_table(abuse_rows)
     auth_bench.print_tables(auth_result)
     chaos_bench.print_table(chaos_result)
+    million_bench.print_table(million_result)
     redis_bench.print_tables(redis_rows, redis_cost, redis_place)
     redis_kill_bench.print_table(redis_kill)
     save_and_draw(args.charts_dir, chart_parts(rows, fanout_rows, idle_rows, storm_series))

@@ -1,10 +1,13 @@
 // WebSocket load for bench/run.py: many connections from one process, one epoll loop.
 //
 //   wsload idle   --port P --count N [--sources 127.0.0.2,127.0.0.3] [--tls]
-//                 [--concurrency 512] [--hold SECONDS]
+//                 [--concurrency 512] [--hold SECONDS] [--subscribe [--channels K]]
 //       Opens N WebSocket connections (/v1/ws) and holds them idle. Prints one JSON
-//       line when all are up ({"connected":N,"failed":F,"seconds":S}), then holds them
-//       until SIGTERM/SIGINT or --hold seconds, answering pings.
+//       line when all are up ({"connected":N,"failed":F,"subscribed":S,"seconds":T}),
+//       then holds them until SIGTERM/SIGINT or --hold seconds, answering pings, and
+//       prints {"held":H,"dropped":D} as it ends (D: open connections the server closed).
+//       --subscribe: each connection also subscribes (connection i to CHANNEL/(i % K),
+//       K = --channels, default 1: CHANNEL itself) and "up" means the server confirmed it.
 //   wsload fanout --port P --subscribers N --rate R --seconds S [--channel /bench]
 //                 [--sources ...] [--size 100] [--sync] [--publish-port P2]
 //       N subscribers on one channel, then one publisher publishing R messages a second
@@ -78,6 +81,8 @@ struct Options {
   size_t size = 100;
   int rounds = 50;
   bool sync = false;  // fanout: the caller brackets the measured window over stdin/stdout
+  bool subscribe = false;  // idle: WebSockets subscribe too
+  int channels = 1;        // idle --subscribe: spread over this many channels
 };
 
 enum class State { Connecting, Handshaking, Upgrading, Open, Dead };
@@ -86,6 +91,7 @@ enum class Kind { WebSocket, Poll, Sse };
 
 struct Conn {
   Kind kind = Kind::WebSocket;
+  uint32_t index = 0;
   int fd = -1;
   SSL* ssl = nullptr;
   State state = State::Connecting;
@@ -154,11 +160,14 @@ class Load {
   uint64_t polls() const { return polls_; }
   std::vector<int64_t>& latencies() { return latencies_; }
   int failed() const { return failed_; }
+  int opened() const { return opened_; }
+  int dropped() const { return dropped_; }
 
  private:
   void start(int index, bool subscribe, int port) {
     auto c = std::make_unique<Conn>();
     c->subscriber = subscribe;
+    c->index = static_cast<uint32_t>(index);
     if (subscribe && o_.transport == "poll") c->kind = Kind::Poll;
     if (subscribe && o_.transport == "sse") c->kind = Kind::Sse;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -389,7 +398,10 @@ class Load {
       ++opened_;
       if (c.subscriber) {
         char cmd[320];
-        int len = snprintf(cmd, sizeof cmd, R"({"id":1,"op":"subscribe","channel":"%s"})", o_.channel.c_str());
+        int len = o_.channels > 1
+                      ? snprintf(cmd, sizeof cmd, R"({"id":1,"op":"subscribe","channel":"%s/%u"})", o_.channel.c_str(),
+                                 c.index % static_cast<uint32_t>(o_.channels))
+                      : snprintf(cmd, sizeof cmd, R"({"id":1,"op":"subscribe","channel":"%s"})", o_.channel.c_str());
         sendFrame(c, 1, std::string_view(cmd, static_cast<size_t>(len)));
       }
     }
@@ -514,6 +526,7 @@ int sendFloor(int count, int rounds, size_t size) {
 int usage() {
   fprintf(stderr,
           "usage: wsload idle --port P --count N [--sources A,B] [--tls] [--concurrency C] [--hold S]\n"
+          "                   [--subscribe [--channels K]]\n"
           "       wsload fanout --port P --subscribers N --rate R --seconds S [--channel C] [--size B]\n"
           "                     [--transport ws|poll|sse] [--sync] [--publish-port P2]\n"
           "       wsload sendfloor [--count N] [--rounds R] [--size B]\n");
@@ -546,6 +559,8 @@ int main(int argc, char** argv) {
     else if (a == "--size") o.size = static_cast<size_t>(atoi(next().c_str()));
     else if (a == "--rounds") o.rounds = atoi(next().c_str());
     else if (a == "--sync") o.sync = true;
+    else if (a == "--subscribe") o.subscribe = true;
+    else if (a == "--channels") o.channels = std::max(1, atoi(next().c_str()));
     else return usage();
   }
   if (o.mode == "sendfloor") {
@@ -568,12 +583,17 @@ int main(int argc, char** argv) {
   int64_t t0 = nowNs();
   if (o.mode == "idle") {
     // With --transport poll each connection's second poll is held; with sse, a stream.
-    int ok = load.openAll(o.count, o.transport != "ws");
-    printf("{\"connected\":%d,\"failed\":%d,\"seconds\":%.2f}\n", ok, load.failed(),
-           static_cast<double>(nowNs() - t0) / 1e9);
+    int ok = load.openAll(o.count, o.transport != "ws" || o.subscribe);
+    // With --subscribe, up means confirmed (at most 60 s more).
+    int64_t confirm_until = nowNs() + 60'000'000'000LL;
+    while (o.subscribe && load.subscribedCount() < ok - load.dropped() && !g_stop && nowNs() < confirm_until)
+      load.poll(100);
+    printf("{\"connected\":%d,\"failed\":%d,\"subscribed\":%d,\"seconds\":%.2f}\n", ok, load.failed(),
+           load.subscribedCount(), static_cast<double>(nowNs() - t0) / 1e9);
     fflush(stdout);
     int64_t end = o.hold > 0 ? nowNs() + static_cast<int64_t>(o.hold * 1e9) : INT64_MAX;
     while (!g_stop && nowNs() < end) load.poll(200);
+    printf("{\"held\":%d,\"dropped\":%d}\n", load.opened() - load.dropped(), load.dropped());
     return 0;
   }
 
