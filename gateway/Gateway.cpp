@@ -430,7 +430,9 @@ class Gateway {
 
   void acceptLoop(size_t index, bool tls) {
     acceptors_[index]->async_accept([this, index, tls](boost::system::error_code ec, tcp::socket s) {
-      if (ec == asio::error::operation_aborted || ctx_.draining) return;
+      if (ec == asio::error::operation_aborted || (ec && ctx_.draining)) return;
+      // Accepted just before a drain closed the listener: served (one request, answered
+      // with Connection: close), not dropped with the client's request unread (a reset).
       if (!ec) {
         ++ctx_.counters.accepted;
         if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
@@ -446,7 +448,7 @@ class Gateway {
         });
         return;
       }
-      acceptLoop(index, tls);
+      if (!ctx_.draining) acceptLoop(index, tls);
     });
   }
 
