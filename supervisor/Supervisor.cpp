@@ -33,6 +33,8 @@
 #include "supervisor/AdminServer.h"
 #include "supervisor/Dispatcher.h"
 #include "supervisor/HubServer.h"
+#include "supervisor/KernelDispatch.h"
+#include "supervisor/ReusePort.h"
 #include "supervisor/RedisHubServer.h"
 #include "supervisor/Spawn.h"
 #include "supervisor/ControlRequest.h"
@@ -121,13 +123,26 @@ struct Worker {
   }
 };
 
+// One listening socket the supervisor may accept from: a [[listen]] address's socket
+// (handoff mode), or one worker slot's SO_REUSEPORT socket (kernel mode), which the
+// supervisor accepts from only while KernelDispatch says the slot falls back.
+struct ListenSocket {
+  static constexpr size_t kNoSlot = SIZE_MAX;
+  UniqueFd fd;
+  // In the event loop only while we accept from it: a slot's socket registered with epoll
+  // would wake the supervisor for every connection the worker accepts.
+  std::unique_ptr<stream_descriptor> socket;
+  std::unique_ptr<asio::steady_timer> pause_timer;
+  bool armed = false;  // an accept wait is pending
+  size_t slot = kNoSlot;
+};
+
 struct Listener {
   ListenConfig config;
   SockAddr address;
-  std::unique_ptr<stream_descriptor> socket;
+  std::vector<ListenSocket> sockets;  // kernel mode: slot order
+  bool kernel = false;
   uint64_t accepted = 0;
-  std::unique_ptr<asio::steady_timer> pause_timer;
-  bool armed = false;  // an accept wait is pending
 };
 
 // An accepted socket that no worker could take yet (their queues were full).
@@ -177,12 +192,13 @@ class Supervisor {
     else hub_ = std::make_unique<HubServer>(io_, config_.history);
     setupSignals();
     awaitOrphans();
-    for (auto& l : listeners_) armAccept(l);
+    armAccepts();
+    updateKernel();
     scheduleStats();
     scheduleWatchdog();
     scheduleSystemdWatchdog();
-    logInfo(kLog, "started: {} workers, dispatch {}, {} listener(s), control socket {}{}",
-            worker_count_, dispatchName(config_.supervisor.dispatch), listeners_.size(),
+    logInfo(kLog, "started: {} workers, dispatch {}, accept {}, {} listener(s), control socket {}{}",
+            worker_count_, dispatchName(config_.supervisor.dispatch), kernel_ ? "kernel" : "handoff", listeners_.size(),
             config_.supervisor.control_socket,
             config_.admin.address.empty() ? "" : ", admin http://" + config_.admin.address);
     if (config_.bus.engine == "local" && !config_.bus.redis.empty())
@@ -209,26 +225,50 @@ class Supervisor {
   // that socket's backlog while the supervisor restarts.
   void bindListeners() {
     std::vector<UniqueFd> inherited = systemd::takeListenFds();
+    if (config_.supervisor.accept == AcceptMode::Kernel && config_.supervisor.dispatch != DispatchPolicy::LeastConn)
+      kernel_ = std::make_unique<KernelDispatch>(config_.supervisor.dispatch, static_cast<size_t>(worker_count_),
+                                                 config_.supervisor.slot_grace, Clock::now());
+    bool any_kernel = false;
     for (const auto& lc : config_.listen) {
       Listener l;
       l.config = lc;
       l.address = *parseSockAddr(lc.address);
-      UniqueFd fd;
-      for (auto& in : inherited) {
-        if (in && localAddress(in.get()).toString() == l.address.toString()) {
-          fd = std::move(in);
-          ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
-          break;
-        }
+      // The sockets passed for this address, in the order given (an upgrade passes a
+      // kernel-mode listener's slot sockets in slot order).
+      std::vector<UniqueFd> passed;
+      for (auto& in : inherited)
+        if (in && localAddress(in.get()).toString() == l.address.toString()) passed.push_back(std::move(in));
+      bool adopted = !passed.empty();
+      std::vector<UniqueFd> fds;
+      if (kernel_ && (passed.empty() || hasReusePort(passed.front().get()))) {
+        l.kernel = true;
+        fds = openReusePortSockets(l.address, lc.backlog, static_cast<size_t>(worker_count_), std::move(passed));
+      } else if (adopted) {
+        if (kernel_)
+          logWarn(kLog, "{}: the socket passed with LISTEN_FDS has no SO_REUSEPORT; handoff accept for it",
+                  lc.address);
+        fds = std::move(passed);
+        for (auto& fd : fds) ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+      } else {
+        fds.push_back(listenTcp(l.address, ListenOptions{lc.backlog, false}));
       }
-      bool adopted = static_cast<bool>(fd);
-      if (!adopted) fd = listenTcp(l.address, ListenOptions{lc.backlog, false});
-      l.socket = std::make_unique<stream_descriptor>(io_, fd.release());
-      l.pause_timer = std::make_unique<asio::steady_timer>(io_);
-      logInfo(kLog, "listening on {} ({}{})", lc.address, lc.tls ? "tls" : "plain",
+      std::vector<int> raw;
+      for (size_t i = 0; i < fds.size(); ++i) {
+        ListenSocket ls;
+        raw.push_back(fds[i].get());
+        ls.fd = std::move(fds[i]);
+        ls.pause_timer = std::make_unique<asio::steady_timer>(io_);
+        if (l.kernel) ls.slot = i;
+        l.sockets.push_back(std::move(ls));
+      }
+      if (l.kernel) kernel_->addGroup(l.address.family(), raw);
+      any_kernel = any_kernel || l.kernel;
+      logInfo(kLog, "listening on {} ({}{}{})", lc.address, lc.tls ? "tls" : "plain",
+              l.kernel ? fmt::format(", kernel accept: {} SO_REUSEPORT sockets", l.sockets.size()) : "",
               adopted ? ", socket passed with LISTEN_FDS" : "");
       listeners_.push_back(std::move(l));
     }
+    if (!any_kernel) kernel_.reset();
     for (auto& in : inherited)
       if (in) logWarn(kLog, "LISTEN_FDS passed a socket on {} that no [[listen]] names; closed it",
                       localAddress(in.get()).toString());
@@ -260,26 +300,55 @@ class Supervisor {
     });
   }
 
-  void armAccept(Listener& l) {
-    if (stopping_ || !l.socket || l.armed) return;
-    l.armed = true;
-    l.socket->async_wait(stream_descriptor::wait_read, [this, &l](boost::system::error_code ec) {
-      l.armed = false;
+  void armAccepts() {
+    for (auto& l : listeners_)
+      for (auto& ls : l.sockets) armAccept(l, ls);
+  }
+
+  // A slot's socket is the supervisor's to accept from only while its slot falls back.
+  bool mine(const ListenSocket& ls) const {
+    return ls.slot == ListenSocket::kNoSlot || !kernel_ || kernel_->fallback(ls.slot);
+  }
+
+  // Stops watching a socket we no longer accept from (its fd stays open).
+  static void unwatch(ListenSocket& ls) {
+    if (!ls.socket) return;
+    ls.socket->release();  // out of epoll, not closed
+    ls.socket.reset();
+    ls.armed = false;
+  }
+
+  void armAccept(Listener& l, ListenSocket& ls) {
+    if (stopping_ || !ls.fd || ls.armed) return;
+    if (!mine(ls)) {
+      unwatch(ls);
+      return;
+    }
+    if (!ls.socket) ls.socket = std::make_unique<stream_descriptor>(io_, ls.fd.get());
+    ls.armed = true;
+    ls.socket->async_wait(stream_descriptor::wait_read, [this, &l, &ls](boost::system::error_code ec) {
+      if (ec == asio::error::operation_aborted) return;  // unwatched (armed already false)
+      ls.armed = false;
       if (ec || stopping_) return;
-      acceptBurst(l);
+      acceptBurst(l, ls);
     });
   }
 
-  void acceptBurst(Listener& l) {
+  void acceptBurst(Listener& l, ListenSocket& ls) {
     uint16_t index = static_cast<uint16_t>(&l - listeners_.data());
     // A bounded burst, then back to the event loop so other work is not starved.
     for (int i = 0; i < 512; ++i) {
       // Workers are full: leave connections in the kernel's backlog (they wait there
-      // instead of being refused); retryParked() re-arms the listeners.
+      // instead of being refused); retryParked() re-arms the listeners. A slot whose
+      // worker is back accepts by itself.
       if (!parked_.empty()) return;
+      if (!mine(ls)) {
+        unwatch(ls);
+        return;
+      }
       SockAddr peer;
       peer.len = sizeof peer.storage;
-      int fd = ::accept4(l.socket->native_handle(), peer.addr(), &peer.len,
+      int fd = ::accept4(ls.fd.get(), peer.addr(), &peer.len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         int err = errno;
@@ -288,9 +357,9 @@ class Supervisor {
         // Out of fds or memory: pause this listener rather than spin on it.
         logError(kLog, "accept on {}: {}; pausing accepts for 100ms", l.config.address,
                  errnoText(err));
-        l.pause_timer->expires_after(std::chrono::milliseconds(100));
-        l.pause_timer->async_wait([this, &l](boost::system::error_code ec) {
-          if (!ec) armAccept(l);
+        ls.pause_timer->expires_after(std::chrono::milliseconds(100));
+        ls.pause_timer->async_wait([this, &l, &ls](boost::system::error_code ec) {
+          if (!ec) armAccept(l, ls);
         });
         return;
       }
@@ -298,7 +367,47 @@ class Supervisor {
       ++l.accepted;
       handOff(std::move(client), peer, index, l.config.tls);
     }
-    armAccept(l);
+    armAccept(l, ls);
+  }
+
+  // ---- the kernel accept mode ---------------------------------------------------------
+  //
+  // Each worker is given its slot's socket of every kernel-mode listener when it says
+  // hello; KernelDispatch decides, from the workers' states, which slots the kernel
+  // sends new connections to and which slots' queues the supervisor takes over.
+
+  void giveSlotSockets(Worker& w) {
+    if (!kernel_ || !w.ipc) return;
+    for (size_t i = 0; i < listeners_.size(); ++i) {
+      Listener& l = listeners_[i];
+      if (!l.kernel || static_cast<size_t>(w.slot) >= l.sockets.size()) continue;
+      ipc::ListenInfo info;
+      info.listener = static_cast<uint16_t>(i);
+      info.tls = l.config.tls ? 1 : 0;
+      int err = ipc::send(w.ipc->native_handle(), ipc::MsgType::Listen, ipc::asBytes(info),
+                          l.sockets[static_cast<size_t>(w.slot)].fd.get());
+      if (err != 0)
+        logWarn(kLog, "giving worker {} its socket on {}: {}", w.slot, l.config.address, errnoText(err));
+    }
+  }
+
+  void updateKernel() {
+    if (!kernel_ || stopping_) return;
+    std::vector<KernelDispatch::Slot> slots;
+    for (const auto& w : workers_) {
+      switch (w->state) {
+        case WorkerState::Ready: slots.push_back(KernelDispatch::Slot::Serving); break;
+        case WorkerState::Suspect: slots.push_back(KernelDispatch::Slot::Suspect); break;
+        case WorkerState::Starting: slots.push_back(KernelDispatch::Slot::Starting); break;
+        default: slots.push_back(KernelDispatch::Slot::Down);
+      }
+    }
+    if (kernel_->update(slots, Clock::now())) armAccepts();
+    auto next = std::min(kernel_->nextDeadline(), Clock::now() + kKernelTick);
+    kernel_timer_.expires_at(next);
+    kernel_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) updateKernel();
+    });
   }
 
   // Sends the socket to the best worker that takes it, and closes our copy either way.
@@ -397,7 +506,7 @@ class Supervisor {
       if (r != HandoffResult::Sent) drop(p.peer);
       parked_.pop_front();
     }
-    for (auto& l : listeners_) armAccept(l);
+    armAccepts();
   }
 
   // ---- internal watchdog ------------------------------------------------------------
@@ -569,7 +678,8 @@ class Supervisor {
     }
     std::vector<int> fds;
     for (auto& l : listeners_)
-      if (l.socket) fds.push_back(l.socket->native_handle());
+      for (auto& ls : l.sockets)
+        if (ls.fd) fds.push_back(ls.fd.get());  // a kernel listener's in slot order
     // The admin port is the new supervisor's to bind (a moment without /metrics).
     admin_.reset();
     pid_t me = ::getpid();
@@ -824,6 +934,9 @@ class Supervisor {
     if (a.supervisor.user != b.supervisor.user) return "[supervisor] user";
     if (a.admin.address != b.admin.address) return "[admin] address";
     if (a.bus.engine != b.bus.engine) return "[bus] engine";
+    if (a.supervisor.accept != b.supervisor.accept) return "[supervisor] accept";
+    if (a.supervisor.slot_grace != b.supervisor.slot_grace) return "[supervisor] slot_grace";
+    if (kernel_ && a.supervisor.dispatch != b.supervisor.dispatch) return "[supervisor] dispatch (with accept = kernel)";
     return {};
   }
 
@@ -1015,11 +1128,13 @@ class Supervisor {
       case ipc::MsgType::Hello: {
         if (w.state == WorkerState::Starting) {
           sendTicketKeys(w);
+          if (!stopping_) giveSlotSockets(w);
           w.state = stopping_ ? WorkerState::Draining : WorkerState::Ready;
           logInfo(kLog, "worker {} ready (pid {}, generation {}) after {}ms", w.slot, w.pid, w.generation,
                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - w.started_at)
                       .count());
           if (w.is_successor && !stopping_) asio::post(io_, [this, slot = w.slot] { promote(slot); });
+          updateKernel();
           notifyReadyOnce();
         }
         break;
@@ -1298,6 +1413,18 @@ class Supervisor {
     st["adopted_total"] = adopted_total_;
     st["handoff"] = {{"handed", handed_}, {"retries", retries_}, {"dropped", dropped_},
                      {"waited", parked_total_}, {"waiting", parked_.size()}};
+    json accept = {{"mode", kernel_ ? "kernel" : "handoff"}};
+    if (kernel_) {
+      json in = json::array(), fallback = json::array();
+      for (size_t s = 0; s < kernel_->inProgram().size(); ++s) {
+        if (kernel_->inProgram()[s]) in.push_back(s);
+        if (kernel_->fallback(s)) fallback.push_back(s);
+      }
+      accept["slots_in_program"] = in;
+      accept["slots_fallback"] = fallback;
+      accept["programs_attached"] = kernel_->programsAttached();
+    }
+    st["accept"] = accept;
     json ws = json::array();
     std::vector<const Worker*> all;
     for (const auto& wp : workers_) all.push_back(wp.get());
@@ -1640,10 +1767,13 @@ class Supervisor {
   }
 
   void closeListeners() {
+    kernel_timer_.cancel();
     for (auto& l : listeners_) {
-      if (l.socket) {
-        l.pause_timer->cancel();
-        l.socket.reset();  // closes the listening socket
+      for (auto& ls : l.sockets) {
+        if (!ls.fd) continue;
+        ls.pause_timer->cancel();
+        unwatch(ls);
+        ls.fd.reset();  // closes our copy of the listening socket
       }
     }
   }
@@ -1744,6 +1874,11 @@ class Supervisor {
   int generation_ = 1;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<Listener> listeners_;
+  // The kernel accept mode (null in handoff mode), and its re-check: a grace ending, or
+  // kKernelTick, whichever comes first.
+  std::unique_ptr<KernelDispatch> kernel_;
+  static constexpr auto kKernelTick = std::chrono::milliseconds(100);
+  asio::steady_timer kernel_timer_{io_};
   std::unique_ptr<Dispatcher> dispatcher_;
   std::vector<SlotView> views_;
   std::vector<int> candidates_;

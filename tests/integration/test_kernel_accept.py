@@ -116,7 +116,15 @@ class IpHashTest(unittest.TestCase):
         victim = self.sup.worker_pids()[1]
         self.assertIn(1, by_source.values())
         os.kill(victim, signal.SIGSTOP)
+        early = None
         try:
+            # A client of the stopped worker's slot that comes before the watchdog's
+            # verdict waits in that slot's queue; once the worker is suspect the
+            # supervisor takes the queue over and hands the client to the other worker.
+            mine = next(src for src, w in by_source.items() if w == 1)
+            early = socket.create_connection(("127.0.0.1", self.sup.http_port), timeout=15, source_address=(mine, 0))
+            early.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
             def suspect():
                 return next(w for w in self.sup.status()["workers"] if w["id"] == 1)["state"] == "suspect"
             wait_for(suspect, 10, interval=0.02, what="the stopped worker suspect")
@@ -126,7 +134,18 @@ class IpHashTest(unittest.TestCase):
             self.assertEqual({j["worker"] for j in served}, {0})
             self.assertEqual(next(w for w in self.sup.status()["workers"] if w["id"] == 1)["pid"], victim,
                              "the test ran after the watchdog's kill: too slow to tell")
+            data = b""
+            while True:
+                chunk = early.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+            self.assertEqual(json.loads(data.partition(b"\r\n\r\n")[2])["worker"], 0)
+            self.assertGreaterEqual(handed(self.sup), 1)
         finally:
+            if early:
+                early.close()
             try:
                 os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:
