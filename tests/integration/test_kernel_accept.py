@@ -2,16 +2,16 @@
 SO_REUSEPORT listening socket, a CBPF program picks the slot, the workers accept
 themselves, and the supervisor steps in only for slots whose worker is suspect or down
 past the grace."""
-import http.client
 import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import Supervisor, http_get, healthz_worker, wait_for
+from harness import Supervisor, binary, http_get, healthz_worker, wait_for
 from test_reload import Load, current, reloaded
 
 KERNEL = 'accept = "kernel"\n'
@@ -244,6 +244,51 @@ class UnderLoadTest(unittest.TestCase):
                 except Exception:
                     pass
                 os.kill(new_pid, signal.SIGKILL)
+            sup.cleanup()
+
+
+class PassedSocketTest(unittest.TestCase):
+    def test_a_passed_reuseport_socket_becomes_slot_0_and_its_queue_is_served(self):
+        # systemd's ReusePort=yes, or an upgrade: a passed socket with SO_REUSEPORT is the
+        # first socket of the group; the supervisor opens the other slots beside it.
+        sup = Supervisor(workers=2, tls=False, supervisor_extra=KERNEL)
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", sup.http_port))
+        listener.listen(128)
+        early = socket.create_connection(("127.0.0.1", sup.http_port), timeout=10)
+        early.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        fd = listener.fileno()
+
+        def put_on_fd3():
+            os.dup2(fd, 3)
+            os.set_inheritable(3, True)
+
+        log = open(sup.log_path, "wb")
+        cmd = f'LISTEN_PID=$$ LISTEN_FDS=1 exec "{binary("dingo-supervisor")}" --config "{sup.config}"'
+        proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=put_on_fd3, pass_fds=tuple({fd, 3}))
+        sup.proc, sup.log_file = proc, log
+        try:
+            listener.close()
+            data = b""
+            while True:
+                chunk = early.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+            self.assertEqual(json.loads(data.partition(b"\r\n\r\n")[2])["worker"], 0, "slot 0 owns the passed socket")
+            sup.wait_ready()
+            st = sup.status()
+            self.assertEqual(st["accept"]["mode"], "kernel", sup.log())
+            self.assertIn("kernel accept: 2 SO_REUSEPORT sockets, socket passed with LISTEN_FDS", sup.log())
+            seen = {healthz_worker(sup.http_port, source=src)["worker"] for src in sources(16)}
+            self.assertEqual(seen, {0, 1})
+            self.assertEqual(sup.status()["handoff"]["handed"], 0)
+        finally:
+            early.close()
             sup.cleanup()
 
 
