@@ -5,6 +5,7 @@
                [--only tls,plain,handoff,idle,fanout,...,abuse,auth] [--idle-connections 100000]
                [--subscribers 10000] [--trials 20] [--abuse-seconds 10] [--abuse-cases 1,2,...]
                [--auth-connects 1500] [--auth-storm 2000] [--charts-dir bench/img] [--charts-only]
+               [--chaos-seconds 600]
 
 Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
@@ -32,9 +33,20 @@ Hardening (see bench/abuse_bench.py): (abuse) hostile clients against a supervis
 2 workers while a well-behaved client measures its latency; the last case (large
 publishes) is the loop-lag figure.
 
+Redis engine (see bench/redis_bench.py): (redis) cross-host fan-out, 10,000 subscribers on
+host B and the publisher on host A, against the local engine; (rediscost) Redis CPU and
+round trips per publish, subscriptions per host, bytes per stored message; (redisplace)
+Redis spoken once per host against once per worker; (rediskill) delivery pause across a
+supervisor's kill -9 and restart.
+
 Auth (see bench/auth_bench.py): (auth) server CPU per new TLS WebSocket connection
 without [auth], with an ES256 token found in the worker's cache and with a new token
 each time; the token cache's hit rate in a reconnect storm.
+
+Chaos (see bench/chaos_bench.py; only with `--only chaos`, it is not in the default list):
+(chaos) the Redis engine on two hosts in network namespaces while workers, supervisors,
+whole hosts and Redis are killed and links cut at random; messages published and
+delivered, gaps repaired, recovered:false, silent gaps and duplicates (needs root).
 
 Servers get the same number of workers (2) and the same certificate. Beside req/s it
 reports the servers' CPU time per request (utime + stime of every server process from
@@ -405,15 +417,19 @@ def main():
     global BUILD, WORK, CERTS, ROUNDS
     import abuse_bench
     import auth_bench
+    import chaos_bench
     import nsclient_bench
     import ops_bench
     import polling_bench
     import pubsub_bench
+    import redis_bench
+    import redis_kill_bench
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=int, default=5, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported, errors summed")
-    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops,reconnect,storm,abuse,auth")
+    ap.add_argument("--only", default="tls,plain,handoff,idle,fanout,held,pollcache,roundtrip,ops,reconnect,storm,abuse,auth,"
+                    "redis,rediscost,redisplace,rediskill")
     ap.add_argument("--trials", type=int, default=20, help="(reconnect) trials per case")
     ap.add_argument("--idle-connections", type=int, default=100000, help="(idle) connections to hold")
     ap.add_argument("--subscribers", type=int, default=10000, help="(fanout) subscribers")
@@ -422,6 +438,7 @@ def main():
     ap.add_argument("--abuse-cases", default=",".join(abuse_bench.CASES), help="(abuse) cases to run")
     ap.add_argument("--auth-connects", type=int, default=1500, help="(auth) connections per variant and round")
     ap.add_argument("--auth-storm", type=int, default=2000, help="(auth) clients in the reconnect storm")
+    ap.add_argument("--chaos-seconds", type=int, default=600, help="(chaos) seconds of faults")
     ap.add_argument("--charts-dir", default=os.path.join(HERE, "img"),
                     help="where results.json and the PNG charts go")
     ap.add_argument("--charts-only", action="store_true",
@@ -441,6 +458,8 @@ def main():
     held_rows, pollcache_rows, roundtrip_rows, ops_rows = [], [], [], {}
     reconnect_rows, storm_text, abuse_rows, auth_result = [], "", [], None
     storm_series = None
+    chaos_result = None
+    redis_rows, redis_cost, redis_place, redis_kill = [], None, None, None
     env = sys.modules[__name__]
     try:
         for part in args.only.split(","):
@@ -465,6 +484,16 @@ def main():
                 abuse_rows = abuse_bench.bench_abuse(env, args.abuse_seconds, args.abuse_cases.split(","))
             elif part == "auth":
                 auth_result = auth_bench.bench_auth(env, args.auth_connects, storm_clients=args.auth_storm)
+            elif part == "chaos":
+                chaos_result = chaos_bench.bench_chaos(env, args.chaos_seconds)
+            elif part == "redis":
+                redis_rows = redis_bench.bench_crosshost(env, args.seconds, args.subscribers)
+            elif part == "rediscost":
+                redis_cost = redis_bench.bench_cost(env, args.seconds)
+            elif part == "redisplace":
+                redis_place = redis_bench.bench_place(env)
+            elif part == "rediskill":
+                redis_kill = redis_kill_bench.bench_kill(env)
             elif part == "roundtrip":
                 roundtrip_rows = polling_bench.bench_roundtrip(env, args.seconds)
             else:
@@ -484,6 +513,9 @@ def main():
     nsclient_bench.print_tables(reconnect_rows, storm_text)
     abuse_bench.print_table(abuse_rows)
     auth_bench.print_tables(auth_result)
+    chaos_bench.print_table(chaos_result)
+    redis_bench.print_tables(redis_rows, redis_cost, redis_place)
+    redis_kill_bench.print_table(redis_kill)
     save_and_draw(args.charts_dir, chart_parts(rows, fanout_rows, idle_rows, storm_series))
 
 

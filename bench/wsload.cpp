@@ -6,9 +6,10 @@
 //       line when all are up ({"connected":N,"failed":F,"seconds":S}), then holds them
 //       until SIGTERM/SIGINT or --hold seconds, answering pings.
 //   wsload fanout --port P --subscribers N --rate R --seconds S [--channel /bench]
-//                 [--sources ...] [--size 100] [--sync]
+//                 [--sources ...] [--size 100] [--sync] [--publish-port P2]
 //       N subscribers on one channel, then one publisher publishing R messages a second
-//       over WebSocket ({"op":"publish"}), each carrying its send time. Prints
+//       over WebSocket ({"op":"publish"}), each carrying its send time; --publish-port
+//       puts the publisher on another server (another host of the Redis engine). Prints
 //       {"sent":..,"deliveries":..,"polls":..,"expected":..,"seconds":..,"p50_ms":..,
 //        "p99_ms":..,"max_ms":..,"window_s":..} measured from publish to delivery at each
 //       subscriber; window_s runs from the first publish to the last delivery.
@@ -64,6 +65,7 @@ int64_t nowNs() {
 struct Options {
   std::string mode;
   int port = 0;
+  int publish_port = 0;  // fanout: the publisher's server (0: --port)
   int count = 1000;
   std::vector<std::string> sources{"127.0.0.1"};
   bool tls = false;
@@ -107,13 +109,13 @@ class Load {
 
   // Opens `n` connections, at most `concurrency` in progress at once. Returns the
   // number that reached the Open state.
-  int openAll(int n, bool subscribe) {
+  int openAll(int n, bool subscribe, int port = 0) {
     int started = 0;
     int opened0 = opened_, failed0 = failed_;
     auto done = [&] { return (opened_ - opened0) + (failed_ - failed0); };
     while (done() < n && !g_stop) {
       while (started < n && started - done() < o_.concurrency) {
-        start(static_cast<int>(conns_.size()), subscribe);
+        start(static_cast<int>(conns_.size()), subscribe, port ? port : o_.port);
         ++started;
       }
       poll(100);
@@ -154,7 +156,7 @@ class Load {
   int failed() const { return failed_; }
 
  private:
-  void start(int index, bool subscribe) {
+  void start(int index, bool subscribe, int port) {
     auto c = std::make_unique<Conn>();
     c->subscriber = subscribe;
     if (subscribe && o_.transport == "poll") c->kind = Kind::Poll;
@@ -180,7 +182,7 @@ class Load {
     }
     sockaddr_in dst{};
     dst.sin_family = AF_INET;
-    dst.sin_port = htons(static_cast<uint16_t>(o_.port));
+    dst.sin_port = htons(static_cast<uint16_t>(port));
     inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
     int rc = connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
     if (rc != 0 && errno != EINPROGRESS) {
@@ -513,7 +515,7 @@ int usage() {
   fprintf(stderr,
           "usage: wsload idle --port P --count N [--sources A,B] [--tls] [--concurrency C] [--hold S]\n"
           "       wsload fanout --port P --subscribers N --rate R --seconds S [--channel C] [--size B]\n"
-          "                     [--transport ws|poll|sse] [--sync]\n"
+          "                     [--transport ws|poll|sse] [--sync] [--publish-port P2]\n"
           "       wsload sendfloor [--count N] [--rounds R] [--size B]\n");
   return 2;
 }
@@ -531,6 +533,7 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--port") o.port = atoi(next().c_str());
+    else if (a == "--publish-port") o.publish_port = atoi(next().c_str());
     else if (a == "--count" || a == "--subscribers") o.count = atoi(next().c_str());
     else if (a == "--sources") o.sources = split(next());
     else if (a == "--tls") o.tls = true;
@@ -582,7 +585,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   size_t first_pub = load.size();
-  if (load.openAll(1, false) != 1) {
+  if (load.openAll(1, false, o.publish_port) != 1) {
     fprintf(stderr, "the publisher could not connect\n");
     return 1;
   }

@@ -1,5 +1,6 @@
 #include "core/Config.h"
 
+#include <algorithm>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -179,6 +180,25 @@ void checkAddress(TableReader& r, const std::string& key, const std::string& val
                        value));
 }
 
+// Under the redis engine every host registers its public endpoints for every host's
+// GET /v1/nodes (supervisor/NodeRegistry.h): [nodes] endpoints, else its [[listen]]
+// addresses. A wildcard listener says nothing another host's client could dial, and
+// guessing the address (the first interface's? a NAT's?) would send clients astray, so
+// such a host must say where it is reached.
+void checkAdvertisable(const Config& cfg, const std::vector<int>& listen_lines, const std::string& path) {
+  if (cfg.bus.engine != "redis" || !cfg.nodes.endpoints.empty()) return;
+  for (size_t i = 0; i < cfg.listen.size(); ++i) {
+    auto a = parseSockAddr(cfg.listen[i].address);
+    if (!a || (a->host() != "0.0.0.0" && a->host() != "::")) continue;
+    throw ConfigError(path, i < listen_lines.size() ? listen_lines[i] : 0, fmt::format("listen[{}].address", i),
+                      fmt::format("'{}' is a wildcard address: with [bus] engine = \"redis\" this host registers "
+                                  "its public endpoints for every host's /v1/nodes, and other hosts' clients cannot "
+                                  "dial a wildcard; list the addresses clients reach this host at in [nodes] "
+                                  "endpoints",
+                                  cfg.listen[i].address));
+  }
+}
+
 }  // namespace
 
 Config parseConfig(const std::string& text, const std::string& path) {
@@ -196,6 +216,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
   }
 
   TableReader top(root, "", path);
+  std::vector<int> listen_lines;  // of each [[listen]], for errors found once every table is read
 
   if (const auto* t = subTable(top, "supervisor")) {
     TableReader r(*t, "supervisor", path);
@@ -239,6 +260,8 @@ Config parseConfig(const std::string& text, const std::string& path) {
       top.fail("listen", n, "expected [[listen]] tables");
     int i = 0;
     for (const auto& item : *arr) {
+      const toml::node* address = item.as_table() ? item.as_table()->get("address") : nullptr;
+      listen_lines.push_back(static_cast<int>((address ? address->source() : item.source()).begin.line));
       TableReader r(*item.as_table(), fmt::format("listen[{}]", i++), path);
       ListenConfig l;
       r.str("address", l.address);
@@ -358,11 +381,16 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.duration("probe_interval", cfg.bus.probe_interval, std::chrono::milliseconds(100));
     if (cfg.bus.prefix.empty() || cfg.bus.prefix.find_first_of("{} ") != std::string::npos)
       r.fail("prefix", t->get("prefix"), "must be non-empty, without braces or spaces (keys are PREFIX:{CHANNEL}:...)");
-    if (t->get("redis_cluster"))
-      r.fail("redis_cluster", t->get("redis_cluster"), "Redis Cluster is not available in this version; use redis");
-    if (cfg.bus.engine == "redis" && cfg.bus.redis.size() != 1)
-      r.fail("redis", t->get("redis"),
-             "the redis engine takes one address in this version (sharding over several is to come)");
+    r.strings("redis_cluster", cfg.bus.redis_cluster);
+    for (const auto& a : cfg.bus.redis_cluster) checkAddress(r, "redis_cluster", a, false, r.find("redis_cluster"));
+    if (!cfg.bus.redis.empty() && !cfg.bus.redis_cluster.empty())
+      r.fail("redis_cluster", t->get("redis_cluster"),
+             "give either redis (servers that share the channels) or redis_cluster (a Redis Cluster's seeds), not both");
+    if (cfg.bus.engine == "redis" && cfg.bus.redis.empty() && cfg.bus.redis_cluster.empty())
+      r.fail("engine", t->get("engine"), "the redis engine needs redis = [\"HOST:PORT\", ...] or redis_cluster = [...]");
+    std::sort(cfg.bus.redis.begin(), cfg.bus.redis.end());
+    if (std::adjacent_find(cfg.bus.redis.begin(), cfg.bus.redis.end()) != cfg.bus.redis.end())
+      r.fail("redis", t->get("redis"), "lists a server twice");
     cfg.bus.password_file = resolvePath(cfg.dir, cfg.bus.password_file);
     if (!cfg.bus.password_file.empty() && ::access(cfg.bus.password_file.c_str(), R_OK) != 0)
       r.fail("password_file", t->get("password_file"),
@@ -376,6 +404,8 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.duration("ttl", nd.ttl, std::chrono::seconds(1));
     r.integer("version", nd.version, 0, INT64_MAX);
     r.boolean("tls", nd.tls);
+    r.duration("heartbeat", nd.heartbeat, std::chrono::milliseconds(100));
+    if (nd.heartbeat > std::chrono::minutes(1)) r.fail("heartbeat", t->get("heartbeat"), "must be at most 1m");
     if (const auto* n = r.find("endpoints")) {
       const auto* arr = n->as_array();
       if (!arr) r.fail("endpoints", n, "expected an array of \"IP:PORT\" strings or {address, tls} tables");
@@ -464,6 +494,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
   }
 
   top.rejectUnknown();
+  checkAdvertisable(cfg, listen_lines, path);
   return cfg;
 }
 
@@ -471,6 +502,23 @@ Config loadConfig(const std::string& path) {
   auto text = readFile(path);
   if (!text) throw ConfigError(path, 0, "", "cannot open: " + errnoText(errno));
   return parseConfig(*text, path);
+}
+
+std::string restartOnlyChange(const Config& a, const Config& b) {
+  if (b.listen.size() != a.listen.size()) return "[[listen]]";
+  for (size_t i = 0; i < a.listen.size(); ++i)
+    if (a.listen[i].address != b.listen[i].address || a.listen[i].tls != b.listen[i].tls ||
+        a.listen[i].backlog != b.listen[i].backlog)
+      return "[[listen]]";
+  if (a.supervisor.workers != b.supervisor.workers) return "[supervisor] workers";
+  if (a.supervisor.control_socket != b.supervisor.control_socket) return "[supervisor] control_socket";
+  if (a.supervisor.pid_file != b.supervisor.pid_file) return "[supervisor] pid_file";
+  if (a.supervisor.user != b.supervisor.user) return "[supervisor] user";
+  if (a.admin.address != b.admin.address) return "[admin] address";
+  if (a.bus.engine != b.bus.engine) return "[bus] engine";
+  if (a.supervisor.accept != b.supervisor.accept) return "[supervisor] accept";
+  if (a.supervisor.slot_grace != b.supervisor.slot_grace) return "[supervisor] slot_grace";
+  return {};
 }
 
 std::string defaultConfigPath(const std::string& from_option) {

@@ -114,7 +114,8 @@ struct WatchdogConfig {
 
 struct BusConfig {
   std::string engine = "local";    // local | redis
-  std::vector<std::string> redis;  // numeric HOST:PORT of each Redis (the redis engine)
+  std::vector<std::string> redis;  // numeric HOST:PORT of each Redis; channels are sharded over them
+  std::vector<std::string> redis_cluster;  // or the seeds of a Redis Cluster
   std::string prefix = "dingo";    // of every key and pub/sub channel in Redis
   std::string user;                // ACL user for AUTH
   std::string password_file;       // AUTH password (its first line); empty: no AUTH
@@ -134,6 +135,9 @@ struct NodesConfig {
   uint64_t version = 0;                     // 0: derived from the list
   bool tls = true;                          // for entries written as plain strings
   std::vector<NodeEntry> endpoints;         // empty: this gateway's [[listen]] addresses
+  // The redis engine's node registry: this host's entry is written this often and
+  // expires after 5 of them (supervisor/NodeRegistry.h).
+  Duration heartbeat = std::chrono::seconds(2);
 };
 
 struct AdminConfig {
@@ -199,6 +203,11 @@ class ConfigError : public std::runtime_error {
 Config loadConfig(const std::string& path);
 // Parses config text; `path` is used for messages and relative paths.
 Config parseConfig(const std::string& text, const std::string& path);
+
+// What a reload cannot apply: the first key (such as "[[listen]]" or "[supervisor]
+// workers") whose value differs between the running config and `next` and that only a
+// restart (or an upgrade) can change; empty when a reload can apply `next`.
+std::string restartOnlyChange(const Config& running, const Config& next);
 
 // The config path from --config, else $DINGO_CONFIG, else /etc/dingo/dingo.toml.
 std::string defaultConfigPath(const std::string& from_option);

@@ -178,6 +178,12 @@ void encodeMessage(std::string& out, std::string_view channel, const Position& p
   finish(out, at);
 }
 
+void encodeNodes(std::string& out, std::string_view document) {
+  size_t at = begin(out, Type::Nodes);
+  putStr(out, document);
+  finish(out, at);
+}
+
 std::optional<size_t> frameLength(std::string_view buffer) {
   if (buffer.size() < 4) return 0;
   uint32_t len = 0;
@@ -218,6 +224,7 @@ bool decode(std::string_view frame, Frame& f) {
     case Type::InfoReply: ok = r.u64(f.id) && r.position(f.position) && r.u64(f.subscribers); break;
     case Type::ErrorReply: ok = r.u64(f.id) && r.str(f.error); break;
     case Type::Message: ok = r.str(f.channel) && r.position(f.position) && r.str(f.data); break;
+    case Type::Nodes: ok = r.str(f.data); break;
     default: return false;
   }
   return ok && r.done();

@@ -34,6 +34,8 @@ enum class Type : uint8_t {
   InfoReply = 12,     // id, position, subscribers
   ErrorReply = 13,    // id, message
   Message = 14,       // channel, position, data
+  Nodes = 15,         // data: the GET /v1/nodes document of every host (the Redis engine's
+                      // node registry), sent when a link attaches and when the list changes
 };
 
 // A decoded frame. Views point into the buffer the frame was decoded from.
@@ -43,7 +45,7 @@ struct Frame {
   std::string_view channel;
   std::optional<Position> since;
   uint32_t limit = 0;
-  std::string_view data;  // Publish, Message
+  std::string_view data;  // Publish, Message, Nodes
   Position position;      // replies, Message
   bool recovered = false;
   uint64_t subscribers = 0;
@@ -62,6 +64,7 @@ void encodePublishReply(std::string& out, uint64_t id, const Position& p);
 void encodeInfoReply(std::string& out, uint64_t id, const Hub::Info& info);
 void encodeError(std::string& out, uint64_t id, std::string_view message);
 void encodeMessage(std::string& out, std::string_view channel, const Position& p, std::string_view data);
+void encodeNodes(std::string& out, std::string_view document);
 
 // The length of the first complete frame in `buffer` (prefix included), 0 when more
 // bytes are needed, or nullopt when the length is over kMaxFrame.

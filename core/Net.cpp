@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -117,6 +118,15 @@ UniqueFd listenTcp(const SockAddr& addr, const ListenOptions& options) {
   if (::bind(fd.get(), addr.addr(), addr.len) != 0) fail("bind");
   if (::listen(fd.get(), options.backlog) != 0) fail("listen on");
   return fd;
+}
+
+SockAddr validatedSockAddr(std::string_view text) {
+  auto a = parseSockAddr(text);
+  if (!a) {
+    logError("net", "invariant broken: address \"{}\" passed the config check but does not parse", text);
+    std::abort();
+  }
+  return *a;
 }
 
 SockAddr localAddress(int fd) {

@@ -29,6 +29,11 @@ struct SockAddr {
 // Parses a numeric "HOST:PORT" ("127.0.0.1:8080", "[::1]:8080", "*:8080" = all IPv4).
 std::optional<SockAddr> parseSockAddr(std::string_view text);
 
+// An address the configuration check already accepted (core/Config.cpp validates every
+// address at startup). One that does not parse here is an impossible state: logged, then
+// abort() (DESIGN.md, errors in three tiers), never an address of zeros.
+SockAddr validatedSockAddr(std::string_view text);
+
 struct ListenOptions {
   int backlog = 4096;
   bool reuse_port = false;

@@ -1,6 +1,8 @@
 #include "core/Process.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <system_error>
 
 #include "core/Log.h"
@@ -124,5 +127,20 @@ void writeFileAtomically(const std::string& path, std::string_view text) {
 }
 
 void writePidFile(const std::string& path, pid_t pid) { writeFileAtomically(path, std::to_string(pid) + "\n"); }
+
+void dropPrivileges(std::string_view component, const std::string& user, const std::vector<std::string>& files) {
+  if (user.empty()) return;
+  passwd* pw = ::getpwnam(user.c_str());
+  if (!pw) throw std::runtime_error("[supervisor] user '" + user + "' does not exist");
+  if (::geteuid() == pw->pw_uid) return;
+  if (::geteuid() != 0)
+    throw std::runtime_error("[supervisor] user = '" + user + "' needs the supervisor to start as root");
+  // The files we made while root must stay usable after the switch.
+  for (const auto& f : files)
+    if (::chown(f.c_str(), pw->pw_uid, pw->pw_gid) != 0) logWarn(component, "chown {} to {}: {}", f, user, errnoText(errno));
+  if (::initgroups(user.c_str(), pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 || ::setuid(pw->pw_uid) != 0)
+    throw std::runtime_error("dropping privileges to '" + user + "': " + errnoText(errno));
+  logInfo(component, "running as user {} (uid {})", user, pw->pw_uid);
+}
 
 }  // namespace dingo

@@ -1,10 +1,13 @@
 #pragma once
+// Process-level helpers: the fd limit, /proc/PID/stat figures, the executable's folder,
+// whole-file reads and atomic writes, pid files, and dropping root privileges.
 #include <sys/types.h>
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dingo {
 
@@ -38,5 +41,11 @@ void writePidFile(const std::string& path, pid_t pid);
 
 // Creates the parent directory of `path` if missing (mode 0755). Throws std::system_error.
 void ensureParentDir(const std::string& path);
+
+// Switches to `user` (its uid, gid and groups) when running as root, first giving it
+// `files` (made while root, still needed after). Nothing when `user` is empty or is us.
+// Throws std::runtime_error when the user does not exist or the switch fails. Logs with
+// the `component` tag.
+void dropPrivileges(std::string_view component, const std::string& user, const std::vector<std::string>& files);
 
 }  // namespace dingo

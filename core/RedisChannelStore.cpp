@@ -10,7 +10,7 @@
 
 #include "core/Hash.h"
 #include "core/Jwt.h"
-#include "core/RedisClient.h"
+#include "core/RedisRouter.h"
 
 namespace dingo {
 
@@ -64,6 +64,15 @@ end
 return {epoch, seq, from, first[1] and first[1][1] or '', entries}
 )lua";
 
+// KEYS: meta, stream. ARGV: the epoch to forget.
+constexpr const char* kForgetLua = R"lua(
+if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+)lua";
+
 std::string sha1Hex(std::string_view text) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
@@ -78,6 +87,11 @@ const std::string& publishSha() {
 }
 const std::string& historySha() {
   static const std::string sha = sha1Hex(kHistoryLua);
+  return sha;
+}
+
+const std::string& forgetSha() {
+  static const std::string sha = sha1Hex(kForgetLua);
   return sha;
 }
 
@@ -101,7 +115,7 @@ std::optional<uint64_t> idSeq(std::string_view id) {
 
 }  // namespace
 
-RedisChannelStore::RedisChannelStore(RedisClient& redis, RedisChannelOptions options)
+RedisChannelStore::RedisChannelStore(RedisRouter& redis, RedisChannelOptions options)
     : redis_(redis), options_(std::move(options)), rng_state_(std::random_device{}()) {
   absent_tag_ = base36(fnv1a64(options_.prefix) % (36 * 36 * 36 * 36), 4);
 }
@@ -146,18 +160,19 @@ std::optional<int64_t> RedisChannelStore::absentIssuedMs(const Position& p, int6
   return static_cast<int64_t>(now_s - back) * 1000;
 }
 
-void RedisChannelStore::runScript(const std::string& sha, const std::string& body,
+void RedisChannelStore::runScript(std::string_view channel, const std::string& sha, const std::string& body,
                                   std::vector<std::string> keys_and_args,
                                   std::function<void(const RedisReply*, std::string_view)> done) {
   std::vector<std::string> cmd = {"EVALSHA", sha, "2"};
   cmd.insert(cmd.end(), keys_and_args.begin(), keys_and_args.end());
-  redis_.command(std::move(cmd), [this, body, keys_and_args = std::move(keys_and_args), done = std::move(done)](
+  redis_.command(channel, std::move(cmd), [this, tag = std::string(channel), body, keys_and_args = std::move(keys_and_args),
+                                           done = std::move(done)](
                                      const RedisReply* r, std::string_view error) mutable {
     // A Redis that restarted or flushed its scripts: send the script itself, once.
     if (r && r->isError() && r->str.starts_with("NOSCRIPT")) {
       std::vector<std::string> eval = {"EVAL", body, "2"};
       eval.insert(eval.end(), keys_and_args.begin(), keys_and_args.end());
-      redis_.command(std::move(eval), std::move(done));
+      redis_.command(tag, std::move(eval), std::move(done));
       return;
     }
     done(r, error);
@@ -166,17 +181,31 @@ void RedisChannelStore::runScript(const std::string& sha, const std::string& bod
 
 void RedisChannelStore::publish(std::string_view channel, std::string_view data, PublishDone done) {
   std::string meta_ttl = std::to_string((options_.history_ttl + kMetaSlack).count());
-  runScript(publishSha(), kPublishLua,
+  runScript(channel, publishSha(), kPublishLua,
             {key(channel, ":m"), key(channel, ":s"), pubsubChannel(channel), std::string(data),
              std::to_string(std::max<uint32_t>(1, options_.history_size)), std::to_string(options_.history_ttl.count()),
              meta_ttl, newEpoch(), options_.sharded_pubsub ? "1" : "0"},
-            [done = std::move(done)](const RedisReply* r, std::string_view error) {
+            [this, tag = std::string(channel), done = std::move(done)](const RedisReply* r, std::string_view error) {
               if (!r) return done(nullptr, error);
               if (r->isError()) return done(nullptr, r->str);
               if (r->elements.size() != 2 || r->elements[1].type != RedisReply::Type::Integer)
                 return done(nullptr, "unexpected reply to the publish script");
               Position p{r->elements[0].str, static_cast<uint64_t>(r->elements[1].integer)};
-              done(&p, {});
+              RedisShard* shard = redis_.shardOf(tag);
+              if (options_.replica_wait.count() <= 0 || !shard || shard->replicas == 0) return done(&p, {});
+              // Acknowledged once a replica has it (or the wait ran out: the message is
+              // published either way, and answering an error would only make a client
+              // publish it twice).
+              redis_.command(tag, {"WAIT", "1", std::to_string(options_.replica_wait.count())},
+                             [p, done](const RedisReply*, std::string_view) { done(&p, {}); });
+            });
+}
+
+void RedisChannelStore::forgetEpoch(std::string_view channel, const std::string& epoch,
+                                    std::function<void(bool)> done) {
+  runScript(channel, forgetSha(), kForgetLua, {key(channel, ":m"), key(channel, ":s"), epoch},
+            [done = std::move(done)](const RedisReply* r, std::string_view) {
+              done(r && r->type == RedisReply::Type::Integer && r->integer == 1);
             });
 }
 
@@ -185,7 +214,7 @@ void RedisChannelStore::history(std::string_view channel, const std::optional<Po
   int64_t now_ms = unixNowMs();
   auto issued = since ? absentIssuedMs(*since, now_ms) : std::nullopt;
   std::string threshold = issued ? std::to_string(*issued + options_.history_ttl.count()) : "";
-  runScript(historySha(), kHistoryLua,
+  runScript(channel, historySha(), kHistoryLua,
             {key(channel, ":m"), key(channel, ":s"), since ? since->epoch : "", since ? std::to_string(since->seq) : "0",
              std::to_string(limit), threshold},
             [this, since, issued, now_ms, done = std::move(done)](const RedisReply* r, std::string_view error) {

@@ -23,7 +23,7 @@
 
 namespace dingo {
 
-class RedisClient;
+class RedisRouter;
 struct RedisReply;
 
 struct RedisChannelOptions {
@@ -31,6 +31,9 @@ struct RedisChannelOptions {
   uint32_t history_size = 100;
   Duration history_ttl = std::chrono::minutes(5);
   bool sharded_pubsub = false;  // SPUBLISH (Redis Cluster) instead of PUBLISH
+  // A cluster master with replicas answers a publish only once one replica has it (WAIT
+  // 1, up to this long), so that an acknowledged message survives a failover.
+  Duration replica_wait{0};
 };
 
 class RedisChannelStore {
@@ -41,12 +44,18 @@ class RedisChannelStore {
   using PublishDone = std::function<void(const Position* position, std::string_view error)>;
   using CatchupDone = std::function<void(const Catchup* catchup, std::string_view error)>;
 
-  RedisChannelStore(RedisClient& redis, RedisChannelOptions options);
+  // Each channel's commands go to the Redis that holds it (core/RedisRouter.h).
+  RedisChannelStore(RedisRouter& redis, RedisChannelOptions options);
 
   void publish(std::string_view channel, std::string_view data, PublishDone done);
   // As Hub::history: up to `limit` messages after `since`, recovered when nothing is
   // missing; without `since`, the newest `limit` with recovered false.
   void history(std::string_view channel, const std::optional<Position>& since, size_t limit, CatchupDone done);
+
+  // Drops the channel's history when it is still in `epoch`: the next publish starts a
+  // new epoch. For a history found to have gone back (a failover lost messages that
+  // were already delivered), so that it can never pass for the same one.
+  void forgetEpoch(std::string_view channel, const std::string& epoch, std::function<void(bool forgotten)> done);
 
   // The pub/sub channel that carries `channel`'s messages.
   std::string pubsubChannel(std::string_view channel) const;
@@ -55,13 +64,14 @@ class RedisChannelStore {
 
  private:
   std::string key(std::string_view channel, std::string_view suffix) const;
-  void runScript(const std::string& sha, const std::string& body, std::vector<std::string> keys_and_args,
+  void runScript(std::string_view channel, const std::string& sha, const std::string& body,
+                 std::vector<std::string> keys_and_args,
                  std::function<void(const RedisReply*, std::string_view)> done);
   Position absentPosition(int64_t now_ms) const;
   std::optional<int64_t> absentIssuedMs(const Position& p, int64_t now_ms) const;
   std::string newEpoch();
 
-  RedisClient& redis_;
+  RedisRouter& redis_;
   RedisChannelOptions options_;
   std::string absent_tag_;  // 4 characters from the prefix: absent positions of this service
   uint64_t rng_state_;

@@ -1,5 +1,7 @@
 #include "core/RedisClient.h"
 
+#include <strings.h>
+
 #include <hiredis/hiredis.h>
 
 #include <deque>
@@ -43,12 +45,20 @@ RedisReply copyReply(const redisReply* r) {
   return out;
 }
 
-// A pub/sub message, as opposed to a reply to one of our commands.
-bool isPush(const RedisReply& r) {
+// The kind of a pub/sub array reply ("message", "subscribe", ...); empty for any other reply.
+std::string_view pubsubKind(const RedisReply& r) {
   if (r.type != RedisReply::Type::Array || r.elements.empty() || r.elements[0].type != RedisReply::Type::String)
-    return false;
-  const std::string& kind = r.elements[0].str;
-  return kind == "message" || kind == "smessage" || kind == "pmessage";
+    return {};
+  return r.elements[0].str;
+}
+
+// A pub/sub message, as opposed to a reply to one of our commands. A Redis Cluster node
+// also sends `sunsubscribe` unasked when a channel's slot leaves it: that is news too,
+// unless it answers our own SUNSUBSCRIBE.
+bool isPush(const RedisReply& r, bool awaiting_sunsubscribe) {
+  std::string_view kind = pubsubKind(r);
+  return kind == "message" || kind == "smessage" || kind == "pmessage" ||
+         (kind == "sunsubscribe" && !awaiting_sunsubscribe);
 }
 
 struct ReaderFree {
@@ -66,6 +76,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
     Done done;
     int replies_left;
     Clock::time_point deadline;
+    bool sunsubscribe = false;  // our SUNSUBSCRIBE: its replies are not pushes
   };
 
   asio::io_context& io;
@@ -201,7 +212,8 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
     }
     out.append(formatted, static_cast<size_t>(n));
     redisFreeCommand(formatted);
-    waiting.push_back({std::move(done), std::max(1, replies), Clock::now() + options.reply_timeout});
+    bool sunsubscribe = !args.empty() && strcasecmp(args[0].c_str(), "SUNSUBSCRIBE") == 0;
+    waiting.push_back({std::move(done), std::max(1, replies), Clock::now() + options.reply_timeout, sunsubscribe});
     if (waiting.size() == 1) armReplyTimer();
     writeMore();
   }
@@ -286,7 +298,7 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void deliver(const RedisReply& reply) {
-    if (isPush(reply)) {
+    if (isPush(reply, !waiting.empty() && waiting.front().sunsubscribe)) {
       if (on_push) on_push(reply);
       return;
     }
@@ -295,7 +307,9 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     Waiting& w = waiting.front();
-    if (--w.replies_left > 0) return;
+    // An error ends a command however many replies it would have had (a SUBSCRIBE of
+    // three channels refused with MOVED gets one error, not three).
+    if (--w.replies_left > 0 && !reply.isError()) return;
     Done done = std::move(w.done);
     waiting.pop_front();
     reply_timer.cancel();

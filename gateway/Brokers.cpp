@@ -56,8 +56,8 @@ class LocalBroker final : public Broker {
 // The supervisor's hub over a socket. Requests carry an id; the hub answers in order.
 class HubClient final : public Broker {
  public:
-  HubClient(asio::io_context& io, int fd, Duration timeout)
-      : link_(HubLink::create(io, fd, kMaxQueue)), timeout_ms_(timeout.count()) {
+  HubClient(asio::io_context& io, int fd, Duration timeout, NodesFn on_nodes)
+      : link_(HubLink::create(io, fd, kMaxQueue)), timeout_ms_(timeout.count()), on_nodes_(std::move(on_nodes)) {
     link_->start([this](std::string_view frame) { onFrame(frame); },
                  [this](const std::string& why) { onClose(why); });
   }
@@ -168,6 +168,10 @@ class HubClient final : public Broker {
       if (sink_) sink_->onMessage(f.channel, f.position, f.data);
       return;
     }
+    if (f.type == hubwire::Type::Nodes) {
+      if (on_nodes_) on_nodes_(f.data);
+      return;
+    }
     stall_logged_ = false;
     auto it = pending_.find(f.id);
     if (it == pending_.end()) {
@@ -237,6 +241,7 @@ class HubClient final : public Broker {
   bool stall_logged_ = false;
   bool shutting_down_ = false;
   hubwire::Frame frame_;  // reused: its vector keeps its capacity
+  NodesFn on_nodes_;
 };
 
 }  // namespace
@@ -245,8 +250,8 @@ std::unique_ptr<Broker> makeLocalBroker(const HistoryConfig& history) {
   return std::make_unique<LocalBroker>(history);
 }
 
-std::unique_ptr<Broker> makeHubClient(asio::io_context& io, int fd, Duration timeout) {
-  return std::make_unique<HubClient>(io, fd, timeout);
+std::unique_ptr<Broker> makeHubClient(asio::io_context& io, int fd, Duration timeout, NodesFn on_nodes) {
+  return std::make_unique<HubClient>(io, fd, timeout, std::move(on_nodes));
 }
 
 }  // namespace dingo

@@ -113,6 +113,9 @@ struct GatewayContext {
   PeerLimits* peers = nullptr;  // per-address connection limits
   Authenticator* auth = nullptr;  // tokens and channel rights (docs/auth.md)
   UserRegistry* users = nullptr;  // connections by user, for dingoctl disconnect
+  // GET /v1/nodes as the supervisor's hub sent it (the Redis engine: every host's
+  // endpoints, from its node registry); empty: this gateway answers from its config.
+  std::string nodes_document;
   // Output to send at the end of this event-loop turn; schedule_flush posts runFlushes.
   std::vector<Flushable*> flush_queue;
   std::vector<Flushable*> flushing;

@@ -71,7 +71,8 @@ class Gateway {
 
     ctx_.schedule_flush = [this] { asio::post(io_, [this] { ctx_.runFlushes(); }); };
     if (options_.standalone) broker_ = makeLocalBroker(cfg.history);
-    else if (options_.hub_fd >= 0) broker_ = makeHubClient(io_, options_.hub_fd, ctx_.config.gateway.hub_timeout);
+    else if (options_.hub_fd >= 0)
+      broker_ = makeHubClient(io_, options_.hub_fd, ctx_.config.gateway.hub_timeout, nodesFn());
     channels_ = std::make_unique<ChannelTable>(ctx_);
     ctx_.channels = channels_.get();
     polls_ = std::make_unique<PollCache>(ctx_);
@@ -325,8 +326,10 @@ class Gateway {
     drain_timer_.cancel();
     ipc_ = std::make_unique<stream_descriptor>(io_, ipc_fd.release());
     ipc_->non_blocking(true);
-    // The old hub link is gone (its subscribers were told to reconnect): a new one.
-    broker_ = makeHubClient(io_, hub_fd.release(), ctx_.config.gateway.hub_timeout);
+    // The old hub link is gone (its subscribers were told to reconnect): a new one. The
+    // node list is the new hub's (none from a local engine's).
+    ctx_.nodes_document.clear();
+    broker_ = makeHubClient(io_, hub_fd.release(), ctx_.config.gateway.hub_timeout, nodesFn());
     broker_->setSink(channels_.get());
     ctx_.broker = broker_.get();
     if (int err = sayHello()) logError(kLog, "saying hello to the new supervisor: {}", errnoText(err));
@@ -334,6 +337,12 @@ class Gateway {
     ++reattachments_;
     logInfo(kLog, "adopted by the new supervisor: serving again with {} open connections",
             ctx_.counters.connections);
+  }
+
+  // The hub's node list (the Redis engine's registry: every host) answers /v1/nodes. It
+  // is kept when the hub goes away: the other hosts are still there.
+  NodesFn nodesFn() {
+    return [this](std::string_view document) { ctx_.nodes_document.assign(document); };
   }
 
   int sayHello() {

@@ -67,6 +67,10 @@ void PollEntry::push(const Delivery& d) {
   if (broken_ || retired_) return;
   for (size_t i = 0; i < channels_.size(); ++i) {
     if (channels_[i].name != d.channel) continue;
+    // A channel that did not exist (an absent position) and was born since: its first
+    // message follows (ChannelTable::continuity) and the cursor takes the channel's own
+    // epoch, or the next poll would resume from an absent epoch's SEQ (recovered:false).
+    if (channels_[i].acked.epoch != d.position.epoch) channels_[i].acked = {d.position.epoch, 0};
     append(i, d.position.seq, std::string(d.message));
     wake();
     return;

@@ -140,8 +140,8 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
   void push(const Delivery& d) override {
     for (size_t i = 0; i < subs_.size(); ++i) {
       if (cursor_.positions[i].first != d.channel) continue;
-      if (pending_ > 0) held_.push_back({i, d.position.seq, std::string(d.message)});
-      else emit(i, d.position.seq, d.message);
+      if (pending_ > 0) held_.push_back({i, d.position, std::string(d.message)});
+      else emit(i, d.position, d.message);
       return;
     }
   }
@@ -155,7 +155,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
  private:
   struct Held {
     size_t channel;
-    uint64_t seq;
+    Position position;
     std::string json;
   };
 
@@ -187,7 +187,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     for (const StoredMessage& m : c->messages) {
       std::string json;
       appendMessageJson(json, name, {c->position.epoch, m.seq}, *m.data);
-      held_.push_back({i, m.seq, std::move(json)});
+      held_.push_back({i, {c->position.epoch, m.seq}, std::move(json)});
     }
     if (pending_ > 0) return;
     // Every channel is in: say where the stream starts, then what was missed, then
@@ -200,13 +200,17 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     sendEvent("state", state);  // its id is the cursor before any message below
     auto held = std::move(held_);
     held_.clear();
-    for (const Held& h : held) emit(h.channel, h.seq, h.json);
+    for (const Held& h : held) emit(h.channel, h.position, h.json);
   }
 
-  void emit(size_t channel, uint64_t seq, std::string_view json) {
+  void emit(size_t channel, const Position& position, std::string_view json) {
     Position& p = cursor_.positions[channel].second;
-    if (seq <= p.seq) return;  // already covered (a catch-up and a live copy)
-    p.seq = seq;
+    // A channel that did not exist (an absent position) and was born since: its first
+    // message is the next one (ChannelTable::continuity), in the channel's own epoch,
+    // which the cursor takes, or the next resume would be from an absent epoch's SEQ.
+    if (position.epoch != p.epoch) p = {position.epoch, 0};
+    if (position.seq <= p.seq) return;  // already covered (a catch-up and a live copy)
+    p.seq = position.seq;
     sendEvent("message", json);
   }
 

@@ -21,6 +21,9 @@ class HubService {
   virtual nlohmann::json stats(size_t top_channels) const = 0;
   // The bus cannot serve (Redis unreachable): publishes fail, status says degraded.
   virtual bool degraded() const { return false; }
+  // This host stops taking connections (drain, stop, upgrade): it leaves whatever
+  // registry of hosts the engine keeps (the Redis engine's node registry).
+  virtual void withdraw() {}
 };
 
 }  // namespace dingo

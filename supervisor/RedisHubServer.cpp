@@ -10,6 +10,7 @@
 #include "core/Asio.h"
 #include "core/Hub.h"
 #include "core/HubLink.h"
+#include "core/Hash.h"
 #include "core/HubWire.h"
 #include "core/Jwt.h"
 #include "core/Log.h"
@@ -17,6 +18,8 @@
 #include "core/Process.h"
 #include "core/RedisChannelStore.h"
 #include "core/RedisClient.h"
+#include "core/RedisRouter.h"
+#include "supervisor/RedisSubscriberCounts.h"
 
 namespace dingo {
 
@@ -27,31 +30,17 @@ constexpr size_t kMaxLinkQueue = 256u << 20;  // as the local hub's (HubServer.c
 // Live messages held for subscribers whose history is being read, per channel; past
 // this the oldest are dropped and such a subscriber may get recovered:false instead.
 constexpr size_t kMaxHeld = 10000;
-// Channels per SUBSCRIBE when a whole host subscribes again after a reconnect.
+// Channels per SUBSCRIBE when a whole shard is subscribed again after a reconnect. (A
+// cluster's SSUBSCRIBE takes channels of one slot only: one each.)
 constexpr size_t kResubscribeBatch = 100;
-// Subscriber counts: each host writes its own into PREFIX:{C}:n (field: the host, value:
-// "COUNT EXPIRY_MS"), a change within a second, every count again every kCountRefresh;
-// readers sum the fields not expired, so a host that died stops counting by itself.
-constexpr auto kCountFlush = std::chrono::seconds(1);
-constexpr int kCountRefreshTicks = 5;
-constexpr int64_t kCountLifetimeMs = 15000;
+// Channels whose subscription was lost and could not be made again at once (their shard
+// still down, a cluster slot map still moving) are tried again this often.
+constexpr auto kReconcileEvery = std::chrono::seconds(1);
+constexpr auto kRepairRetry = std::chrono::milliseconds(200);
+// A cluster publish waits this long at most for a replica to have the message.
+constexpr auto kReplicaWait = std::chrono::milliseconds(100);
 
-RedisOptions redisOptions(const BusConfig& bus) {
-  RedisOptions o;
-  auto address = parseSockAddr(bus.redis.at(0));
-  if (address) {
-    o.host = address->host();
-    o.port = address->port();
-  }
-  o.user = bus.user;
-  if (!bus.password_file.empty()) {
-    std::string text = readFile(bus.password_file).value_or("");
-    o.password = text.substr(0, text.find_first_of("\r\n"));
-  }
-  o.connect_timeout = bus.connect_timeout;
-  o.reply_timeout = bus.reply_timeout;
-  return o;
-}
+void ignore(const RedisReply*, std::string_view) {}
 
 }  // namespace
 
@@ -60,15 +49,23 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
       : io(io_),
         history(history_),
         prefix(bus.prefix),
-        commands(io_, redisOptions(bus)),
-        pubsub(io_, redisOptions(bus)),
-        store(commands, RedisChannelOptions{bus.prefix, history_.size, history_.ttl, false}),
+        host_id(newHostId()),
+        router(RedisRouter::create(io_, bus)),
+        store(*router, RedisChannelOptions{bus.prefix, history_.size, history_.ttl, router->shardedPubsub(),
+                                           router->shardedPubsub() ? kReplicaWait : Duration{0}}),
+        counts(io_, *router, bus.prefix, host_id,
+               [this](const std::string& c) { return localSubscribers(c); },
+               [this](const std::function<void(const std::string&)>& fn) {
+                 for (const auto& entry : channels)
+                   if (!entry.second.links.empty()) fn(entry.first);
+               }),
         probe_interval(bus.probe_interval),
         probe_timer(io_),
-        count_timer(io_) {
+        reconcile_timer(io_) {}
+
+  static std::string newHostId() {
     std::random_device rd;
-    host_id = fmt::format("{:08x}{:08x}", rd(), rd());
-    probe_channel = fmt::format("{}:probe:{}", bus.prefix, host_id);
+    return fmt::format("{:08x}{:08x}", rd(), rd());
   }
 
   struct Link {
@@ -86,124 +83,126 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
   };
   struct Channel {
     std::unordered_map<uint32_t, uint32_t> links;  // subscribers per worker link
-    bool subscribed = false;                       // Redis confirmed our SUBSCRIBE
+    uint32_t shard = 0;        // the Redis shard our subscription is on, or is being made on
+    bool subscribed = false;   // that shard confirmed our (S)SUBSCRIBE
     bool subscribing = false;
+    uint64_t token = 0;        // which (S)SUBSCRIBE the two flags are about
     std::vector<Waiting> waiting;  // subscribes before the confirmation
     int reads = 0;                 // history reads in flight (new subscribers, repairs)
-    bool repairing = false;        // after a reconnect: live messages wait for the repair
+    bool repairing = false;        // resubscribed: live messages wait for the repair
     std::deque<Held> held;         // live messages that came while reads were in flight
     std::optional<Position> delivered;  // the last message sent to the links
+    uint64_t delivered_digest = 0;      // a hash of its data; 0: not known
+  };
+  // Liveness, per shard: a pub/sub connection can stay up and deliver nothing
+  // (centrifugo#1189, nchan#442). Every probe_interval the hub publishes to a channel of
+  // its own on each shard; a probe that has not come back by the next tick means the
+  // connection is dead: reconnect (which subscribes again and repairs).
+  struct ShardState {
+    std::string probe_channel;  // subscribed on the shard's pub/sub connection
+    uint64_t probe_sent = 0;    // the last probe's number
+    uint64_t probe_pending = 0; // sent, not back (0: none)
   };
 
   asio::io_context& io;
   HistoryConfig history;
   std::string prefix;
-  RedisClient commands;
-  RedisClient pubsub;
+  std::string host_id;
+  std::unique_ptr<RedisRouter> router;
   RedisChannelStore store;
+  RedisSubscriberCounts counts;
   std::unordered_map<uint32_t, Link> links;
   std::unordered_map<std::string, Channel> channels;
+  std::unordered_map<uint32_t, ShardState> shard_states;
   uint32_t next_id = 1;
+  uint64_t next_token = 1;
   hubwire::Frame frame;
-  bool pubsub_was_up = false;
-  // Liveness: a pub/sub connection can stay up and deliver nothing (centrifugo#1189,
-  // nchan#442). Every probe_interval the hub publishes to a channel of its own; a probe
-  // that has not come back by the next tick means the connection is dead: reconnect
-  // (which subscribes again and repairs).
   Duration probe_interval;
   asio::steady_timer probe_timer;
-  std::string probe_channel;
-  uint64_t probe_sent = 0;      // the last probe's number
-  uint64_t probe_pending = 0;   // sent, not back (0: none)
-  uint64_t probe_failures = 0;
-  std::string host_id;
-  asio::steady_timer count_timer;
-  std::unordered_set<std::string> counts_changed;
-  int count_ticks = 0;
+  asio::steady_timer reconcile_timer;
+  bool reconcile_needed = false;
   // Figures for status.
-  uint64_t published = 0, delivered_count = 0, repaired = 0, gaps = 0, overflows = 0, dropped_held = 0;
+  uint64_t published = 0, delivered_count = 0, repaired = 0, gaps = 0, overflows = 0, dropped_held = 0,
+           probe_failures = 0, moved = 0, rolled_back = 0;
 
   void start() {
     auto weak = weak_from_this();
-    pubsub.setPushHandler([weak](const RedisReply& m) {
-      if (auto self = weak.lock()) self->onPush(m);
-    });
-    pubsub.setStateHandler([weak](bool up, std::string_view why) {
-      if (auto self = weak.lock()) self->onPubsubState(up, why);
-    });
-    commands.start();
-    pubsub.start();
-    scheduleProbe();
-    scheduleCounts();
+    RedisRouter::Events events;
+    events.added = [weak](RedisShard& shard) {
+      uint32_t id = shard.id;
+      shard.pubsub.setPushHandler([weak, id](const RedisReply& m) {
+        if (auto self = weak.lock()) self->onPush(id, m);
+      });
+      shard.pubsub.setStateHandler([weak, id](bool up, std::string_view why) {
+        if (auto self = weak.lock()) self->onPubsubState(id, up, why);
+      });
+    };
+    events.moved = [weak] {
+      if (auto self = weak.lock()) self->reconcile();
+    };
+    router->start(std::move(events));
+    counts.start();
+    every(probe_timer, probe_interval, &Impl::probe);
+    every(reconcile_timer, kReconcileEvery, &Impl::reconcileIfNeeded);
   }
 
-  // ---- subscriber counts over hosts ----------------------------------------------------
+  const char* subscribeVerb() const { return router->shardedPubsub() ? "SSUBSCRIBE" : "SUBSCRIBE"; }
+  const char* unsubscribeVerb() const { return router->shardedPubsub() ? "SUNSUBSCRIBE" : "UNSUBSCRIBE"; }
+  const char* publishVerb() const { return router->shardedPubsub() ? "SPUBLISH" : "PUBLISH"; }
 
-  std::string countsKey(std::string_view channel) const { return fmt::format("{}:{{{}}}:n", prefix, channel); }
+  // ---- liveness probes -----------------------------------------------------------------
 
-  void scheduleCounts() {
-    count_timer.expires_after(kCountFlush);
-    count_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+  // Runs `tick` every `interval` on `timer`, until the hub is gone.
+  void every(asio::steady_timer& timer, Duration interval, void (Impl::*tick)()) {
+    timer.expires_after(interval);
+    timer.async_wait([weak = weak_from_this(), &timer, interval, tick](boost::system::error_code ec) {
       auto self = weak.lock();
       if (ec || !self) return;
-      self->flushCounts();
-      self->scheduleCounts();
+      ((*self).*tick)();
+      self->every(timer, interval, tick);
     });
   }
 
-  void flushCounts() {
-    if (!commands.connected()) return;
-    if (++count_ticks % kCountRefreshTicks == 0)
-      for (const auto& [name, ch] : channels)
-        if (!ch.links.empty()) counts_changed.insert(name);
-    int64_t expiry = unixNowMs() + kCountLifetimeMs;
-    for (const auto& name : counts_changed) {
-      uint64_t n = localSubscribers(name);
-      std::vector<std::string> cmd = n ? std::vector<std::string>{"HSET", countsKey(name), host_id, fmt::format("{} {}", n, expiry)}
-                                       : std::vector<std::string>{"HDEL", countsKey(name), host_id};
-      commands.command(std::move(cmd), [](const RedisReply*, std::string_view) {});
-      if (n) commands.command({"PEXPIRE", countsKey(name), std::to_string(kCountLifetimeMs * 4)}, [](const RedisReply*, std::string_view) {});
-    }
-    counts_changed.clear();
+  // The probe channel for `shard`: of this host, and (in a cluster) in a slot it holds.
+  std::string probeChannel(RedisShard& shard) {
+    std::string tag = router->tagOn(shard);
+    return tag.empty() ? std::string() : fmt::format("{}:probe:{}:{{{}}}", prefix, host_id, tag);
   }
 
-  // Subscribers on every host: this host's own count, and the others' unexpired ones.
-  void countEverywhere(const std::string& name, std::function<void(uint64_t)> done) {
-    auto self = shared_from_this();
-    commands.command({"HGETALL", countsKey(name)}, [self, name, done = std::move(done)](const RedisReply* r, std::string_view) {
-      uint64_t total = self->localSubscribers(name);
-      int64_t now = unixNowMs();
-      if (r && r->type == RedisReply::Type::Array)
-        for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-          if (r->elements[i].str == self->host_id) continue;
-          uint64_t n = 0;
-          int64_t until = 0;
-          if (std::sscanf(r->elements[i + 1].str.c_str(), "%lu %ld", &n, &until) == 2 && until > now) total += n;
-        }
-      done(total);
-    });
-  }
-
-  void scheduleProbe() {
-    probe_timer.expires_after(probe_interval);
-    probe_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-      auto self = weak.lock();
-      if (ec || !self) return;
-      self->probe();
-      self->scheduleProbe();
-    });
+  void subscribeProbe(RedisShard& shard) {
+    ShardState& st = shard_states[shard.id];
+    std::string channel = probeChannel(shard);
+    if (!st.probe_channel.empty() && st.probe_channel != channel)
+      shard.pubsub.command({unsubscribeVerb(), st.probe_channel}, ignore);
+    st.probe_channel = channel;
+    st.probe_pending = 0;
+    if (!channel.empty()) shard.pubsub.command({subscribeVerb(), channel}, ignore);
   }
 
   void probe() {
-    if (!pubsub.connected() || !commands.connected()) return;
-    if (probe_pending) {
-      ++probe_failures;
-      probe_pending = 0;
-      pubsub.reconnect(fmt::format("a liveness probe did not come back within {}", formatDuration(probe_interval)));
-      return;
+    for (RedisShard* shard : router->shards()) {
+      ShardState& st = shard_states[shard->id];
+      if (!shard->pubsub.connected() || !shard->commands.connected()) continue;
+      if (st.probe_pending) {
+        ++probe_failures;
+        st.probe_pending = 0;
+        shard->pubsub.reconnect(
+            fmt::format("a liveness probe did not come back within {}", formatDuration(probe_interval)));
+        continue;
+      }
+      if (st.probe_channel.empty() || st.probe_channel != probeChannel(*shard)) {  // slots moved: next tick
+        subscribeProbe(*shard);
+        continue;
+      }
+      st.probe_pending = ++st.probe_sent;
+      uint32_t id = shard->id;
+      shard->commands.command({publishVerb(), st.probe_channel, std::to_string(st.probe_pending)},
+                              [weak = weak_from_this(), id](const RedisReply* r, std::string_view) {
+                                auto self = weak.lock();
+                                // Refused (MOVED: the slot left this shard): not a verdict.
+                                if (self && r && r->isError()) self->shard_states[id].probe_pending = 0;
+                              });
     }
-    probe_pending = ++probe_sent;
-    commands.command({"PUBLISH", probe_channel, std::to_string(probe_pending)}, [](const RedisReply*, std::string_view) {});
   }
 
   // ---- worker frames ------------------------------------------------------------------
@@ -263,7 +262,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
       case hubwire::Type::Info:
         store.history(channel, std::nullopt, 0, [self, id, channel, request = f.id](const Catchup* c, std::string_view error) {
           if (!c) return self->replyError(id, request, error);
-          self->countEverywhere(channel, [self, id, request, position = c->position](uint64_t subscribers) {
+          self->counts.count(channel, [self, id, request, position = c->position](uint64_t subscribers) {
             std::string out;
             hubwire::encodeInfoReply(out, request, Hub::Info{position, subscribers});
             self->send(id, std::move(out));
@@ -280,7 +279,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     auto it = channels.find(channel);
     uint64_t n = 0;
     if (it != channels.end())
-      for (const auto& [link, count] : it->second.links) n += count;
+      for (const auto& entry : it->second.links) n += entry.second;
     return n;
   }
 
@@ -297,32 +296,74 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     if (!ch.subscribing) subscribeInRedis({name});
   }
 
-  // SUBSCRIBE for `names`; when Redis confirms, their waiting subscribers' history is read.
-  void subscribeInRedis(std::vector<std::string> names) {
-    std::vector<std::string> cmd = {"SUBSCRIBE"};
+  // (S)SUBSCRIBE for `names`, each on the shard that holds it. When a shard confirms,
+  // waiting subscribers' history is read, and channels that had delivered before (a
+  // subscription lost and made again) are repaired from history first.
+  void subscribeInRedis(const std::vector<std::string>& names) {
+    std::unordered_map<uint32_t, std::vector<std::pair<std::string, uint64_t>>> by_shard;
     for (const auto& n : names) {
-      channels[n].subscribing = true;
-      cmd.push_back(store.pubsubChannel(n));
+      Channel& ch = channels[n];
+      RedisShard* shard = router->shardOf(n);
+      if (!shard || !shard->pubsub.connected()) {
+        failWaiting(n, shard ? fmt::format("Redis {} is down", shard->address) : "no Redis holds it yet");
+        if (!ch.links.empty()) reconcile_needed = true;
+        continue;
+      }
+      ch.shard = shard->id;
+      ch.subscribing = true;
+      ch.subscribed = false;
+      ch.token = next_token++;
+      if (ch.delivered) ch.repairing = true;
+      by_shard[shard->id].emplace_back(n, ch.token);
     }
-    auto self = shared_from_this();
+    size_t batch = router->shardedPubsub() ? 1 : kResubscribeBatch;
+    for (auto& entry : by_shard)
+      for (size_t i = 0; i < entry.second.size(); i += batch) {
+        size_t end = std::min(entry.second.size(), i + batch);
+        sendSubscribe(entry.first, {entry.second.begin() + static_cast<ptrdiff_t>(i),
+                                    entry.second.begin() + static_cast<ptrdiff_t>(end)});
+      }
+  }
+
+  void sendSubscribe(uint32_t shard_id, std::vector<std::pair<std::string, uint64_t>> names) {
+    RedisShard* shard = router->shard(shard_id);
+    std::vector<std::string> cmd = {subscribeVerb()};
+    for (const auto& entry : names) cmd.push_back(store.pubsubChannel(entry.first));
     int replies = static_cast<int>(names.size());
-    pubsub.command(std::move(cmd), [self, names](const RedisReply* r, std::string_view error) {
-      for (const auto& n : names) {
-        auto it = self->channels.find(n);
-        if (it == self->channels.end()) continue;
+    shard->pubsub.command(std::move(cmd), [weak = weak_from_this(), names](const RedisReply* r, std::string_view error) {
+      auto self = weak.lock();
+      if (!self) return;
+      bool ok = r && !r->isError();
+      if (!ok) {
+        logWarn(kLog, "subscribing {} channels: {}", names.size(), r ? std::string_view(r->str) : error);
+        if (r) self->router->refresh();  // MOVED: the slot map is out of date
+      }
+      for (const auto& entry : names) {
+        auto it = self->channels.find(entry.first);
+        if (it == self->channels.end() || it->second.token != entry.second) continue;  // superseded
         Channel& ch = it->second;
         ch.subscribing = false;
-        std::vector<Waiting> waiting;
-        waiting.swap(ch.waiting);
-        if (!r) {
-          for (const auto& w : waiting) self->replyError(w.link, w.request, error);
-          self->forgetIfUnused(n);
+        if (!ok) {
+          self->failWaiting(entry.first, r ? std::string_view(r->str) : error);
+          if (!ch.links.empty()) self->reconcile_needed = true;
+          self->forgetIfUnused(entry.first);
           continue;
         }
         ch.subscribed = true;
-        for (const auto& w : waiting) self->readFor(n, ch, w);
+        std::vector<Waiting> waiting;
+        waiting.swap(ch.waiting);
+        for (const auto& w : waiting) self->readFor(entry.first, ch, w);
+        if (ch.repairing) self->repair(entry.first);
       }
     }, replies);
+  }
+
+  void failWaiting(const std::string& name, std::string_view why) {
+    auto it = channels.find(name);
+    if (it == channels.end()) return;
+    std::vector<Waiting> waiting;
+    waiting.swap(it->second.waiting);
+    for (const auto& w : waiting) replyError(w.link, w.request, why);
   }
 
   // Reads a new subscriber's history; live messages meanwhile are held for it.
@@ -346,18 +387,32 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
         // What came live while the history was read, past the answer, is part of the
         // answer: the worker may have had those messages already for other subscribers,
         // and the new one's first live message must follow its answer (gateway/PubSub.h).
+        // An absent answer (the channel was born after the read) is followed by SEQ 1
+        // of whatever epoch it was born with, as in ChannelTable::continuity.
         for (const auto& h : ch.held) {
-          if (h.position.epoch != answer.position.epoch || h.position.seq != answer.position.seq + 1) continue;
+          bool absent = answer.position.seq == 0 && !answer.position.epoch.empty() && answer.position.epoch[0] == 'z';
+          bool next = h.position.epoch == answer.position.epoch ? h.position.seq == answer.position.seq + 1
+                                                                : absent && h.position.seq == 1;
+          if (!next) continue;
           answer.messages.push_back({h.position.seq, std::make_shared<const std::string>(h.data), 0});
-          answer.position.seq = h.position.seq;
+          answer.position = h.position;
         }
+        // The answer may be ahead of the live stream (messages published before the
+        // read whose pub/sub copies have not arrived yet). Those must still reach the
+        // subscribers this host has, and those whose reads are in flight, so the live
+        // mark moves to the answer only when there are none (the new one skips what
+        // its answer had: gateway/PubSub.h).
+        bool alone = ch.links.empty() && ch.reads == 0;
         ++ch.links[w.link];
-        self->counts_changed.insert(name);
+        self->counts.changed(name);
         std::string out;
         hubwire::encodeCatchup(out, w.request, answer);
         self->send(w.link, std::move(out));
-        if (!ch.delivered || ch.delivered->epoch != answer.position.epoch || ch.delivered->seq < answer.position.seq)
-          if (!ch.repairing && ch.held.empty()) ch.delivered = answer.position;
+        if (alone && (!ch.delivered || ch.delivered->epoch != answer.position.epoch || ch.delivered->seq < answer.position.seq))
+          if (!ch.repairing && ch.held.empty()) {
+            ch.delivered = answer.position;
+            ch.delivered_digest = answer.messages.empty() ? 0 : fnv1a64(*answer.messages.back().data) | 1;
+          }
       }
       if (ch.reads == 0 && !ch.repairing) ch.held.clear();
       self->forgetIfUnused(name);
@@ -370,7 +425,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     auto l = it->second.links.find(link);
     if (l == it->second.links.end()) return;
     if (--l->second == 0) it->second.links.erase(l);
-    counts_changed.insert(name);
+    counts.changed(name);
     forgetIfUnused(name);
   }
 
@@ -380,8 +435,150 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     if (it == channels.end()) return;
     Channel& ch = it->second;
     if (!ch.links.empty() || ch.reads > 0 || !ch.waiting.empty() || ch.subscribing) return;
-    if (ch.subscribed) pubsub.command({"UNSUBSCRIBE", store.pubsubChannel(name)}, [](const RedisReply*, std::string_view) {});
+    RedisShard* shard = router->shard(ch.shard);
+    if (ch.subscribed && shard) shard->pubsub.command({unsubscribeVerb(), store.pubsubChannel(name)}, ignore);
     channels.erase(it);
+  }
+
+  // ---- subscriptions lost and moved -----------------------------------------------------
+
+  void reconcileIfNeeded() {
+    if (std::exchange(reconcile_needed, false)) reconcile();
+  }
+
+  // Every channel with subscribers here is subscribed on the shard that holds it now:
+  // one whose subscription was lost (a reconnect, a cluster's `sunsubscribe`) or whose
+  // slot moved (a failover, a resharding) is subscribed again there and repaired.
+  void reconcile() {
+    std::vector<std::string> again;
+    for (auto& entry : channels) {
+      Channel& ch = entry.second;
+      if (ch.links.empty()) continue;
+      RedisShard* target = router->shardOf(entry.first);
+      if (!target) {
+        reconcile_needed = true;
+        continue;
+      }
+      bool here = ch.shard == target->id;
+      if (here && (ch.subscribed || ch.subscribing)) continue;
+      if (!target->pubsub.connected()) {
+        reconcile_needed = true;
+        continue;
+      }
+      if (!here && (ch.subscribed || ch.subscribing)) {
+        ++moved;
+        if (RedisShard* old = router->shard(ch.shard); old && ch.subscribed)
+          old->pubsub.command({unsubscribeVerb(), store.pubsubChannel(entry.first)}, ignore);
+      }
+      again.push_back(entry.first);
+    }
+    if (!again.empty()) {
+      logInfo(kLog, "subscribing {} channels again, each on the Redis that holds it, and repairing them", again.size());
+      subscribeInRedis(again);
+    }
+  }
+
+  // Delivers in order what this host missed while its subscription was down, from
+  // history; then what came live meanwhile. A gap history no longer holds is counted
+  // and logged (each worker's subscriptions then see it and resume their clients).
+  // History read from one message back, when this host knows what that message was, so
+  // that a history that went back (a failover that lost messages delivered here, then
+  // numbered new ones the same) cannot pass for the one delivered.
+  void repair(const std::string& name) {
+    Channel& channel = channels[name];
+    ++channel.reads;
+    std::optional<Position> since = channel.delivered;
+    bool check = since && since->seq > 0 && channel.delivered_digest != 0;
+    if (check) since->seq -= 1;
+    auto self = shared_from_this();
+    store.history(name, since, history.size, [self, name, check](const Catchup* c, std::string_view error) {
+      auto it = self->channels.find(name);
+      if (it == self->channels.end()) return;
+      Channel& ch = it->second;
+      --ch.reads;
+      if (!c) {
+        // Redis did not answer (the command connection may be coming back too): try
+        // again shortly; live messages keep waiting meanwhile.
+        logWarn(kLog, "repairing {} after a reconnect: {}; retrying", name, error);
+        auto timer = std::make_shared<asio::steady_timer>(self->io, kRepairRetry);
+        timer->async_wait([weak = std::weak_ptr<Impl>(self), timer, name](boost::system::error_code ec) {
+          auto again = weak.lock();
+          if (ec || !again) return;
+          auto found = again->channels.find(name);
+          if (found != again->channels.end() && found->second.repairing) again->repair(name);
+        });
+        return;
+      }
+      ch.repairing = false;
+      if (ch.delivered && self->wentBack(ch, *c, check)) {
+        self->breakContinuity(name, ch);
+        return;
+      }
+      if (!c->recovered) {
+        ++self->gaps;
+        logWarn(kLog, "{}: messages missed while its subscription was down are no longer in history", name);
+      } else {
+        for (const auto& m : c->messages) {
+          self->deliverToAll(name, ch, {c->position.epoch, m.seq}, *m.data);
+          ++self->repaired;
+        }
+      }
+      std::deque<Held> held;
+      held.swap(ch.held);
+      for (const auto& h : held) self->deliverToAll(name, ch, h.position, h.data);
+      self->forgetIfUnused(name);
+    });
+  }
+
+  // Redis's history of the channel, in the epoch delivered here, no longer has the last
+  // message delivered here: fewer messages, or another message at its place.
+  bool wentBack(const Channel& ch, const Catchup& c, bool checked) const {
+    if (c.position.epoch != ch.delivered->epoch) return false;  // a new epoch: the workers see it
+    if (c.position.seq < ch.delivered->seq) return true;
+    if (!checked || !c.recovered) return false;
+    return c.messages.empty() || c.messages.front().seq != ch.delivered->seq ||
+           (fnv1a64(*c.messages.front().data) | 1) != ch.delivered_digest;
+  }
+
+  // The channel's history went back after messages were delivered from it: its epoch
+  // is dropped in Redis (the next publish starts a new one) and every worker is sent a
+  // message that does not follow, which makes each subscription resume its clients from
+  // their positions: they get recovered:false, never another message at a position
+  // they had (gateway/PubSub.h drops the message that breaks the sequence).
+  void breakContinuity(const std::string& name, Channel& ch) {
+    ++rolled_back;  // and a gap, counted as the marker goes out
+    logWarn(kLog, "{}: Redis's history went back past {}.{} (a failover lost messages already delivered); "
+            "its epoch is dropped and its subscribers resume with recovered:false", name, ch.delivered->epoch,
+            ch.delivered->seq);
+    store.forgetEpoch(name, ch.delivered->epoch, [](bool) {});
+    ch.held.clear();
+    Position marker{ch.delivered->epoch, ch.delivered->seq + 2};
+    deliverToAll(name, ch, marker, "null");
+    ch.delivered_digest = 0;
+    forgetIfUnused(name);
+  }
+
+  void onPubsubState(uint32_t shard_id, bool up, std::string_view why) {
+    shard_states[shard_id].probe_pending = 0;
+    RedisShard* shard = router->shard(shard_id);
+    if (!up) {
+      size_t lost = 0;
+      for (auto& entry : channels) {
+        Channel& ch = entry.second;
+        if (ch.shard != shard_id || (!ch.subscribed && !ch.subscribing)) continue;
+        ch.subscribed = ch.subscribing = false;
+        ch.token = next_token++;
+        failWaiting(entry.first, why);
+        ++lost;
+      }
+      logWarn(kLog, "Redis pub/sub on {} lost ({}): {} channels will be subscribed again and repaired",
+              shard ? shard->address : "?", why, lost);
+      reconcile_needed = true;
+      router->refresh();
+      return;
+    }
+    if (shard) subscribeProbe(*shard);
+    reconcile();
   }
 
   // ---- messages -----------------------------------------------------------------------
@@ -401,25 +598,43 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     if (ch.delivered && ch.delivered->epoch == p.epoch && p.seq <= ch.delivered->seq) return;  // seen
     if (ch.delivered && ch.delivered->epoch == p.epoch && p.seq > ch.delivered->seq + 1) ++gaps;
     ch.delivered = p;
+    ch.delivered_digest = fnv1a64(data) | 1;  // never 0, which means unknown
     std::vector<uint32_t> ids;
-    for (const auto& [id, count] : ch.links) ids.push_back(id);
+    for (const auto& entry : ch.links) ids.push_back(entry.first);
     if (!ids.empty()) deliverTo(ids, name, p, data);
   }
 
-  void onPush(const RedisReply& m) {
-    if (m.elements.size() != 3) return;
-    std::string_view pubsub_name = m.elements[1].str;
-    if (pubsub_name == probe_channel) {
-      if (m.elements[2].str == std::to_string(probe_pending)) probe_pending = 0;
-      return;
-    }
-    // PREFIX:{CHANNEL}
+  // The channel a pub/sub name "PREFIX:{CHANNEL}" carries; empty when it is not one.
+  std::string_view channelOf(std::string_view pubsub_name) const {
     if (pubsub_name.size() < prefix.size() + 3 || !pubsub_name.starts_with(prefix) ||
         pubsub_name.substr(prefix.size(), 2) != ":{" || pubsub_name.back() != '}')
+      return {};
+    return pubsub_name.substr(prefix.size() + 2, pubsub_name.size() - prefix.size() - 3);
+  }
+
+  void onPush(uint32_t shard_id, const RedisReply& m) {
+    if (m.elements.size() < 2) return;
+    std::string_view kind = m.elements[0].str;
+    std::string_view pubsub_name = m.elements[1].str;
+    ShardState& st = shard_states[shard_id];
+    if (kind == "sunsubscribe") {  // a cluster moved the channel's slot away from that node
+      if (pubsub_name == st.probe_channel) st.probe_channel.clear();
+      auto it = channels.find(std::string(channelOf(pubsub_name)));
+      if (it != channels.end() && it->second.shard == shard_id) {
+        it->second.subscribed = it->second.subscribing = false;
+        it->second.token = next_token++;
+      }
+      reconcile_needed = true;
+      router->refresh();
       return;
-    std::string name(pubsub_name.substr(prefix.size() + 2, pubsub_name.size() - prefix.size() - 3));
-    auto it = channels.find(name);
-    if (it == channels.end()) return;
+    }
+    if (m.elements.size() != 3) return;
+    if (pubsub_name == st.probe_channel) {
+      if (m.elements[2].str == std::to_string(st.probe_pending)) st.probe_pending = 0;
+      return;
+    }
+    auto it = channels.find(std::string(channelOf(pubsub_name)));
+    if (it == channels.end() || it->second.shard != shard_id) return;
     auto parsed = RedisChannelStore::parseMessage(m.elements[2].str);
     if (!parsed) return;
     Channel& ch = it->second;
@@ -430,91 +645,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
       }
       ch.held.push_back({parsed->first, std::string(parsed->second)});
     }
-    if (!ch.repairing) deliverToAll(name, ch, parsed->first, parsed->second);
-  }
-
-  // ---- the pub/sub connection's losses -------------------------------------------------
-
-  void onPubsubState(bool up, std::string_view why) {
-    probe_pending = 0;
-    if (up) pubsub.command({"SUBSCRIBE", probe_channel}, [](const RedisReply*, std::string_view) {});
-    if (!up) {
-      logWarn(kLog, "Redis pub/sub lost ({}): {} channels will be subscribed again and repaired", why,
-              channels.size());
-      for (auto& [name, ch] : channels) {
-        ch.subscribed = false;
-        ch.subscribing = false;
-      }
-      pubsub_was_up = true;
-      return;
-    }
-    if (!pubsub_was_up) return;  // the first connection: nothing to repair
-    std::vector<std::string> batch;
-    for (auto& [name, ch] : channels) {
-      ch.repairing = ch.delivered.has_value();
-      batch.push_back(name);
-      if (batch.size() == kResubscribeBatch) subscribeAndRepair(std::exchange(batch, {}));
-    }
-    if (!batch.empty()) subscribeAndRepair(std::move(batch));
-  }
-
-  void subscribeAndRepair(std::vector<std::string> names) {
-    std::vector<std::string> cmd = {"SUBSCRIBE"};
-    for (const auto& n : names) cmd.push_back(store.pubsubChannel(n));
-    auto self = shared_from_this();
-    pubsub.command(std::move(cmd), [self, names](const RedisReply* r, std::string_view) {
-      if (!r) return;  // lost again: the next reconnect starts over
-      for (const auto& n : names) {
-        auto it = self->channels.find(n);
-        if (it == self->channels.end()) continue;
-        it->second.subscribed = true;
-        std::vector<Waiting> waiting;
-        waiting.swap(it->second.waiting);
-        for (const auto& w : waiting) self->readFor(n, it->second, w);
-        if (it->second.repairing) self->repair(n);
-      }
-    }, static_cast<int>(names.size()));
-  }
-
-  // Delivers in order what this host missed while pub/sub was down, from history; then
-  // what came live meanwhile. A gap history no longer holds is counted and logged.
-  void repair(const std::string& name) {
-    Channel& channel = channels[name];
-    ++channel.reads;
-    auto self = shared_from_this();
-    store.history(name, channel.delivered, history.size, [self, name](const Catchup* c, std::string_view error) {
-      auto it = self->channels.find(name);
-      if (it == self->channels.end()) return;
-      Channel& ch = it->second;
-      --ch.reads;
-      if (!c) {
-        // Redis did not answer (the command connection may be coming back too): try
-        // again shortly; live messages keep waiting meanwhile.
-        logWarn(kLog, "repairing {} after a reconnect: {}; retrying", name, error);
-        auto timer = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(200));
-        timer->async_wait([weak = std::weak_ptr<Impl>(self), timer, name](boost::system::error_code ec) {
-          auto again = weak.lock();
-          if (ec || !again) return;
-          auto found = again->channels.find(name);
-          if (found != again->channels.end() && found->second.repairing) again->repair(name);
-        });
-        return;
-      }
-      ch.repairing = false;
-      if (!c->recovered) {
-        ++self->gaps;
-        logWarn(kLog, "{}: messages missed during the Redis outage are no longer in history", name);
-      } else {
-        for (const auto& m : c->messages) {
-          self->deliverToAll(name, ch, {c->position.epoch, m.seq}, *m.data);
-          ++self->repaired;
-        }
-      }
-      std::deque<Held> held;
-      held.swap(ch.held);
-      for (const auto& h : held) self->deliverToAll(name, ch, h.position, h.data);
-      self->forgetIfUnused(name);
-    });
+    if (!ch.repairing) deliverToAll(it->first, ch, parsed->first, parsed->second);
   }
 
   void onClose(uint32_t id, const std::string& why) {
@@ -525,26 +656,54 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
       logError(kLog, "worker {}: {}", it->second.slot, why);
     }
     std::vector<std::string> names;
-    for (auto& [name, ch] : channels)
-      if (ch.links.erase(id)) {
-        names.push_back(name);
-        counts_changed.insert(name);
+    for (auto& entry : channels)
+      if (entry.second.links.erase(id)) {
+        names.push_back(entry.first);
+        counts.changed(entry.first);
       }
     for (const auto& n : names) forgetIfUnused(n);
     asio::post(io, [self = shared_from_this(), id] { self->links.erase(id); });
   }
 };
 
-RedisHubServer::RedisHubServer(asio::io_context& io, const BusConfig& bus, const HistoryConfig& history)
+RedisHubServer::RedisHubServer(asio::io_context& io, const BusConfig& bus, const HistoryConfig& history,
+                               NodeRegistryOptions nodes)
     : impl_(std::make_shared<Impl>(io, bus, history)) {
   impl_->start();
-  logInfo(kLog, "Redis engine: {} (prefix {})", bus.redis.at(0), bus.prefix);
+  if (bus.redis_cluster.empty())
+    logInfo(kLog, "Redis engine: {} server(s), channels sharded over them (prefix {})", bus.redis.size(), bus.prefix);
+  else
+    logInfo(kLog, "Redis engine: a Redis Cluster, from {} seed(s) (prefix {})", bus.redis_cluster.size(), bus.prefix);
+  startNodeRegistry(io, bus, std::move(nodes));
 }
+
+// ---- the node registry (supervisor/NodeRegistry.h) --------------------------------------
+// Its Redis commands go to the shard that holds PREFIX:{nodes}; every change of the list is
+// pushed to every worker link, and the list so far to a link that attaches.
+
+void RedisHubServer::startNodeRegistry(asio::io_context& io, const BusConfig& bus, NodeRegistryOptions nodes) {
+  std::weak_ptr<Impl> weak = impl_;
+  auto command = [weak](std::vector<std::string> args, RedisClient::Done done) {
+    if (auto self = weak.lock()) self->router->command("nodes", std::move(args), std::move(done));  // PREFIX:{nodes}
+  };
+  auto changed = [weak](const std::string& document) {
+    auto self = weak.lock();
+    if (!self) return;
+    auto frame = std::make_shared<std::string>();
+    hubwire::encodeNodes(*frame, document);
+    std::shared_ptr<const std::string> shared = std::move(frame);
+    for (auto& [id, l] : self->links) l.link->send(shared);
+  };
+  nodes_ = std::make_unique<NodeRegistry>(io, std::move(command), fmt::format("{}:{{nodes}}", bus.prefix),
+                                          impl_->host_id, std::move(nodes), std::move(changed));
+  nodes_->start();
+}
+
+void RedisHubServer::withdraw() { nodes_->withdraw(); }
 
 RedisHubServer::~RedisHubServer() {
   for (auto& [id, l] : impl_->links) l.link->close("supervisor exiting");
-  impl_->pubsub.stop();
-  impl_->commands.stop();
+  impl_->router->stop();
 }
 
 uint32_t RedisHubServer::attach(int fd, int worker_slot) {
@@ -559,6 +718,9 @@ uint32_t RedisHubServer::attach(int fd, int worker_slot) {
       [weak, id](const std::string& why) {
         if (auto self = weak.lock()) self->onClose(id, why);
       });
+  std::string nodes;  // the node list so far; changes follow (startNodeRegistry)
+  hubwire::encodeNodes(nodes, nodes_->document());
+  link->send(std::move(nodes));
   return id;
 }
 
@@ -567,7 +729,7 @@ void RedisHubServer::detach(uint32_t id) {
   if (it != impl_->links.end()) it->second.link->close("worker exited");
 }
 
-bool RedisHubServer::degraded() const { return !impl_->commands.connected() || !impl_->pubsub.connected(); }
+bool RedisHubServer::degraded() const { return !impl_->router->connected(); }
 
 nlohmann::json RedisHubServer::stats(size_t top_channels) const {
   const Impl& i = *impl_;
@@ -583,7 +745,10 @@ nlohmann::json RedisHubServer::stats(size_t top_channels) const {
   }
   return {{"engine", "redis"},
           {"top_channels", top},
-          {"redis_connected", i.commands.connected() && i.pubsub.connected()},
+          {"redis_connected", i.router->connected()},
+          {"redis", i.router->describe()},
+          {"moved", i.moved},
+          {"rolled_back", i.rolled_back},
           {"channels", i.channels.size()},
           {"published", i.published},
           {"delivered", i.delivered_count},
@@ -592,7 +757,8 @@ nlohmann::json RedisHubServer::stats(size_t top_channels) const {
           {"probe_failures", i.probe_failures},
           {"held_dropped", i.dropped_held},
           {"links", i.links.size()},
-          {"link_overflows", i.overflows}};
+          {"link_overflows", i.overflows},
+          {"nodes", nodes_->hosts()}};
 }
 
 }  // namespace dingo

@@ -14,6 +14,7 @@
 
 #include "core/Config.h"
 #include "supervisor/HubService.h"
+#include "supervisor/NodeRegistry.h"
 
 namespace boost::asio {
 class io_context;
@@ -23,18 +24,26 @@ namespace dingo {
 
 class RedisHubServer final : public HubService {
  public:
-  RedisHubServer(boost::asio::io_context& io, const BusConfig& bus, const HistoryConfig& history);
+  // `nodes`: what this host advertises in the node registry (nodeRegistryOptions()).
+  RedisHubServer(boost::asio::io_context& io, const BusConfig& bus, const HistoryConfig& history,
+                 NodeRegistryOptions nodes);
   ~RedisHubServer() override;
 
   uint32_t attach(int fd, int worker_slot) override;
   void detach(uint32_t link) override;
   nlohmann::json stats(size_t top_channels) const override;
   bool degraded() const override;
+  void withdraw() override;
 
   struct Impl;
 
  private:
+  void startNodeRegistry(boost::asio::io_context& io, const BusConfig& bus, NodeRegistryOptions nodes);
+
   std::shared_ptr<Impl> impl_;
+  // Every host's endpoints, pushed to every worker link (hubwire Nodes) for /v1/nodes.
+  // Declared after impl_: destroyed first.
+  std::unique_ptr<NodeRegistry> nodes_;
 };
 
 }  // namespace dingo

@@ -2,15 +2,20 @@
 #include "supervisor/Spawn.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <linux/close_range.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <utility>
 
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
+
+#include "core/Log.h"
 
 namespace dingo {
 
@@ -41,6 +46,25 @@ pid_t spawnWorker(const std::string& exe, const std::vector<std::string>& args, 
   // bp::child neither terminates nor waits for the process when destroyed.
   child.detach();
   return pid;
+}
+
+pid_t GatewayProcesses::start(int slot, int generation, int ipc_fd, int hub_fd, std::string& error) {
+  std::vector<std::string> args = {"--worker",     "--ipc-fd",   "3", "--hub-fd", "4", "--worker-id", std::to_string(slot),
+                                   "--generation", std::to_string(generation)};
+  if (!config_path_.empty()) {
+    args.push_back("--config");
+    args.push_back(config_path_);
+  }
+  std::string why;
+  pid_t pid = spawnWorker(exe_, args, ipc_fd, hub_fd, why);
+  if (pid < 0) error = "(" + exe_ + "): " + why;
+  return pid;
+}
+
+void GatewayProcesses::signal(pid_t pid, int pidfd, int sig) {
+  int rc = pidfd >= 0 ? static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)) : ::kill(pid, sig);
+  // ESRCH: it exited meanwhile (its exit is on its way to us).
+  if (rc != 0 && errno != ESRCH) logWarn("supervisor", "signal {} to worker pid {}: {}", sig, pid, errnoText(errno));
 }
 
 }  // namespace dingo

@@ -251,6 +251,11 @@ std::string renderMetrics(const json& status) {
     m.family("hub_refused_full_total", "counter",
              "Subscribes and publishes to new channels refused at [history] max_channels.");
     m.sample("hub_refused_full_total", "", num(hub, "refused_full"));
+    if (hub.contains("nodes")) {  // the redis engine's node registry
+      m.family("hub_nodes", "gauge",
+               "Hosts in the node registry (redis engine), this one included: /v1/nodes lists their endpoints.");
+      m.sample("hub_nodes", "", num(hub, "nodes"));
+    }
   }
   return m.take();
 }
@@ -302,9 +307,10 @@ std::string renderStatusTable(const json& st) {
   }
   if (st.contains("hub")) {
     const auto& h = st["hub"];
-    out += fmt::format("hub        {} channels, {} published, {} in history ({})\n", h.value("channels", 0),
+    out += fmt::format("hub        {} channels, {} published, {} in history ({}){}\n", h.value("channels", 0),
                        h.value("published", 0), h.value("history_messages", 0),
-                       humanBytes(num(h, "history_bytes")));
+                       humanBytes(num(h, "history_bytes")),
+                       h.contains("nodes") ? fmt::format(", {} nodes", h.value("nodes", 0)) : std::string());
   }
   out += fmt::format("{:<4}{:<9}{:<10}{:>7}{:>10}{:>9}{:>9}{:>9}{:>8}{:>7}{:>10}{:>8}\n", "ID",
                      "PID", "STATE", "CONNS", "ACCEPTED", "REQ/S", "IN", "OUT", "RSS", "CPU%",

@@ -1,4 +1,10 @@
 #pragma once
+// The supervisor process (dingo-supervisor): runSupervisor() binds the listeners and
+// the control socket, starts the workers and the pub/sub hub, and serves until a signal
+// or `dingoctl stop`. The work is done by parts a reader can find by name, each in its
+// own file (docs/architecture.md, "The supervisor's parts"): Acceptor and HandOff
+// (with ParkingQueue), WorkerPool, Adoption, Prober, ControlServer (with Disconnects),
+// Upgrader, TicketKeys. Supervisor.cpp wires them together.
 #include <string>
 
 #include "core/Config.h"

@@ -88,11 +88,14 @@ def healthz_worker(port, **kw):
 
 
 class Supervisor:
-    """A dingo-supervisor on free loopback ports, in a temporary folder."""
+    """A dingo-supervisor on free loopback ports, in a temporary folder. `host` (a
+    netns.Host) runs it in that network namespace, listening on the host's address."""
 
     def __init__(self, workers=2, dispatch="round-robin", tls=True, supervisor_extra="",
-                 gateway_extra="", extra=""):
+                 gateway_extra="", extra="", host=None):
         self.dir = tempfile.mkdtemp(prefix="dingo-it-")
+        self.host = host
+        self.address = host.address if host else "127.0.0.1"
         self.workers = workers
         self.http_port = free_port()
         self.tls_port = free_port() if tls else None
@@ -110,12 +113,12 @@ drain_timeout = "5s"
 {supervisor_extra}
 
 [[listen]]
-address = "127.0.0.1:{self.http_port}"
+address = "{self.address}:{self.http_port}"
 """
         if tls:
             cfg += f"""
 [[listen]]
-address = "127.0.0.1:{self.tls_port}"
+address = "{self.address}:{self.tls_port}"
 tls = true
 
 [tls]
@@ -124,7 +127,7 @@ key = ["{c}/key.pem", "{c}/rsa-key.pem"]
 """
         cfg += f"""
 [admin]
-address = "127.0.0.1:{self.admin_port}"
+address = "{self.address}:{self.admin_port}"
 
 [gateway]
 {gateway_extra}
@@ -138,7 +141,8 @@ address = "127.0.0.1:{self.admin_port}"
 
     def start(self, wait=True):
         self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([binary("dingo-supervisor"), "--config", self.config],
+        prefix = self.host.exec_prefix() if self.host else []
+        self.proc = subprocess.Popen(prefix + [binary("dingo-supervisor"), "--config", self.config],
                                      stdout=self.log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         if wait:

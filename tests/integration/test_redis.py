@@ -2,8 +2,10 @@
 as one service. Publishes on either reach subscribers on both, positions are the same
 everywhere, a client resumes on the other supervisor, Redis going away answers 503 and
 comes back without a silent gap, and a pub/sub connection killed from Redis is repaired
-without the clients noticing. (Separate network namespaces, Redis Cluster and the node
-registry are to come: docs/architecture.md.)"""
+without the clients noticing. The node registry: /v1/nodes on either supervisor lists
+both, drops one that stops (at once) or dies (when its entry expires), and
+dingo-nsclient follows. (Separate network namespaces and Redis Cluster are to come:
+docs/architecture.md.)"""
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import Supervisor, free_port, http_get, wait_for
+from harness import Supervisor, binary, certs, free_port, http_get, wait_for
 from wsclient import Closed, WsClient
 
 
@@ -140,6 +142,16 @@ class RedisEngineTest(unittest.TestCase):
         c = WsClient(sup.http_port)
         self.clients.append(c)
         return c
+
+    def kill_host(self, sup):
+        """kill -9 of a supervisor and its workers: a whole host gone at once."""
+        pids = list(sup.worker_pids().values())
+        os.kill(sup.proc.pid, signal.SIGKILL)
+        sup.proc.wait()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        sup.proc = None
+        sup.log_file.close()
 
     def publish(self, sup, channel, data):
         status, body = rest(sup.http_port, "POST", "/v1/publish" + channel, data)
@@ -281,27 +293,150 @@ class RedisEngineTest(unittest.TestCase):
         on_b[0].close()
         wait_for(lambda: subscribers(self.a) == 2, 10, what="a subscriber gone on B seen from A")
         # A host that dies stops counting by itself, once its counts expire.
-        pids = list(self.b.worker_pids().values())
-        os.kill(self.b.proc.pid, signal.SIGKILL)
-        self.b.proc.wait()
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        self.b.proc = None
-        self.b.log_file.close()
+        self.kill_host(self.b)
         wait_for(lambda: subscribers(self.a) == 1, 25, what="the dead host's subscribers forgotten")
 
     def test_a_supervisor_killed_does_not_stop_delivery_on_the_other(self):
         sub = self.ws(self.b)
         sub.command("subscribe", channel="/survive")
-        pids = list(self.a.worker_pids().values())
-        os.kill(self.a.proc.pid, signal.SIGKILL)
-        self.a.proc.wait()
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        self.a.proc = None
-        self.a.log_file.close()
+        self.kill_host(self.a)
         p = self.publish(self.b, "/survive", {"n": 1})
         self.assertEqual(sub.next_message()["position"], p)
+
+
+class NodeRegistryTest(unittest.TestCase):
+    """Each host registers its endpoints in Redis (supervisor/NodeRegistry.h); GET /v1/nodes
+    on any host lists every live host's, and nsclient learns and forgets hosts through it."""
+
+    # [nodes] heartbeat = "1s": an entry expires 5 s after it was last written.
+    NODES = '[nodes]\nheartbeat = "1s"\nttl = "60s"\n'
+
+    def setUp(self):
+        self.redis = RedisServer()
+        self.extra = (f'\n[bus]\nengine = "redis"\nredis = ["127.0.0.1:{self.redis.port}"]\nreply_timeout = "1s"\n'
+                      + self.NODES)
+        self.work = tempfile.mkdtemp(prefix="dingo-nodes-")
+        self.db = os.path.join(self.work, "ns.db")
+        self.hosts = []
+
+    def tearDown(self):
+        for h in self.hosts:
+            h.cleanup()
+        self.redis.cleanup()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def host(self):
+        h = Supervisor(workers=2, tls=True, extra=self.extra)
+        self.hosts.append(h)
+        h.start()
+        return h
+
+    @staticmethod
+    def endpoints(*hosts):
+        return {("127.0.0.1", port, tls) for h in hosts for port, tls in ((h.http_port, False), (h.tls_port, True))}
+
+    @staticmethod
+    def document(host):
+        status, body, _ = http_get(host.http_port, "/v1/nodes")
+        return body if status == 200 else None
+
+    def listed(self, host):
+        """The endpoints /v1/nodes lists on `host`, asked on four connections so that both
+        workers answer; None while they disagree."""
+        docs = {self.document(host) for _ in range(4)}
+        if len(docs) != 1 or None in docs:
+            return None
+        return {(n["host"], n["port"], n["tls"]) for n in json.loads(docs.pop())["nodes"]}
+
+    def kill9(self, host):
+        pids = list(host.worker_pids().values())
+        os.kill(host.proc.pid, signal.SIGKILL)
+        host.proc.wait()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        host.proc = None
+        host.log_file.close()
+
+    def ns(self, *args, seed):
+        r = subprocess.run([binary("dingo-nsclient"), "--db", self.db, "--ca", os.path.join(certs(), "ca.pem"),
+                            "--server-name", "localhost", "--seed", f"127.0.0.1:{seed.tls_port}", *args, "--json"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def stored(self, seed):
+        return {(c["host"], c["port"], c["tls"]) for c in self.ns("list", seed=seed)["candidates"]
+                if c["source"] == "store"}
+
+    def test_v1_nodes_on_either_host_lists_both_and_a_stopped_host_leaves_at_once(self):
+        a, b = self.host(), self.host()
+        both = self.endpoints(a, b)
+        wait_for(lambda: self.listed(a) == both and self.listed(b) == both, 10, what="both hosts on both hosts")
+        # The same document everywhere: same list, same version.
+        self.assertEqual(self.document(a), self.document(b))
+        doc = json.loads(self.document(a))
+        self.assertEqual(doc["ttl_s"], 60)
+        self.assertIsInstance(doc["version"], int)
+        self.assertEqual(a.status()["hub"]["nodes"], 2)
+        self.assertIn("dingo_hub_nodes 2", http_get(a.admin_port, "/metrics")[1].decode())
+        self.assertEqual(self.redis.cli("HLEN", "dingo:{nodes}"), "2")
+        self.assertGreater(int(self.redis.cli("PTTL", "dingo:{nodes}")), 0)  # an abandoned hash goes away
+
+        # SIGTERM: B deletes its entry as it closes its listeners, well before the entry
+        # (written at most 1 s before the signal, living 5 s) could expire.
+        sent = time.monotonic()
+        b.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: self.redis.cli("HLEN", "dingo:{nodes}") == "1", 5, what="B's entry deleted")
+        self.assertLess(time.monotonic() - sent, 3.5, "B's entry expired instead of being deleted")
+        wait_for(lambda: self.listed(a) == self.endpoints(a), 5, what="B gone from A's list")
+        self.assertNotEqual(json.loads(self.document(a))["version"], doc["version"])
+        self.assertEqual(a.status()["hub"]["nodes"], 1)
+        self.assertEqual(b.proc.wait(timeout=15), 0)
+
+    def test_nsclient_learns_a_new_host_and_forgets_one_that_died(self):
+        a = self.host()
+        wait_for(lambda: self.listed(a) == self.endpoints(a), 10, what="A lists itself")
+        first = self.ns("refresh", seed=a)
+        self.assertEqual(first["nodes"], 2)
+        self.assertEqual(self.stored(a), self.endpoints(a))
+
+        b = self.host()
+        wait_for(lambda: self.listed(a) == self.endpoints(a, b), 10, what="B on A's list")
+        learned = self.ns("refresh", seed=a)  # through A: B is learned from A's list
+        self.assertTrue(learned["changed"])
+        self.assertNotEqual(learned["version"], first["version"])
+        self.assertEqual(self.stored(a), self.endpoints(a, b))
+
+        # kill -9: B cannot say goodbye; its entry expires 5 s after its last heartbeat.
+        self.kill9(b)
+        died = time.monotonic()
+        time.sleep(1.5)
+        self.assertEqual(self.listed(a), self.endpoints(a, b), "dropped before its entry expired")
+        wait_for(lambda: self.listed(a) == self.endpoints(a), 15, what="the dead host dropped")
+        self.assertGreater(time.monotonic() - died, 3.5)
+        forgot = self.ns("refresh", seed=a)
+        self.assertTrue(forgot["changed"])
+        self.assertEqual(forgot["version"], first["version"])  # the same list as before B came
+        self.assertEqual(self.stored(a), self.endpoints(a))
+
+    def test_a_wildcard_listener_must_name_its_public_endpoints(self):
+        path = os.path.join(self.work, "wild.toml")
+        base = f'[[listen]]\naddress = "0.0.0.0:{free_port()}"\n{self.extra}'
+        with open(path, "w") as f:
+            f.write(base)
+        r = subprocess.run([binary("dingo-supervisor"), "--check-config", path], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("listen[0].address", r.stderr)
+        self.assertIn("[nodes] endpoints", r.stderr)
+        with open(path, "w") as f:
+            f.write(base.replace("[nodes]\n", '[nodes]\nendpoints = ["192.0.2.10:443"]\n'))
+        r = subprocess.run([binary("dingo-supervisor"), "--check-config", path], capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":

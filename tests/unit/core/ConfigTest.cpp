@@ -160,6 +160,26 @@ TEST(Config, RedisAddressesAreChecked) {
   expectError("[bus]\nredis = \"localhost\"\n", 2, "bus.redis", "numeric HOST:PORT");
 }
 
+// Under the redis engine a host registers its endpoints for every host's /v1/nodes: a
+// wildcard listener cannot be advertised, so such a host must list its endpoints.
+TEST(Config, ARedisHostWithAWildcardListenerMustNameItsEndpoints) {
+  const std::string redis = "[bus]\nengine = \"redis\"\nredis = \"127.0.0.1:6379\"\n";
+  expectError("[[listen]]\naddress = \"127.0.0.1:80\"\n[[listen]]\ntls = false\naddress = \"0.0.0.0:8080\"\n" + redis, 5,
+              "listen[1].address", "[nodes] endpoints");
+  expectError("[[listen]]\naddress = \"[::]:8080\"\n" + redis, 2, "listen[0].address", "wildcard");
+  expectError("[[listen]]\naddress = \"*:8080\"\n" + redis, 2, "listen[0].address", "wildcard");
+  Config named = parseConfig("[[listen]]\naddress = \"0.0.0.0:8080\"\n" + redis +
+                             "[nodes]\nendpoints = [\"203.0.113.7:8080\"]\n", "/x.toml");
+  EXPECT_EQ(named.nodes.endpoints.size(), 1u);
+  Config local = parseConfig("[[listen]]\naddress = \"0.0.0.0:8080\"\n", "/x.toml");  // the local engine: as before
+  EXPECT_EQ(local.listen.size(), 1u);
+  Config beat = parseConfig("[nodes]\nheartbeat = \"500ms\"\n", "/x.toml");
+  EXPECT_EQ(beat.nodes.heartbeat, std::chrono::milliseconds(500));
+  EXPECT_EQ(Config{}.nodes.heartbeat, std::chrono::seconds(2));
+  expectError("[nodes]\nheartbeat = \"10ms\"\n", 2, "nodes.heartbeat", "at least");
+  expectError("[nodes]\nheartbeat = \"2m\"\n", 2, "nodes.heartbeat", "at most");
+}
+
 TEST(Config, AbuseLimits) {
   Config c = parseConfig("[gateway]\nmax_connections_per_ip = 100\nnew_connections_per_ip = 20\nmax_streams = 5\n"
                          "hub_timeout = \"2s\"\nsession_cache_subscriptions = 1000\n[history]\nmax_channels = 10\n",

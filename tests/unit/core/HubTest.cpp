@@ -258,7 +258,7 @@ TEST(HubWireTest, RoundTripsEveryFrame) {
       hubwire::Type::Subscribe,    hubwire::Type::Unsubscribe,  hubwire::Type::Publish,
       hubwire::Type::History,      hubwire::Type::Info,         hubwire::Type::CatchupReply,
       hubwire::Type::PublishReply, hubwire::Type::InfoReply,    hubwire::Type::ErrorReply,
-      hubwire::Type::Message};
+      hubwire::Type::Message,      hubwire::Type::Nodes};
 
   std::string buf;
   hubwire::encodeSubscribe(buf, 7, "/a", Position{"abc", 5});
@@ -282,6 +282,7 @@ TEST(HubWireTest, RoundTripsEveryFrame) {
   hubwire::encodeInfoReply(buf, 15, Hub::Info{Position{"i1", 3}, 4000000000ULL});
   hubwire::encodeError(buf, 16, "no such channel");
   hubwire::encodeMessage(buf, "/d", Position{"e2", 3}, "[1,2]");
+  hubwire::encodeNodes(buf, R"({"version":3,"ttl_s":600,"nodes":[]})");
 
   std::vector<hubwire::Frame> frames;
   std::string_view rest = buf;
@@ -293,7 +294,7 @@ TEST(HubWireTest, RoundTripsEveryFrame) {
     frames.push_back(f);
     rest.remove_prefix(*len);
   }
-  ASSERT_EQ(frames.size(), 13u);
+  ASSERT_EQ(frames.size(), 14u);
 
   std::vector<hubwire::Type> seen;
   for (const auto& f : frames)
@@ -381,6 +382,10 @@ TEST(HubWireTest, RoundTripsEveryFrame) {
   EXPECT_EQ(message.channel, "/d");
   EXPECT_EQ(message.position, (Position{"e2", 3}));
   EXPECT_EQ(message.data, "[1,2]");
+
+  const auto& nodes = frames[13];
+  EXPECT_EQ(nodes.type, hubwire::Type::Nodes);
+  EXPECT_EQ(nodes.data, R"({"version":3,"ttl_s":600,"nodes":[]})");
 }
 
 TEST(HubWireTest, RejectsTruncatedAndOversizedFrames) {

@@ -6,6 +6,7 @@
 
 #include "core/Asio.h"
 #include "core/RedisClient.h"
+#include "core/RedisRing.h"
 #include "tests/unit/core/RedisTestServer.h"
 
 using namespace dingo;
@@ -24,7 +25,10 @@ class RedisChannelStoreTest : public ::testing::Test {
     ASSERT_TRUE(runUntil([&] { return client_->connected(); }));
     RedisChannelOptions co;
     co.history_size = 5;
-    store_ = std::make_unique<RedisChannelStore>(*client_, co);
+    ring_ = std::make_unique<RedisRing>(io_, std::vector<std::string>{fmt::format("127.0.0.1:{}", port_)}, RedisOptions{});
+    ring_->start({});
+    ASSERT_TRUE(runUntil([&] { return ring_->connected(); }));
+    store_ = std::make_unique<RedisChannelStore>(*ring_, co);
   }
 
   template <typename Pred>
@@ -79,6 +83,7 @@ class RedisChannelStoreTest : public ::testing::Test {
   uint16_t port_ = freePort();
   std::unique_ptr<RedisServer> server_;
   std::unique_ptr<RedisClient> client_;
+  std::unique_ptr<RedisRing> ring_;
   std::unique_ptr<RedisChannelStore> store_;
 };
 

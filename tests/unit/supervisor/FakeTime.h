@@ -1,0 +1,62 @@
+#pragma once
+// A TimeSource for tests: time stands still until advance() moves it, firing the timers
+// that fall due on the way, in order, each at its own deadline.
+#include <algorithm>
+#include <set>
+
+#include "supervisor/TimeSource.h"
+
+namespace dingo::test {
+
+class FakeTime final : public TimeSource {
+ public:
+  SteadyTime now() const override { return now_; }
+
+  std::unique_ptr<Timer> makeTimer() override { return std::make_unique<FakeTimer>(*this); }
+
+  void advance(SteadyDuration by) {
+    SteadyTime until = now_ + by;
+    for (;;) {
+      FakeTimer* next = nullptr;
+      for (FakeTimer* t : timers_)
+        if (t->pending_ && t->at_ <= until && (!next || t->at_ < next->at_)) next = t;
+      if (!next) break;
+      now_ = std::max(now_, next->at_);
+      next->pending_ = false;
+      auto fire = std::move(next->fire_);
+      fire();  // may restart or destroy timers
+    }
+    now_ = until;
+  }
+
+  size_t pendingTimers() const {
+    return static_cast<size_t>(std::count_if(timers_.begin(), timers_.end(), [](auto* t) { return t->pending_; }));
+  }
+
+ private:
+  class FakeTimer final : public Timer {
+   public:
+    explicit FakeTimer(FakeTime& time) : time_(time) { time_.timers_.insert(this); }
+    ~FakeTimer() override { time_.timers_.erase(this); }
+    void start(SteadyDuration after, std::function<void()> fire) override {
+      at_ = time_.now_ + after;
+      fire_ = std::move(fire);
+      pending_ = true;
+    }
+    void cancel() override {
+      pending_ = false;
+      fire_ = nullptr;
+    }
+    bool pending() const override { return pending_; }
+
+    FakeTime& time_;
+    SteadyTime at_{};
+    std::function<void()> fire_;
+    bool pending_ = false;
+  };
+
+  SteadyTime now_{std::chrono::hours(1000)};
+  std::set<FakeTimer*> timers_;
+};
+
+}  // namespace dingo::test
