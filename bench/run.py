@@ -14,8 +14,10 @@ Foundation (peer: nginx):
     its SSL objects with SSL_clear, keeping the session; dingo's tls_resumed counter
     shows it).
 (b) Plain HTTP keep-alive requests/s (wrk).
-(c) New plain connections/s through the supervisor's hand-off against the same gateway
-    standalone with SO_REUSEPORT.
+(c) New plain connections/s through the supervisor against the same gateway standalone
+    with SO_REUSEPORT.
+(a) and (c) run the supervisor in each [supervisor] accept mode (kernel, handoff) beside
+    the peer, in one run.
 
 Pub/sub (see bench/pubsub_bench.py): (idle) idle WebSocket connections, KB each;
 (fanout) fan-out to 10,000 subscribers against Node.js with npm's ws.
@@ -250,12 +252,13 @@ http {{
     return Server("nginx", ["nginx", "-c", path, "-p", d], tls_port)
 
 
-def dingo(plain_port, tls_port, tls_max):
+def dingo(plain_port, tls_port, tls_max, accept="kernel", name="dingo"):
     d = tempfile.mkdtemp(dir=WORK, prefix="dingo-")
     conf = f"""
 [supervisor]
 workers = 2
 dispatch = "round-robin"
+accept = "{accept}"
 control_socket = "control.sock"
 pid_file = "supervisor.pid"
 [[listen]]
@@ -275,7 +278,7 @@ level = "warn"
     path = os.path.join(d, "dingo.toml")
     with open(path, "w") as f:
         f.write(conf)
-    return Server("dingo", [os.path.join(BUILD, "bin", "dingo-supervisor"), "--config", path], tls_port)
+    return Server(name, [os.path.join(BUILD, "bin", "dingo-supervisor"), "--config", path], tls_port)
 
 
 def standalone_pair(port):
@@ -288,6 +291,10 @@ def standalone_pair(port):
 
 # ---- benchmarks ---------------------------------------------------------------------
 
+# [supervisor] accept modes the TLS and new-connection benchmarks run side by side.
+ACCEPT_MODES = ("kernel", "handoff")
+
+
 def row(rows, bench, variant, results):
     d, n = results["dingo"], results["peer"]
     rows.append((bench, variant, results.get("peer_name", "nginx"), d["rps"], n["rps"], d["rps"] / max(n["rps"], 1e-9),
@@ -296,10 +303,15 @@ def row(rows, bench, variant, results):
 
 
 def bench_tls(rows, seconds):
+    """Each [supervisor] accept mode and nginx, in one run, interleaved."""
     for version in ("1.3", "1.2"):
-        ports = {"dingo": (free_port(), free_port()), "peer": (free_port(), free_port())}
-        servers = {"dingo": dingo(*ports["dingo"], version), "peer": nginx(*ports["peer"], version)}
+        ports = {m: (free_port(), free_port()) for m in ACCEPT_MODES}
+        ports["peer"] = (free_port(), free_port())
+        servers = {}
         try:
+            for m in ACCEPT_MODES:
+                servers[m] = dingo(*ports[m], version, accept=m, name=f"dingo-{m}")
+            servers["peer"] = nginx(*ports["peer"], version)
             loads = {name: {
                 "wrk": (lambda tls=ports[name][1]: wrk(f"https://127.0.0.1:{tls}/healthz", seconds, 32, True)),
                 "full": (lambda tls=ports[name][1]: tlsload(tls, seconds, False, version)),
@@ -312,8 +324,9 @@ def bench_tls(rows, seconds):
         for kind, label in (("full", "full handshake (tlsload)"),
                             ("resumed", "resumed handshake (tlsload)"),
                             ("wrk", "wrk -c32 (resumes: SSL_clear keeps the session)")):
-            row(rows, "(a) TLS per request", f"TLS {version}, {label}",
-                {"dingo": res[("dingo", kind)], "peer": res[("peer", kind)]})
+            for m in ACCEPT_MODES:
+                row(rows, "(a) TLS per request", f"TLS {version}, {label}, accept = {m}",
+                    {"dingo": res[(m, kind)], "peer": res[("peer", kind)]})
         for name in servers:
             r = res[(name, "resumed")]
             print(f"  {name} TLS {version}: resumed {r['resumed']}/{r['all_requests']} in the resumed runs", file=sys.stderr)
@@ -333,18 +346,26 @@ def bench_plain(rows, seconds):
 
 
 def bench_handoff(rows, seconds):
-    plain, tls, port = free_port(), free_port(), free_port()
-    servers = {"dingo": dingo(plain, tls, "1.3"), "peer": standalone_pair(port)}
+    """New plain connections through the supervisor, in each accept mode, against the
+    same gateway standalone (two processes sharing the port with SO_REUSEPORT)."""
+    port = free_port()
+    ports = {m: (free_port(), free_port()) for m in ACCEPT_MODES}
+    servers = {}
     try:
-        loads = {"dingo": {"c": lambda: wrk(f"http://127.0.0.1:{plain}/healthz", seconds, 32, True)},
-                 "peer": {"c": lambda: wrk(f"http://127.0.0.1:{port}/healthz", seconds, 32, True)}}
+        for m in ACCEPT_MODES:
+            servers[m] = dingo(*ports[m], "1.3", accept=m, name=f"dingo-{m}")
+        servers["peer"] = standalone_pair(port)
+        loads = {m: {"c": (lambda p=ports[m][0]: wrk(f"http://127.0.0.1:{p}/healthz", seconds, 32, True))}
+                 for m in ACCEPT_MODES}
+        loads["peer"] = {"c": lambda: wrk(f"http://127.0.0.1:{port}/healthz", seconds, 32, True)}
         res = rounds(servers, loads)
     finally:
         for srv in servers.values():
             srv.stop()
-    row(rows, "(c) new connections", "plain, Connection: close",
-        {"dingo": res[("dingo", "c")], "peer": res[("peer", "c")],
-         "peer_name": "dingo-gateway --standalone ×2 (SO_REUSEPORT)"})
+    for m in ACCEPT_MODES:
+        row(rows, "(c) new connections", f"plain, Connection: close, accept = {m}",
+            {"dingo": res[(m, "c")], "peer": res[("peer", "c")],
+             "peer_name": "dingo-gateway --standalone ×2 (SO_REUSEPORT)"})
 
 
 # ---- charts -------------------------------------------------------------------------

@@ -18,6 +18,8 @@ namespace dingo {
 
 namespace fs = std::filesystem;
 
+const char* acceptModeName(AcceptMode m) { return m == AcceptMode::Kernel ? "kernel" : "handoff"; }
+
 const char* dispatchName(DispatchPolicy p) {
   switch (p) {
     case DispatchPolicy::IpHash: return "ip-hash";
@@ -228,12 +230,20 @@ Config parseConfig(const std::string& text, const std::string& path) {
       else if (*v == "least-conn") s.dispatch = DispatchPolicy::LeastConn;
       else r.fail("dispatch", n, fmt::format("expected ip-hash, round-robin or least-conn, got '{}'", *v));
     }
+    if (const auto* n = r.find("accept")) {
+      auto v = n->value<std::string>();
+      if (!v) r.fail("accept", n, "expected a string");
+      if (*v == "kernel") s.accept = AcceptMode::Kernel;
+      else if (*v == "handoff") s.accept = AcceptMode::Handoff;
+      else r.fail("accept", n, fmt::format("expected kernel or handoff, got '{}'", *v));
+    }
     r.str("control_socket", s.control_socket);
     r.str("pid_file", s.pid_file);
     r.str("user", s.user);
     r.str("gateway", s.gateway);
     r.duration("drain_timeout", s.drain_timeout);
     r.duration("restart_backoff", s.restart_backoff);
+    r.duration("slot_grace", s.slot_grace);
     r.duration("restart_backoff_max", s.restart_backoff_max);
     r.duration("stable_after", s.stable_after);
     if (s.restart_backoff_max < s.restart_backoff)
@@ -506,6 +516,8 @@ std::string restartOnlyChange(const Config& a, const Config& b) {
   if (a.supervisor.user != b.supervisor.user) return "[supervisor] user";
   if (a.admin.address != b.admin.address) return "[admin] address";
   if (a.bus.engine != b.bus.engine) return "[bus] engine";
+  if (a.supervisor.accept != b.supervisor.accept) return "[supervisor] accept";
+  if (a.supervisor.slot_grace != b.supervisor.slot_grace) return "[supervisor] slot_grace";
   return {};
 }
 

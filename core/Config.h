@@ -11,10 +11,19 @@ namespace dingo {
 
 enum class DispatchPolicy { IpHash, RoundRobin, LeastConn };
 const char* dispatchName(DispatchPolicy p);
+// Who accepts new connections: the kernel puts them in the accept queue of one worker
+// slot's SO_REUSEPORT socket (ip-hash and round-robin), or the supervisor accepts each
+// and hands it to a worker (always for least-conn). See docs/architecture.md.
+enum class AcceptMode { Kernel, Handoff };
+const char* acceptModeName(AcceptMode m);
 
 struct SupervisorConfig {
   int workers = 2;  // 0 = one per CPU
   DispatchPolicy dispatch = DispatchPolicy::RoundRobin;
+  AcceptMode accept = AcceptMode::Kernel;
+  // Kernel accept mode: how long the slot of a dead or starting worker keeps its share of
+  // new connections queued for the replacement before the others take it over.
+  Duration slot_grace = std::chrono::seconds(2);
   std::string control_socket = "/run/dingo/control.sock";
   std::string pid_file = "/run/dingo/supervisor.pid";
   std::string user;     // empty: keep the user we started as

@@ -25,6 +25,7 @@ enum class MsgType : uint16_t {
   TicketKeys = 2,  // TLS session ticket keys, newest first
   Drain = 3,       // stop taking work, finish, exit; payload: DrainInfo
   Disconnect = 4,  // close a user's connections; JSON {"id":N,"user":SUB,"reason":TEXT}
+  Listen = 5,      // the kernel dispatch mode: a listening socket (fd) to accept from + ListenInfo
   // worker -> supervisor
   Hello = 100,         // JSON {"pid":..,"worker":..,"generation":..}
   Stats = 101,         // JSON counters
@@ -48,6 +49,14 @@ struct HandoffInfo {
   uint32_t peer_len = 0;
   int64_t accepted_unix_ns = 0;
   sockaddr_storage peer{};
+};
+
+// Sent with a listening socket of the worker's slot (the kernel dispatch mode). The worker
+// accepts from it until it drains or its supervisor dies.
+struct ListenInfo {
+  uint16_t listener = 0;  // index into [[listen]]
+  uint8_t tls = 0;
+  uint8_t reserved = 0;
 };
 
 struct DrainInfo {

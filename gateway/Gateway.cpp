@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -144,6 +145,15 @@ class Gateway {
               info.listener == ipc::kProbeListener);
         break;
       }
+      case ipc::MsgType::Listen: {
+        ipc::ListenInfo info;
+        if (!msg.fd || !ipc::fromBytes(msg.payload, info)) {
+          logWarn(kLog, "listening socket without a socket or with a bad header; ignored");
+          return;
+        }
+        listenOn(std::move(msg.fd), info.tls != 0);
+        break;
+      }
       case ipc::MsgType::TicketKeys: {
         auto keys = TicketKeyRing::parse(msg.payload);
         if (!keys) {
@@ -208,6 +218,7 @@ class Gateway {
   // leaves when the last connection closes, or at the drain deadline.
   void onSupervisorGone() {
     ipc_.reset();
+    stopSlotListeners();
     if (ctx_.draining) return;
     ctx_.orphaned = true;
     Duration deadline = ctx_.config.supervisor.drain_timeout;
@@ -340,6 +351,62 @@ class Gateway {
     return ipc::send(ipc_->native_handle(), ipc::MsgType::Hello, hello.dump());
   }
 
+  // ---- the kernel dispatch mode -----------------------------------------------------
+  //
+  // The supervisor hands this worker its slot's SO_REUSEPORT listening socket, one per
+  // [[listen]]; the kernel queues the slot's share of new connections there and the
+  // worker accepts them itself, like a standalone gateway. The supervisor keeps its own
+  // copy of each socket, so a worker that dies leaves the queue to its replacement.
+
+  void listenOn(UniqueFd fd, bool tls) {
+    if (tls && !ctx_.tls) {
+      logError(kLog, "a TLS listening socket from the supervisor, but no TLS context; not accepting from it");
+      return;
+    }
+    SockAddr local = localAddress(fd.get());
+    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    boost::system::error_code ec;
+    acceptor->assign(local.family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.get(), ec);
+    if (ec) {
+      logWarn(kLog, "listening socket from the supervisor: {}", ec.message());
+      return;
+    }
+    fd.release();
+    logInfo(kLog, "worker {} accepting on {} ({}) itself", options_.worker_id, local.toString(), tls ? "tls" : "plain");
+    acceptors_.push_back(std::move(acceptor));
+    accept_pauses_.push_back(std::make_unique<asio::steady_timer>(io_));
+    slot_acceptors_.push_back(acceptors_.size() - 1);
+    slot_tls_[acceptors_.size() - 1] = tls;
+    if (!ctx_.draining) acceptLoop(acceptors_.size() - 1, tls);
+  }
+
+  // The supervisor is gone: the slot's sockets are not ours to keep (the next supervisor
+  // opens its own, and an orphan may not be adopted). What is already queued is taken
+  // and served; then our copies close. With the supervisor's copies already closed by
+  // its death, that closes the sockets.
+  void stopSlotListeners() {
+    size_t taken = 0;
+    for (size_t i : slot_acceptors_) {
+      tcp::acceptor& a = *acceptors_[i];
+      if (!a.is_open()) continue;
+      boost::system::error_code ec;
+      a.non_blocking(true, ec);
+      for (int n = 0; n < 65536 && !ec; ++n) {
+        tcp::socket s(io_);
+        a.accept(s, ec);
+        if (ec) break;
+        ++taken;
+        ++ctx_.counters.accepted;
+        if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
+        else startSession(ctx_, std::move(s), slot_tls_[i]);
+      }
+      a.close(ec);
+    }
+    if (!slot_acceptors_.empty())
+      logInfo(kLog, "closed the slot's listening sockets ({} queued connections taken)", taken);
+    slot_acceptors_.clear();
+  }
+
   // ---- standalone mode --------------------------------------------------------------
 
   void startStandalone() {
@@ -372,7 +439,9 @@ class Gateway {
 
   void acceptLoop(size_t index, bool tls) {
     acceptors_[index]->async_accept([this, index, tls](boost::system::error_code ec, tcp::socket s) {
-      if (ec == asio::error::operation_aborted || ctx_.draining) return;
+      if (ec == asio::error::operation_aborted || (ec && ctx_.draining)) return;
+      // Accepted just before a drain closed the listener: served (one request, answered
+      // with Connection: close), not dropped with the client's request unread (a reset).
       if (!ec) {
         ++ctx_.counters.accepted;
         if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
@@ -388,7 +457,7 @@ class Gateway {
         });
         return;
       }
-      acceptLoop(index, tls);
+      if (!ctx_.draining) acceptLoop(index, tls);
     });
   }
 
@@ -575,6 +644,8 @@ class Gateway {
   uint64_t reattachments_ = 0;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::vector<std::unique_ptr<asio::steady_timer>> accept_pauses_;  // one per acceptor (kAcceptPause)
+  std::vector<size_t> slot_acceptors_;  // acceptors_ that are the slot's sockets (the kernel dispatch mode)
+  std::map<size_t, bool> slot_tls_;     // acceptors_ index -> TLS
   Clock::time_point last_tick_;
 };
 

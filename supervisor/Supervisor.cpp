@@ -5,6 +5,7 @@
 //        └───────resume─────────────┘                          │ exit, changed, stopped
 //   Prober ──probe, signal, verdict──▶ (pool, through ProbeWorkers)
 //   ControlServer ──commands──▶ status, reload, upgrade (Upgrader), adopt, disconnect
+//   KernelAccept ──slot sockets at hello──▶ workers; ──which slots fall back──▶ Acceptor
 //   TicketKeys ──rotated──▶ every worker;  signals, status document, admin, pid file: here.
 //
 // No part calls another: each sees what it needs through a small interface (HandOff::
@@ -32,6 +33,7 @@
 #include "supervisor/Disconnects.h"
 #include "supervisor/HandOff.h"
 #include "supervisor/HubServer.h"
+#include "supervisor/KernelAccept.h"
 #include "supervisor/Prober.h"
 #include "supervisor/RedisHubServer.h"
 #include "supervisor/Spawn.h"
@@ -101,7 +103,10 @@ class Supervisor {
       throw std::runtime_error(fmt::format("gateway binary {}: {}", gateway_path_, errnoText(errno)));
 
     control_->bind(options_.upgrade_from > 0);  // first: it tells whether another supervisor is running
-    acceptor_->bind();
+    // The kernel accept mode: SO_REUSEPORT sockets per slot (least-conn needs the hand-off).
+    bool kernel = config_.supervisor.accept == AcceptMode::Kernel &&
+                  config_.supervisor.dispatch != DispatchPolicy::LeastConn;
+    acceptor_->bind(kernel ? static_cast<size_t>(worker_count_) : 0);
     startAdmin();
     writePidFile(config_.supervisor.pid_file, ::getpid());
     pid_file_written_ = true;
@@ -116,14 +121,16 @@ class Supervisor {
     hand_off_ = std::make_unique<HandOff>(time_, hand_off_workers_,
                                           makeDispatcher(config_.supervisor.dispatch, static_cast<size_t>(worker_count_)),
                                           config_.gateway, [this] { acceptor_->resume(); });
+    startKernelAccept();
     setupSignals();
     adoption_->start(options_.upgrade_from > 0);
     acceptor_->resume();
+    if (kernel_) kernel_->update();
     scheduleStats();
     prober_->start();
     scheduleSystemdWatchdog();
-    logInfo(kLog, "started: {} workers, dispatch {}, {} listener(s), control socket {}{}", worker_count_,
-            dispatchName(config_.supervisor.dispatch), acceptor_->size(), config_.supervisor.control_socket,
+    logInfo(kLog, "started: {} workers, dispatch {}, accept {}, {} listener(s), control socket {}{}", worker_count_,
+            dispatchName(config_.supervisor.dispatch), kernel_ ? "kernel" : "handoff", acceptor_->size(), config_.supervisor.control_socket,
             config_.admin.address.empty() ? "" : ", admin http://" + config_.admin.address);
     if (config_.bus.engine == "local" && !config_.bus.redis.empty())
       logInfo(kLog, "[bus] redis lists {} address(es), which the local engine does not use", config_.bus.redis.size());
@@ -180,16 +187,31 @@ class Supervisor {
       Worker* w = s.pool_->find(id);
       if (w && w->pid == pid) s.pool_->signal(*w, sig);
     }
-    void suspect(uint64_t id, bool on) override { s.pool_->setSuspect(id, on); }
+    void suspect(uint64_t id, bool on) override {
+      s.pool_->setSuspect(id, on);
+      if (s.kernel_) s.kernel_->update();  // a suspect slot leaves the program at once
+    }
     Supervisor& s;
   };
 
   WorkerPool::Events poolEvents() {
     return {
-        .hello = [this](Worker& w) { sendTicketKeys(w); },
-        .ready = [this] { notifyReadyOnce(); },
+        .hello =
+            [this](Worker& w) {
+              sendTicketKeys(w);
+              if (kernel_ && !stopping_) kernel_->give(w);  // after the keys, before it is ready
+            },
+        .ready =
+            [this] {
+              if (kernel_) kernel_->update();
+              notifyReadyOnce();
+            },
         .started = [this](const Worker& w) { prober_->workerStarted(w.id); },
-        .exited = [this](const Worker& w) { prober_->workerExited(w.id); },
+        .exited =
+            [this](const Worker& w) {
+              prober_->workerExited(w.id);
+              if (kernel_) kernel_->update();
+            },
         .removed = [this](uint64_t id) { prober_->workerRemoved(id); },
         .heartbeat = [this](const Worker& w) { prober_->heartbeat(w.id, w.figures.progress); },
         .disconnected = [this](pid_t pid, uint64_t id, uint64_t closed) { disconnects_->answer(id, pid, closed); },
@@ -201,6 +223,27 @@ class Supervisor {
             [](int generation, bool) { systemd::notify(fmt::format("READY=1\nSTATUS=serving generation {}", generation)); },
         .stopped = [this] { io_.stop(); },
     };
+  }
+
+  // The kernel accept mode's part, when some listener is a SO_REUSEPORT group.
+  void startKernelAccept() {
+    auto groups = acceptor_->groups();
+    if (groups.empty()) return;
+    kernel_ = std::make_unique<KernelAccept>(
+        time_, config_.supervisor.dispatch, static_cast<size_t>(worker_count_), config_.supervisor.slot_grace,
+        std::move(groups),
+        KernelAccept::Hooks{
+            .slots =
+                [this] {
+                  std::vector<KernelDispatch::Slot> out;
+                  for (int i = 0; i < pool_->size(); ++i) out.push_back(KernelAccept::slotOf(pool_->current(i)));
+                  return out;
+                },
+            .send = [this](const Worker& w, std::string_view payload,
+                           int fd) { return pool_->send(w, ipc::MsgType::Listen, payload, fd); },
+            .fallbackChanged = [this] { acceptor_->resume(); },
+        });
+    acceptor_->setFallback([this](size_t slot) { return kernel_->fallback(slot); });
   }
 
   void sendTicketKeys(Worker& w) {
@@ -258,6 +301,8 @@ class Supervisor {
       return false;
     }
     std::string why = restartOnlyChange(config_, next);
+    if (why.empty() && kernel_ && next.supervisor.dispatch != config_.supervisor.dispatch)
+      why = "[supervisor] dispatch (with accept = kernel)";
     if (!why.empty()) {
       error = why + " changes only with a restart (or an upgrade); nothing was reloaded";
       return false;
@@ -339,6 +384,7 @@ class Supervisor {
     if (stopping_) return;
     stopping_ = true;
     systemd::notify("STOPPING=1");
+    if (kernel_) kernel_->stop();
     acceptor_->close();
     if (hub_) hub_->withdraw();  // nobody can connect here any more: out of the node registry
     ticket_keys_->stop();
@@ -350,6 +396,7 @@ class Supervisor {
   void stopNow() {
     stopping_ = true;
     systemd::notify("STOPPING=1");
+    if (kernel_) kernel_->stop();
     acceptor_->close();
     if (hub_) hub_->withdraw();  // nobody can connect here any more: out of the node registry
     hand_off_->stop();
@@ -405,6 +452,7 @@ class Supervisor {
     st["listeners"] = acceptor_->stats();
     st["adopted_total"] = adoption_->adoptedTotal();
     st["handoff"] = hand_off_->stats();
+    st["accept"] = kernel_ ? kernel_->stats() : json{{"mode", "handoff"}};
     json ws = json::array();
     uint64_t total_authenticated = 0, total_anonymous = 0;
     auto add = [&](const Worker& w) {
@@ -487,6 +535,7 @@ class Supervisor {
   std::unique_ptr<Adoption> adoption_;
   std::unique_ptr<Prober> prober_;
   std::unique_ptr<HandOff> hand_off_;
+  std::unique_ptr<KernelAccept> kernel_;  // null in handoff mode
   std::unique_ptr<Timer> stats_timer_;
   std::unique_ptr<Timer> sd_watchdog_timer_;
   std::unique_ptr<Timer> admin_retry_;

@@ -62,6 +62,11 @@ void readPayload(const dingo::ipc::Message& m) {
       if (dingo::ipc::fromBytes(m.payload, info)) FUZZ_CHECK(m.payload.size() == sizeof info);
       break;
     }
+    case MsgType::Listen: {
+      dingo::ipc::ListenInfo info;
+      if (dingo::ipc::fromBytes(m.payload, info)) FUZZ_CHECK(m.payload.size() == sizeof info);
+      break;
+    }
     case MsgType::Drain: {
       dingo::ipc::DrainInfo info;
       (void)dingo::ipc::fromBytes(m.payload, info);

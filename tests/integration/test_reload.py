@@ -170,6 +170,11 @@ class ReloadTest(unittest.TestCase):
         ws.close()
 
     def test_drain_worker_replaces_one_slot_only(self):
+        # The handoff mode's round-robin alternates, which gives the two held connections
+        # below one worker each (the kernel mode's picks at random).
+        self.sup.cleanup()
+        self.sup = Supervisor(workers=2, supervisor_extra='accept = "handoff"\n',
+                              gateway_extra="client_publish = true\n").start()
         old = self.sup.worker_pids()
         # A request half sent to each worker keeps the drained one draining (until the
         # header deadline): round-robin gives one connection to each.

@@ -39,9 +39,14 @@ class SharedSupervisorTest(unittest.TestCase):
         cls.sup.cleanup()
 
     def test_connections_spread_over_both_workers(self):
-        seen = [healthz_worker(self.sup.http_port)["worker"] for _ in range(20)]
-        self.assertEqual(seen.count(0), 10, seen)
-        self.assertEqual(seen.count(1), 10, seen)
+        seen = [healthz_worker(self.sup.http_port)["worker"] for _ in range(40)]
+        if self.sup.status()["accept"]["mode"] == "handoff":
+            self.assertEqual(seen.count(0), 20, seen)  # the supervisor's cursor alternates
+            self.assertEqual(seen.count(1), 20, seen)
+        else:
+            # The kernel picks a slot at random (CBPF keeps no counter): about even.
+            self.assertGreaterEqual(seen.count(0), 8, seen)
+            self.assertGreaterEqual(seen.count(1), 8, seen)
 
     def test_healthz_reports_the_worker(self):
         status, body, headers = http_get(self.sup.http_port)
@@ -130,7 +135,19 @@ class SharedSupervisorTest(unittest.TestCase):
                     input=b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
                     capture_output=True, timeout=10)
                 outputs.append(r.stdout.decode(errors="replace"))
-            first, second = outputs
+                if flag == "-sess_in":
+                    # Round-robin: the next connection in handoff mode; one of the next
+                    # few in kernel mode (the kernel picks at random).
+                    w1 = json.loads(re.search(r'\{"status".*?\}', outputs[0]).group(0))["worker"]
+                    for _ in range(12):
+                        w = json.loads(re.search(r'\{"status".*?\}', outputs[-1]).group(0))["worker"]
+                        self.assertRegex(outputs[-1], r"\nReused, TLSv1\.[23]", outputs[-1])
+                        if w != w1:
+                            break
+                        outputs.append(subprocess.run(r.args, input=b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+                                                      b"Connection: close\r\n\r\n", capture_output=True,
+                                                      timeout=10).stdout.decode(errors="replace"))
+            first, second = outputs[0], outputs[-1]
             self.assertRegex(first, r"\nNew, TLSv1\.[23]")
             self.assertRegex(second, r"\nReused, TLSv1\.[23]", second)
             w1 = json.loads(re.search(r'\{"status".*?\}', first).group(0))["worker"]
@@ -265,7 +282,11 @@ class SharedSupervisorTest(unittest.TestCase):
         wait_for(lambda: count_fds(pid) == before, 5, what=f"supervisor fds back to {before}")
         st = self.sup.status()
         self.assertEqual(st["handoff"]["dropped"], 0)
-        self.assertGreaterEqual(st["listeners"][0]["accepted"], 10000)
+        if st["accept"]["mode"] == "handoff":
+            self.assertGreaterEqual(st["listeners"][0]["accepted"], 10000)
+        else:  # the workers accepted them (their stats come once a second)
+            wait_for(lambda: sum(w["accepted"] for w in self.sup.status()["workers"]) >= 10000, 5,
+                     what="10000 accepted by the workers")
 
 
 class MaxConnectionsTest(unittest.TestCase):
@@ -695,9 +716,17 @@ class StopTest(unittest.TestCase):
         try:
             ws = WsClient(sup.http_port)
             self.assertTrue(ws.command("ping")["ok"])
-            keepalive = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
-            keepalive.request("GET", "/healthz")
-            keepalive.getresponse().read()
+            # A keep-alive connection on each worker, so that both orphans have one to serve
+            # (an orphan without connections leaves at once).
+            keepalives = {}
+            for _ in range(40):
+                c = http.client.HTTPConnection("127.0.0.1", sup.http_port, timeout=5)
+                c.request("GET", "/healthz")
+                keepalives.setdefault(json.loads(c.getresponse().read())["worker"], c)
+                if len(keepalives) == 2:
+                    break
+            self.assertEqual(len(keepalives), 2)
+            keepalive = keepalives[0]
             kill_supervisor(sup)
             wait_for(lambda: sup.log().count("the supervisor is gone") == 2, 10,
                      what="both workers to see their supervisor go")
@@ -720,7 +749,11 @@ class StopTest(unittest.TestCase):
             print(f"\nkill -9 of the supervisor -> new one with both old workers adopted: {ready_s * 1000:.0f} ms")
 
             # Dispatch: new connections reach the adopted workers.
-            seen = {healthz_worker(sup.http_port)["pid"] for _ in range(6)}
+            seen = set()
+            for _ in range(30):  # the kernel accept mode's round-robin picks at random
+                seen.add(healthz_worker(sup.http_port)["pid"])
+                if len(seen) == 2:
+                    break
             self.assertEqual(sorted(seen), pids)
             # The WebSocket opened before the kill works again, pub/sub included.
             self.assertTrue(ws.command("subscribe", channel="/adopt")["ok"])
@@ -731,7 +764,8 @@ class StopTest(unittest.TestCase):
             keepalive.request("GET", "/healthz")
             self.assertEqual(keepalive.getresponse().status, 200)
             ws.close()
-            keepalive.close()
+            for c in keepalives.values():
+                c.close()
             # Status and metrics come from the adopted workers' reports.
             st = wait_for(lambda: (lambda st: st if all(w["accepted"] > 0 for w in st["workers"]) else None)(
                 again.status()), 5, what="stats")

@@ -85,6 +85,9 @@ class SocketActivationTest(unittest.TestCase):
             sup.wait_ready()
             self.assertIn("socket passed with LISTEN_FDS", sup.log())
             wait_for(lambda: sup.status()["listeners"][0]["accepted"] >= 1, 5, what="accepted count")
+            # A passed socket without SO_REUSEPORT cannot share its address with a group of
+            # slot sockets: that listener stays with the hand-off.
+            self.assertEqual(sup.status()["accept"]["mode"], "handoff")
         finally:
             early.close()
             sup.cleanup()

@@ -30,6 +30,7 @@ TEST(Config, EmptyFileRunsOnDefaults) {
   Config c = parseConfig("", "/etc/dingo/dingo.toml");
   EXPECT_EQ(c.supervisor.workers, 2);
   EXPECT_EQ(c.supervisor.dispatch, DispatchPolicy::RoundRobin);
+  EXPECT_EQ(c.supervisor.accept, AcceptMode::Kernel);
   ASSERT_EQ(c.listen.size(), 1u);
   EXPECT_EQ(c.listen[0].address, "127.0.0.1:8080");
   EXPECT_EQ(c.admin.address, "127.0.0.1:9180");
@@ -41,6 +42,7 @@ TEST(Config, ReadsTheSpecKeys) {
 [supervisor]
 workers = 4
 dispatch = "ip-hash"
+accept = "handoff"
 control_socket = "run/control.sock"
 pid_file = "/run/dingo/supervisor.pid"
 drain_timeout = "5s"
@@ -65,6 +67,7 @@ format = "json"
                          "/srv/dingo/dingo.toml");
   EXPECT_EQ(c.supervisor.workers, 4);
   EXPECT_EQ(c.supervisor.dispatch, DispatchPolicy::IpHash);
+  EXPECT_EQ(c.supervisor.accept, AcceptMode::Handoff);
   EXPECT_EQ(c.supervisor.control_socket, "/srv/dingo/run/control.sock");  // relative to the file
   EXPECT_EQ(c.supervisor.pid_file, "/run/dingo/supervisor.pid");
   EXPECT_EQ(c.supervisor.drain_timeout, std::chrono::seconds(5));
@@ -80,6 +83,7 @@ TEST(Config, ErrorsNameFileLineAndKey) {
   expectError("[supervisor]\nworkers = \"two\"\n", 2, "supervisor.workers", "expected an integer");
   expectError("[supervisor]\n\ndispatch = \"random\"\n", 3, "supervisor.dispatch",
               "expected ip-hash, round-robin or least-conn");
+  expectError("[supervisor]\naccept = \"epoll\"\n", 2, "supervisor.accept", "expected kernel or handoff");
   expectError("[supervisor]\nwrokers = 2\n", 2, "supervisor.wrokers", "unknown key");
   expectError("[gateway]\nidle_timeout = \"10\"\n", 2, "gateway.idle_timeout", "not a duration");
   expectError("[gateway]\nidle_timeout = 10\n", 2, "gateway.idle_timeout", "duration string");
