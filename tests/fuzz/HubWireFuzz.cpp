@@ -35,6 +35,7 @@ std::string reencode(const hw::Frame& f) {
     case hw::Type::InfoReply: hw::encodeInfoReply(out, f.id, dingo::Hub::Info{f.position, f.subscribers}); break;
     case hw::Type::ErrorReply: hw::encodeError(out, f.id, f.error); break;
     case hw::Type::Message: hw::encodeMessage(out, f.channel, f.position, f.data); break;
+    case hw::Type::Nodes: hw::encodeNodes(out, f.data); break;
   }
   return out;
 }

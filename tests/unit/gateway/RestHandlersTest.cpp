@@ -64,7 +64,8 @@ class RestHandlersTest : public ::testing::Test {
     req.body = body;
     Reply r;
     asio::io_context io;
-    asio::co_spawn(io, servePubSubRest(ctx_, req, matchRoute(req.path), r), asio::detached);
+    RouteMatch match = matchRoute(req.path);  // the coroutine keeps a reference: it must outlive io.run()
+    asio::co_spawn(io, servePubSubRest(ctx_, req, match, r), asio::detached);
     io.run();
     return r;
   }
@@ -132,7 +133,8 @@ TEST_F(RestHandlersTest, PublishFromLoopbackOnlyWithoutAToken) {
   req.fields = fields;
   Reply ok;
   asio::io_context io;
-  asio::co_spawn(io, servePubSubRest(ctx_, req, matchRoute(req.path), ok), asio::detached);
+  RouteMatch match = matchRoute(req.path);
+  asio::co_spawn(io, servePubSubRest(ctx_, req, match, ok), asio::detached);
   io.run();
   EXPECT_EQ(ok.body, R"({"channel":"/a","position":"0123456789.1"})");
   ASSERT_EQ(broker_.published.size(), 1u);
