@@ -382,18 +382,19 @@ class Supervisor {
 
   void beginStop(Duration drain) {
     if (stopping_) return;
-    stopping_ = true;
-    systemd::notify("STOPPING=1");
-    if (kernel_) kernel_->stop();
-    acceptor_->close();
-    if (hub_) hub_->withdraw();  // nobody can connect here any more: out of the node registry
+    stopAccepting();
     ticket_keys_->stop();
-    hand_off_->stop();
-    prober_->stop();
     pool_->beginStop(drain);  // its `stopped` event ends the event loop
   }
 
   void stopNow() {
+    stopAccepting();
+    pool_->stopNow();
+  }
+
+  // The first steps of every stop: no new connection reaches a worker, and this host
+  // leaves the node registry.
+  void stopAccepting() {
     stopping_ = true;
     systemd::notify("STOPPING=1");
     if (kernel_) kernel_->stop();
@@ -401,7 +402,6 @@ class Supervisor {
     if (hub_) hub_->withdraw();  // nobody can connect here any more: out of the node registry
     hand_off_->stop();
     prober_->stop();
-    pool_->stopNow();
   }
 
   // ---- systemd ----------------------------------------------------------------------
