@@ -169,7 +169,11 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
     socket.close(ignored);
     connect_timer.cancel();
     reply_timer.cancel();
+    // The write in progress, if any, was the old connection's: its handler sees the new
+    // generation and returns, so it is dropped here, or the next connection's writes
+    // would wait behind it forever.
     out.clear();
+    writing.clear();
     reader.reset();
     std::deque<Waiting> failed;
     failed.swap(waiting);

@@ -90,6 +90,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
     std::vector<Waiting> waiting;  // subscribes before the confirmation
     int reads = 0;                 // history reads in flight (new subscribers, repairs)
     bool repairing = false;        // resubscribed: live messages wait for the repair
+    uint64_t repair = 0;           // the repair whose result counts (one at a time)
     std::deque<Held> held;         // live messages that came while reads were in flight
     std::optional<Position> delivered;  // the last message sent to the links
     uint64_t delivered_digest = 0;      // a hash of its data; 0: not known
@@ -321,6 +322,7 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
       ch.subscribed = false;
       ch.token = next_token++;
       if (ch.delivered) ch.repairing = true;
+      ch.repair = 0;  // a repair still out was for the lost subscription: its result is ignored
       by_shard[shard->id].emplace_back(n, ch.token);
     }
     size_t batch = router->shardedPubsub() ? 1 : kResubscribeBatch;
@@ -404,6 +406,10 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
           answer.messages.push_back({h.position.seq, std::make_shared<const std::string>(h.data), 0});
           answer.position = h.position;
         }
+        // A resume that could not be exact says only where the channel is now: the
+        // client refetches its state as of that position, and a message at or before it
+        // would come twice (as does the store's own answer: RedisChannelStore::history).
+        if (w.since && !answer.recovered) answer.messages.clear();
         // The answer may be ahead of the live stream (messages published before the
         // read whose pub/sub copies have not arrived yet). Those must still reach the
         // subscribers this host has, and those whose reads are in flight, so the live
@@ -494,29 +500,36 @@ struct RedisHubServer::Impl : std::enable_shared_from_this<Impl> {
   void repair(const std::string& name) {
     Channel& channel = channels[name];
     ++channel.reads;
+    uint64_t id = channel.repair = next_token++;
     std::optional<Position> since = channel.delivered;
     bool check = since && since->seq > 0 && channel.delivered_digest != 0;
     if (check) since->seq -= 1;
     auto self = shared_from_this();
-    store.history(name, since, history.size, [self, name, check](const Catchup* c, std::string_view error) {
+    store.history(name, since, history.size, [self, name, check, id](const Catchup* c, std::string_view error) {
       auto it = self->channels.find(name);
       if (it == self->channels.end()) return;
       Channel& ch = it->second;
       --ch.reads;
+      if (ch.repair != id) {  // superseded: a newer subscription has a repair of its own
+        self->forgetIfUnused(name);
+        return;
+      }
       if (!c) {
         // Redis did not answer (the command connection may be coming back too): try
         // again shortly; live messages keep waiting meanwhile.
         logWarn(kLog, "repairing {} after a reconnect: {}; retrying", name, error);
         auto timer = std::make_shared<asio::steady_timer>(self->io, kRepairRetry);
-        timer->async_wait([weak = std::weak_ptr<Impl>(self), timer, name](boost::system::error_code ec) {
+        timer->async_wait([weak = std::weak_ptr<Impl>(self), timer, name, id](boost::system::error_code ec) {
           auto again = weak.lock();
           if (ec || !again) return;
           auto found = again->channels.find(name);
-          if (found != again->channels.end() && found->second.repairing) again->repair(name);
+          if (found != again->channels.end() && found->second.repairing && found->second.repair == id)
+            again->repair(name);
         });
         return;
       }
       ch.repairing = false;
+      ch.repair = 0;
       if (ch.delivered && self->wentBack(ch, *c, check)) {
         self->breakContinuity(name, ch);
         return;

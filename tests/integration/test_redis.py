@@ -6,6 +6,7 @@ without the clients noticing. The node registry: /v1/nodes on either supervisor 
 both, drops one that stops (at once) or dies (when its entry expires), and
 dingo-nsclient follows. (Separate network namespaces and Redis Cluster are to come:
 docs/architecture.md.)"""
+import datetime
 import json
 import os
 import shutil
@@ -52,7 +53,8 @@ class RedisServer:
 class StallingProxy:
     """A TCP proxy to Redis that can go silent: freeze() stops forwarding what Redis
     sends on every connection open now, and keeps them open (a middlebox that drops a
-    flow); connections made later pass."""
+    flow); connections made later pass. freeze_commands() is a Redis whose command
+    connections hang, old and new, while pub/sub ones work; thaw() ends it."""
 
     def __init__(self, target_port):
         self.target = target_port
@@ -60,7 +62,8 @@ class StallingProxy:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
-        self.flows = []  # [client, server, frozen]
+        self.flows = []  # [client, server, frozen, pubsub]
+        self.commands_frozen = False
         self.stop = threading.Event()
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -71,7 +74,7 @@ class StallingProxy:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
-            flow = [client, server, False]
+            flow = [client, server, self.commands_frozen, False]
             self.flows.append(flow)
             threading.Thread(target=self.pump, args=(client, server, flow, False), daemon=True).start()
             threading.Thread(target=self.pump, args=(server, client, flow, True), daemon=True).start()
@@ -82,7 +85,9 @@ class StallingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                if from_redis and flow[2]:
+                if not from_redis and b"SUBSCRIBE" in data:
+                    flow[3] = True
+                if from_redis and flow[2] and not (flow[3] and self.commands_frozen):
                     continue  # frozen: swallowed
                 dst.sendall(data)
         except OSError:
@@ -97,10 +102,19 @@ class StallingProxy:
         for flow in self.flows:
             flow[2] = True
 
+    def freeze_commands(self):
+        self.commands_frozen = True
+        self.freeze()
+
+    def thaw(self):
+        self.commands_frozen = False
+        for flow in self.flows:
+            flow[2] = False
+
     def close(self):
         self.stop.set()
         self.listener.close()
-        for client, server, _ in self.flows:
+        for client, server, *_ in self.flows:
             client.close()
             server.close()
 
@@ -261,6 +275,42 @@ class RedisEngineTest(unittest.TestCase):
         self.assertEqual(r["messages"], [])
         self.assertEqual(r["position"], p1)
 
+    def test_a_resume_that_cannot_be_exact_carries_only_the_current_position(self):
+        """recovered:false says where the channel is now, and nothing else: a message at
+        or before that position would reach the client twice. Live messages that arrive
+        while the hub reads history for the resume (it holds them, and moves the answer
+        past them) must not slip into such an answer: resumes from a lost epoch, many
+        times, while another host publishes without pause."""
+        watcher = self.ws(self.b)  # keeps the channel subscribed on host b
+        watcher.command("subscribe", channel="/f")
+        first = self.publish(self.a, "/f", {"n": 0})
+        stop = threading.Event()
+
+        def flood():
+            import http.client
+            conn = http.client.HTTPConnection("127.0.0.1", self.a.http_port, timeout=10)
+            while not stop.is_set():
+                conn.request("POST", "/v1/publish/f", body="1")
+                conn.getresponse().read()
+            conn.close()
+
+        publisher = threading.Thread(target=flood, daemon=True)
+        publisher.start()
+        try:
+            answers = []
+            for _ in range(60):
+                c = self.ws(self.b)
+                r = c.command("subscribe", channel="/f", since="lostepoch0.7")
+                self.assertTrue(r["ok"], r)
+                answers.append((r["recovered"], r["position"], [m["position"] for m in r["messages"]]))
+                c.sock.close()
+        finally:
+            stop.set()
+            publisher.join()
+        self.assertTrue(all(not recovered for recovered, _, _ in answers), answers)
+        self.assertEqual([a for a in answers if a[2]], [], "recovered:false answers with messages")
+        self.assertNotEqual(answers[-1][1], first)  # the flood went on during the resumes
+
     def test_a_pubsub_connection_that_goes_silent_is_found_by_the_probe(self):
         proxy = StallingProxy(self.redis.port)
         bus = (f'\n[bus]\nengine = "redis"\nredis = ["127.0.0.1:{proxy.port}"]\nreply_timeout = "1s"\n'
@@ -277,6 +327,39 @@ class RedisEngineTest(unittest.TestCase):
             got = [sub.next_message(timeout=15)["position"] for _ in range(2)]
             self.assertEqual(got, missed)  # repaired in order, without the client noticing
             self.assertGreaterEqual(c.status()["hub"]["probe_failures"], 1)
+        finally:
+            c.cleanup()
+            proxy.close()
+
+    def test_a_channel_is_repaired_by_one_chain_of_retries_however_often_it_resubscribes(self):
+        """While Redis answers no command, a host's repair read fails and is retried every
+        200 ms. Each new subscription of the channel (here: its pub/sub connection killed
+        three times meanwhile) replaces the repair under way; it never adds one, or the
+        retries would pile up against a Redis that is already struggling."""
+        proxy = StallingProxy(self.redis.port)
+        bus = (f'\n[bus]\nengine = "redis"\nredis = ["127.0.0.1:{proxy.port}"]\nreply_timeout = "1s"\n'
+               'probe_interval = "10s"\n')
+        c = Supervisor(workers=1, tls=False, extra=bus)
+        try:
+            c.start()
+            sub = self.ws(c)
+            sub.command("subscribe", channel="/chain")
+            p1 = self.publish(self.a, "/chain", {"n": 1})
+            self.assertEqual(sub.next_message()["position"], p1)
+            proxy.freeze_commands()
+            for _ in range(3):
+                time.sleep(0.7)
+                self.redis.cli("CLIENT", "KILL", "TYPE", "pubsub")
+            missed = [self.publish(self.a, "/chain", {"n": i}) for i in (2, 3)]
+            time.sleep(1)
+            proxy.thaw()
+            got = [sub.next_message(timeout=15)["position"] for _ in range(2)]
+            self.assertEqual(got, missed)  # repaired in order, without the client noticing
+            lines = [line for line in c.log().splitlines() if "repairing /chain after a reconnect" in line]
+            times = [datetime.datetime.fromisoformat(line[:23]).timestamp() for line in lines]
+            self.assertGreaterEqual(len(times), 2, "\n".join(l for l in c.log().splitlines() if "hub" in l or "edis" in l))
+            together = [t for t, u in zip(times, times[1:]) if u - t < 0.1]
+            self.assertEqual(together, [], "retries less than 100 ms apart:\n" + "\n".join(lines))
         finally:
             c.cleanup()
             proxy.close()

@@ -99,7 +99,19 @@ class RedisHostsTest(unittest.TestCase):
                     lines = [l for l in f.read().decode(errors="replace").splitlines() if "hub" in l or "edis" in l]
             except OSError as e:
                 lines = [str(e)]
-            out.append(f"\n--- supervisor on host {name}, hub and Redis lines:\n" + "\n".join(lines[-40:]))
+            # A line that repeats (a retry) is shown once, with its count, so that the
+            # first lines, where a stall starts, are not pushed out by the last ones.
+            shown = []
+            for line in lines:
+                what = line.split(" ", 1)[-1]
+                if shown and shown[-1][1] == what:
+                    shown[-1][2] += 1
+                else:
+                    shown.append([line, what, 1])
+            text = [l if n == 1 else f"{l}  (x{n})" for l, _, n in shown]
+            if len(text) > 60:
+                text = text[:20] + [f"... {len(text) - 60} more ..."] + text[-40:]
+            out.append(f"\n--- supervisor on host {name}, hub and Redis lines:\n" + "\n".join(text))
         return "".join(out)
 
     # ---- cases ----------------------------------------------------------------------
@@ -202,12 +214,10 @@ class RedisHostsTest(unittest.TestCase):
         self.hosts.supervisors[1].stop()  # SIGTERM: host b withdraws its entry as it closes its listeners
         wait_for(lambda: listed(0) == {self.hosts.endpoint(0)}, 6, what="host b gone from host a's /v1/nodes")
 
-    # KNOWN DEFECT (issue 13, open): on a loaded machine, after Redis restarts empty, a
-    # host's subscribers sometimes never learn the new epoch (seen once in CI: all three
-    # on host b ended in the old epoch, 80 messages behind, never told; with four runs
-    # at once the poll subscriber also got one message twice). It passes when run alone,
-    # so it runs outside CI (`make test` on a workstation) until that is fixed.
-    @unittest.skipIf(os.environ.get("CI") == "true", "known defect under load (issue 13): runs outside CI")
+    # Under load this case found two defects, both fixed: a Redis connection that failed
+    # with a write in progress never wrote again (core/RedisClient: the host's hub then
+    # retried its repair for ever and its subscribers stayed in the old epoch), and a
+    # resume answered recovered:false also carried the live messages held past it.
     def test_redis_killed_and_restarted_empty_while_messages_flow(self):
         subs = self.subscribers("/outage")
         pubs = self.publishers("/outage")
@@ -223,7 +233,10 @@ class RedisHostsTest(unittest.TestCase):
         time.sleep(2)
         report = self.finish(pubs, subs, settle=30)
         self.assertGreater(self.rec.failed.get("503", 0), 0, "publishes answer 503 while Redis is away")
-        self.assertEqual([a for a in self.rec.acked if down_at < a[0] < up_at], [])
+        # Nothing is acknowledged while Redis is away. A publish Redis ran just before it
+        # died may be answered a moment after the kill, under load: in the old epoch.
+        self.assertEqual([a for a in self.rec.acked if down_at < a[0] < up_at and
+                          (a[0] > down_at + 1 or a[2].split(".")[0] != epoch_before)], [])
         epoch_after = self.rec.acked[-1][2].split(".")[0]
         self.assertNotEqual(epoch_after, epoch_before)
         # Each subscriber was told, once, that the old epoch's messages are gone.

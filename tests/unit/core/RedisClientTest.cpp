@@ -126,6 +126,25 @@ TEST_F(RedisClientTest, AStuckServerFailsCommandsAtTheDeadlineAndIsReconnected) 
   EXPECT_EQ(states, (std::vector<bool>{true, false, true}));
 }
 
+// A connection that fails with a write still in progress (a command too big for the
+// socket buffers, to a server that stopped reading) leaves nothing of that write behind:
+// the next connection's commands are written and answered.
+TEST_F(RedisClientTest, AWriteCutShortByAFailureDoesNotHoldBackTheNextConnection) {
+  RedisServer server(port_);
+  RedisClient c(io_, options(port_));
+  c.start();
+  ASSERT_TRUE(runUntil([&] { return c.connected(); }));
+  server.pause();
+  auto [reply, error] = call(c, {"SET", "big", std::string(64 * 1024 * 1024, 'x')});
+  EXPECT_FALSE(reply);
+  EXPECT_NE(error.find("no reply within"), std::string::npos) << error;
+  server.resume();
+  ASSERT_TRUE(runUntil([&] { return c.connected(); }));
+  auto [pong, why] = call(c, {"PING"});
+  ASSERT_TRUE(pong) << why;
+  EXPECT_EQ(pong->str, "PONG");
+}
+
 TEST_F(RedisClientTest, ARestartedServerIsFoundAgainAndWaitingCommandsFail) {
   auto server = std::make_unique<RedisServer>(port_);
   RedisClient c(io_, options(port_));
