@@ -484,7 +484,10 @@ asio::awaitable<void> serveConnection(GatewayContext& ctx, tcp::socket socket) {
 }  // namespace
 
 void startSession(GatewayContext& ctx, tcp::socket socket, bool tls) {
-  // TCP_NODELAY comes from the listening socket (see listenTcp).
+  // TCP_NODELAY comes from the listening socket (see listenTcp). Non-blocking once, here:
+  // Asio's first operation would set it, and our first direct read or write again.
+  boost::system::error_code ec;
+  socket.non_blocking(true, ec);
   auto on_done = [](std::exception_ptr e) {
     if (!e) return;
     try {

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 
 #include <cstring>
+#include <utility>
 
 // Every co_await here is a statement of its own, never inside a condition or a && operand:
 // g++ 12 miscompiles some of those (a crash after `if (a && !co_await f())` was seen).
@@ -173,6 +174,13 @@ asio::awaitable<bool> TlsSocket::receive(boost::system::error_code& ec) {
     // Everything was consumed: the buffer goes while we wait (idle connections keep none).
     b.in.reset();
     b.pos = b.len = 0;
+  }
+  if (std::exchange(fresh_, false)) {
+    // A new connection's ClientHello came with it, as a rule: read it at once, which
+    // saves re-arming the socket in epoll (async_wait) and a trip through the loop.
+    if (receiveNow(ec)) co_return true;
+    if (ec != asio::error::would_block) co_return false;
+    ec = {};
   }
   if (!b.in) {
     // Wait for bytes before taking a buffer for them: an idle connection holds none.

@@ -116,6 +116,7 @@ class TlsSocket {
   Buffers buffers_;
   SSL* ssl_;
   bool fatal_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
+  bool fresh_ = true;   // nothing read yet: the ClientHello is most likely there already
   std::function<void()> output_hook_;
 };
 

@@ -6,7 +6,8 @@
 //   Prober ──probe, signal, verdict──▶ (pool, through ProbeWorkers)
 //   ControlServer ──commands──▶ status, reload, upgrade (Upgrader), adopt, disconnect
 //   KernelAccept ──slot sockets at hello──▶ workers; ──which slots fall back──▶ Acceptor
-//   TicketKeys ──rotated──▶ every worker;  signals, status document, admin, pid file: here.
+//   TicketKeys ──rotated──▶ every worker;  StatusDocument ◀──stats── every part;
+//   signals, admin listener, pid file: here.
 //
 // No part calls another: each sees what it needs through a small interface (HandOff::
 // Workers, Prober::Workers, WorkerPool::Processes) or callbacks, all wired below.
@@ -22,7 +23,6 @@
 
 #include "core/Asio.h"
 #include "core/Ipc.h"
-#include "core/Json.h"
 #include "core/Log.h"
 #include "core/Process.h"
 #include "core/Systemd.h"
@@ -38,6 +38,7 @@
 #include "supervisor/RedisHubServer.h"
 #include "supervisor/Spawn.h"
 #include "supervisor/Status.h"
+#include "supervisor/StatusDocument.h"
 #include "supervisor/TicketKeys.h"
 #include "supervisor/Upgrader.h"
 #include "supervisor/WorkerPool.h"
@@ -434,64 +435,17 @@ class Supervisor {
     });
   }
 
-  // The status document. Metrics leave out what they do not export (the top channels:
-  // a pass over every channel).
+  // The status document (supervisor/StatusDocument.h). Metrics leave out what they do
+  // not export: the top channels, a pass over every channel.
+  StatusSources statusSources() const {
+    return {config_,    options_.config_path, started_,   started_wall_, worker_count_,
+            stopping_,  upgrader_.running(),  *pool_,     *prober_,      *acceptor_,
+            *hand_off_, *adoption_,           kernel_.get(), hub_.get(), admin_.get()};
+  }
   json status(bool top_channels = true) const {
-    auto now = time_.now();
-    json st;
-    st["pid"] = ::getpid();
-    st["version"] = DINGO_VERSION;
-    st["uptime_s"] = std::chrono::duration<double>(now - started_).count();
-    st["start_time_unix"] =
-        std::chrono::duration_cast<std::chrono::seconds>(started_wall_.time_since_epoch()).count();
-    st["generation"] = pool_->generation();
-    st["dispatch"] = dispatchName(config_.supervisor.dispatch);
-    st["state"] = stopping_ ? "stopping" : "running";
-    st["reloading"] = pool_->reloading() || upgrader_.running();
-    st["config"] = options_.config_path;
-    st["listeners"] = acceptor_->stats();
-    st["adopted_total"] = adoption_->adoptedTotal();
-    st["handoff"] = hand_off_->stats();
-    st["accept"] = kernel_ ? kernel_->stats() : json{{"mode", "handoff"}};
-    json ws = json::array();
-    uint64_t total_authenticated = 0, total_anonymous = 0;
-    auto add = [&](const Worker& w) {
-      json j = workerStatus(w, prober_->figures(w.id), now);
-      uint64_t anonymous = field<uint64_t>(j, "anonymous").value_or(0);
-      total_anonymous += anonymous;
-      total_authenticated += field<uint64_t>(j, "connections").value_or(0) - anonymous;
-      ws.push_back(std::move(j));
-    };
-    for (int i = 0; i < pool_->size(); ++i) add(pool_->current(i));
-    for (const auto& w : pool_->retired()) add(*w);
-    st["workers"] = ws;
-    st["auth"] = {{"enabled", config_.auth.enabled()},
-                  {"required", config_.auth.required},
-                  {"authenticated", total_authenticated},
-                  {"anonymous", total_anonymous}};
-    if (hub_) st["hub"] = hub_->stats(top_channels ? kTopChannels : 0);
-    if (admin_) st["admin"] = admin_->stats();
-    // The bus carries publishes between workers. The local engine's bus is the hub in
-    // this process: degraded only if it is not running. (The Redis engine reports
-    // degraded while Redis cannot be reached.)
-    st["bus"] = {{"engine", config_.bus.engine}, {"degraded", hub_ == nullptr || hub_->degraded()}};
-    return st;
+    return statusDocument(statusSources(), time_.now(), top_channels ? kTopChannels : 0);
   }
-
-  std::pair<int, std::string> healthz() const {
-    int ready = 0;
-    for (int i = 0; i < pool_->size(); ++i)
-      if (pool_->current(i).state == WorkerState::Ready) ++ready;
-    bool up = ready > 0 && !stopping_;
-    // A degraded bus (Redis away) still serves its connections and reads: 200, but said.
-    bool degraded = hub_ && hub_->degraded();
-    json j = {{"status", !up ? "unavailable" : degraded ? "degraded" : "ok"},
-              {"pid", ::getpid()},
-              {"workers_ready", ready},
-              {"workers", worker_count_},
-              {"bus", degraded ? "degraded" : "ok"}};
-    return {up ? 200 : 503, j.dump()};
-  }
+  std::pair<int, std::string> healthz() const { return healthzAnswer(statusSources()); }
 
   void startAdmin() {
     if (config_.admin.address.empty()) return;
