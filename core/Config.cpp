@@ -199,6 +199,29 @@ void checkAdvertisable(const Config& cfg, const std::vector<int>& listen_lines, 
   }
 }
 
+// True when listeners on `a` and `b` would take the same connections. Listeners of one
+// user with SO_REUSEPORT (kernel accept mode) bind the same port without an error and
+// then split its connections between them, so a port given twice must be refused here.
+// IPv6 listeners are IPV6_V6ONLY: a family's wildcard overlaps only its own family.
+bool samePort(const SockAddr& a, const SockAddr& b) {
+  auto wildcard = [](const SockAddr& x) { return x.host() == "0.0.0.0" || x.host() == "::"; };
+  return a.family() == b.family() && a.port() != 0 && a.port() == b.port() &&
+         (a.host() == b.host() || wildcard(a) || wildcard(b));
+}
+
+void checkDistinctPorts(const Config& cfg, const std::vector<int>& listen_lines, const std::string& path) {
+  for (size_t j = 1; j < cfg.listen.size(); ++j)
+    for (size_t i = 0; i < j; ++i) {
+      auto a = parseSockAddr(cfg.listen[i].address), b = parseSockAddr(cfg.listen[j].address);
+      if (!a || !b || !samePort(*a, *b)) continue;
+      throw ConfigError(path, j < listen_lines.size() ? listen_lines[j] : 0, fmt::format("listen[{}].address", j),
+                        fmt::format("'{}' takes the port of listen[{}] ('{}'{}): each [[listen]] needs a port "
+                                    "of its own",
+                                    cfg.listen[j].address, i, cfg.listen[i].address,
+                                    i < listen_lines.size() ? fmt::format(", line {}", listen_lines[i]) : ""));
+    }
+}
+
 }  // namespace
 
 Config parseConfig(const std::string& text, const std::string& path) {
@@ -434,6 +457,12 @@ Config parseConfig(const std::string& text, const std::string& path) {
     TableReader r(*t, "admin", path);
     r.str("address", cfg.admin.address);
     checkAddress(r, "address", cfg.admin.address, true);
+    if (auto admin = parseSockAddr(cfg.admin.address))
+      for (size_t i = 0; i < cfg.listen.size(); ++i)
+        if (auto l = parseSockAddr(cfg.listen[i].address); l && samePort(*admin, *l))
+          r.fail("address", t->get("address"),
+                 fmt::format("'{}' takes the port of listen[{}] ('{}'): the admin listener needs a port of its own",
+                             cfg.admin.address, i, cfg.listen[i].address));
     r.rejectUnknown();
   }
 
@@ -494,6 +523,7 @@ Config parseConfig(const std::string& text, const std::string& path) {
   }
 
   top.rejectUnknown();
+  checkDistinctPorts(cfg, listen_lines, path);
   checkAdvertisable(cfg, listen_lines, path);
   return cfg;
 }

@@ -29,10 +29,21 @@ def binary(name):
     return os.path.join(BIN, name)
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, and one this test process has not handed out
+    before. The kernel may give a port it just gave again, and SO_REUSEPORT listeners of
+    one user share a port without a word: two [[listen]] tables on one port would then
+    split each other's connections."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 _certs = None

@@ -180,6 +180,24 @@ TEST(Config, ARedisHostWithAWildcardListenerMustNameItsEndpoints) {
   expectError("[nodes]\nheartbeat = \"2m\"\n", 2, "nodes.heartbeat", "at most");
 }
 
+// Kernel-mode listeners are SO_REUSEPORT sockets, which share a port without an error
+// and split its connections: a port given twice is refused, naming both tables.
+TEST(Config, EachListenerNeedsAPortOfItsOwn) {
+  expectError("[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n", 4,
+              "listen[1].address", "takes the port of listen[0] ('127.0.0.1:8080', line 2)");
+  expectError("[[listen]]\naddress = \"127.0.0.2:8080\"\n[[listen]]\naddress = \"*:8080\"\n", 4,
+              "listen[1].address", "port of its own");
+  expectError("[[listen]]\naddress = \"[::]:8443\"\n[[listen]]\naddress = \"[::1]:8443\"\n", 4,
+              "listen[1].address", "port of its own");
+  expectError("[[listen]]\naddress = \"0.0.0.0:9000\"\n[admin]\naddress = \"127.0.0.1:9000\"\n", 4,
+              "admin.address", "the admin listener needs a port of its own");
+  // Other addresses, other families (IPv6 listeners are V6ONLY) and port 0 do not clash.
+  for (const char* ok : {"[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\naddress = \"127.0.0.2:8080\"\n",
+                         "[[listen]]\naddress = \"0.0.0.0:8080\"\n[[listen]]\naddress = \"[::]:8080\"\n",
+                         "[[listen]]\naddress = \"127.0.0.1:0\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n"})
+    EXPECT_EQ(parseConfig(ok, "/x.toml").listen.size(), 2u) << ok;
+}
+
 TEST(Config, AbuseLimits) {
   Config c = parseConfig("[gateway]\nmax_connections_per_ip = 100\nnew_connections_per_ip = 20\nmax_streams = 5\n"
                          "hub_timeout = \"2s\"\nsession_cache_subscriptions = 1000\n[history]\nmax_channels = 10\n",
