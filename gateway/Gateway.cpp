@@ -1,11 +1,15 @@
+// The worker process (dingo-gateway): builds its parts, wires them and runs the event loop.
+//   onMessage      what the supervisor sends on the IPC socket: handed-off connections
+//                  (adopt), the kernel dispatch mode's slot sockets (Listeners), ticket
+//                  keys, disconnect requests, drain
+//   Listeners      the sockets the worker accepts from itself (Listeners.h)
+//   Reattacher     an orphan's way back to a new supervisor (Reattacher.h)
+//   here as well   stats to the supervisor, the deadline sweep, drain and signals
+// A connection's life is in HttpSession.h (startSession).
 #include "gateway/Gateway.h"
 
 #include <malloc.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-#include <cstring>
-#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -19,9 +23,11 @@
 #include "gateway/Auth.h"
 #include "gateway/Brokers.h"
 #include "gateway/HttpSession.h"
+#include "gateway/Listeners.h"
 #include "gateway/PeerLimits.h"
 #include "gateway/Polling.h"
 #include "gateway/PubSub.h"
+#include "gateway/Reattacher.h"
 #include "gateway/UserRegistry.h"
 
 namespace dingo {
@@ -91,7 +97,9 @@ class Gateway {
 
     setupSignals();
     if (options_.standalone) {
-      startStandalone();
+      listeners_.openStandalone(ctx_.config.listen);  // --listen/--listen-tls are in it
+      ticket_keys_.rotate(generateTicketKey());
+      scheduleTicketRotation();
     } else {
       ipc_ = std::make_unique<stream_descriptor>(io_, options_.ipc_fd);
       ipc_->non_blocking(true);
@@ -151,7 +159,7 @@ class Gateway {
           logWarn(kLog, "listening socket without a socket or with a bad header; ignored");
           return;
         }
-        listenOn(std::move(msg.fd), info.tls != 0);
+        listeners_.adoptSlotSocket(std::move(msg.fd), info.tls != 0);
         break;
       }
       case ipc::MsgType::TicketKeys: {
@@ -218,7 +226,7 @@ class Gateway {
   // leaves when the last connection closes, or at the drain deadline.
   void onSupervisorGone() {
     ipc_.reset();
-    stopSlotListeners();
+    listeners_.releaseSlotSockets();
     if (ctx_.draining) return;
     ctx_.orphaned = true;
     Duration deadline = ctx_.config.supervisor.drain_timeout;
@@ -227,100 +235,10 @@ class Gateway {
             "for a new supervisor to adopt this worker",
             ctx_.counters.connections, formatDuration(deadline), ctx_.config.supervisor.control_socket);
     leaveBy(deadline);
-    scheduleReattach();
+    reattacher_.start();
   }
 
-  // ---- re-attaching to a new supervisor -------------------------------------------------
-  //
-  // An orphaned worker sends {"cmd":"adopt",...} on the control socket. A supervisor that
-  // takes it answers {"ok":true,...} with two fds: a new IPC socket and a new hub link.
-  // The worker says hello on the IPC socket as at start-up, so the supervisor sees it
-  // like a worker it spawned (ticket keys, dispatch, probes, status); the supervisor
-  // sends Drain if it would rather not keep it (another config file, slot taken).
-
-  static constexpr std::chrono::milliseconds kReattachEvery{100};
-  static constexpr std::chrono::seconds kReattachReplyTimeout{2};
-
-  void scheduleReattach() {
-    reattach_timer_.expires_after(kReattachEvery);
-    reattach_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec || !ctx_.orphaned || ctx_.draining) return;
-      tryReattach();
-    });
-  }
-
-  void tryReattach() {
-    const std::string& path = ctx_.config.supervisor.control_socket;
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) {
-      logError(kLog, "control socket path {} is too long; this worker cannot re-attach", path);
-      return;
-    }
-    std::memcpy(addr.sun_path, path.data(), path.size());
-    // Non-blocking: a Unix connect completes at once or fails (no supervisor yet:
-    // ENOENT or ECONNREFUSED; a full backlog: EAGAIN). Never waits in the event loop.
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      scheduleReattach();
-      return;
-    }
-    nlohmann::json req = {{"cmd", "adopt"},
-                          {"pid", ::getpid()},
-                          {"worker", options_.worker_id},
-                          {"generation", options_.generation},
-                          {"version", DINGO_VERSION},
-                          {"config_digest", ctx_.config.digest},
-                          {"connections", ctx_.counters.connections}};
-    if (ipc::sendWithFds(fd.get(), req.dump() + "\n", {}) != 0) {
-      scheduleReattach();
-      return;
-    }
-    reattach_sock_ = std::make_unique<stream_descriptor>(io_, fd.release());
-    reattach_reply_.clear();
-    reattach_fds_.clear();
-    reattach_deadline_.expires_after(kReattachReplyTimeout);
-    reattach_deadline_.async_wait([this](boost::system::error_code ec) {
-      if (ec || !reattach_sock_) return;
-      logWarn(kLog, "no answer from the control socket within {}s; trying again",
-              kReattachReplyTimeout.count());
-      reattach_sock_.reset();
-      scheduleReattach();
-    });
-    readReattachReply();
-  }
-
-  void readReattachReply() {
-    reattach_sock_->async_wait(stream_descriptor::wait_read, [this](boost::system::error_code ec) {
-      if (ec || !reattach_sock_) return;
-      int rc = ipc::receiveWithFds(reattach_sock_->native_handle(), reattach_reply_, reattach_fds_, 4096);
-      if (rc == EAGAIN) return readReattachReply();
-      size_t eol = reattach_reply_.find('\n');
-      if (rc == 0 && eol == std::string::npos && reattach_reply_.size() < 4096) return readReattachReply();
-      reattach_deadline_.cancel();
-      reattach_sock_.reset();
-      if (!ctx_.orphaned || ctx_.draining) return;
-      // Whatever answers on the control socket path is not trusted to be well formed.
-      ParsedJson parsed = parseJson(std::string_view(reattach_reply_).substr(0, eol));
-      auto ok = field<bool>(parsed.value, "ok");
-      if (!parsed.ok() || !ok) {
-        scheduleReattach();  // a supervisor on its way down, or not one of ours
-        return;
-      }
-      if (!*ok) {
-        logWarn(kLog, "the new supervisor will not adopt this worker: {}; draining out",
-                field<std::string>(parsed.value, "error").value_or("no reason given"));
-        return;
-      }
-      if (reattach_fds_.size() != 2) {
-        logError(kLog, "the new supervisor's answer carried {} fds, not 2; trying again", reattach_fds_.size());
-        scheduleReattach();
-        return;
-      }
-      reattached(std::move(reattach_fds_[0]), std::move(reattach_fds_[1]));
-    });
-  }
-
+  // A new supervisor took this worker (Reattacher.h): its IPC socket and hub link.
   void reattached(UniqueFd ipc_fd, UniqueFd hub_fd) {
     ctx_.orphaned = false;
     drain_timer_.cancel();
@@ -334,7 +252,6 @@ class Gateway {
     ctx_.broker = broker_.get();
     if (int err = sayHello()) logError(kLog, "saying hello to the new supervisor: {}", errnoText(err));
     watchIpc();
-    ++reattachments_;
     logInfo(kLog, "adopted by the new supervisor: serving again with {} open connections",
             ctx_.counters.connections);
   }
@@ -351,115 +268,7 @@ class Gateway {
     return ipc::send(ipc_->native_handle(), ipc::MsgType::Hello, hello.dump());
   }
 
-  // ---- the kernel dispatch mode -----------------------------------------------------
-  //
-  // The supervisor hands this worker its slot's SO_REUSEPORT listening socket, one per
-  // [[listen]]; the kernel queues the slot's share of new connections there and the
-  // worker accepts them itself, like a standalone gateway. The supervisor keeps its own
-  // copy of each socket, so a worker that dies leaves the queue to its replacement.
-
-  void listenOn(UniqueFd fd, bool tls) {
-    if (tls && !ctx_.tls) {
-      logError(kLog, "a TLS listening socket from the supervisor, but no TLS context; not accepting from it");
-      return;
-    }
-    SockAddr local = localAddress(fd.get());
-    auto acceptor = std::make_unique<tcp::acceptor>(io_);
-    boost::system::error_code ec;
-    acceptor->assign(local.family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.get(), ec);
-    if (ec) {
-      logWarn(kLog, "listening socket from the supervisor: {}", ec.message());
-      return;
-    }
-    fd.release();
-    logInfo(kLog, "worker {} accepting on {} ({}) itself", options_.worker_id, local.toString(), tls ? "tls" : "plain");
-    acceptors_.push_back(std::move(acceptor));
-    accept_pauses_.push_back(std::make_unique<asio::steady_timer>(io_));
-    slot_acceptors_.push_back(acceptors_.size() - 1);
-    slot_tls_[acceptors_.size() - 1] = tls;
-    if (!ctx_.draining) acceptLoop(acceptors_.size() - 1, tls);
-  }
-
-  // The supervisor is gone: the slot's sockets are not ours to keep (the next supervisor
-  // opens its own, and an orphan may not be adopted). What is already queued is taken
-  // and served; then our copies close. With the supervisor's copies already closed by
-  // its death, that closes the sockets.
-  void stopSlotListeners() {
-    size_t taken = 0;
-    for (size_t i : slot_acceptors_) {
-      tcp::acceptor& a = *acceptors_[i];
-      if (!a.is_open()) continue;
-      boost::system::error_code ec;
-      a.non_blocking(true, ec);
-      for (int n = 0; n < 65536 && !ec; ++n) {
-        tcp::socket s(io_);
-        a.accept(s, ec);
-        if (ec) break;
-        ++taken;
-        ++ctx_.counters.accepted;
-        if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
-        else startSession(ctx_, std::move(s), slot_tls_[i]);
-      }
-      a.close(ec);
-    }
-    if (!slot_acceptors_.empty())
-      logInfo(kLog, "closed the slot's listening sockets ({} queued connections taken)", taken);
-    slot_acceptors_.clear();
-  }
-
-  // ---- standalone mode --------------------------------------------------------------
-
-  void startStandalone() {
-    std::vector<ListenConfig> addrs;  // --listen and --listen-tls, else the config's [[listen]]
-    for (const auto& a : options_.listen) addrs.push_back({a, false});
-    for (const auto& a : options_.listen_tls) addrs.push_back({a, true});
-    if (addrs.empty()) addrs = ctx_.config.listen;
-    for (const auto& [text, tls, backlog] : addrs) {
-      auto addr = parseSockAddr(text);
-      if (!addr) throw std::runtime_error("--listen: '" + text + "' is not a numeric HOST:PORT");
-      // SO_REUSEPORT so that several standalone processes can share one port.
-      UniqueFd fd = listenTcp(*addr, ListenOptions{backlog, true});
-      auto acceptor = std::make_unique<tcp::acceptor>(io_);
-      acceptor->assign(addr->family() == AF_INET6 ? tcp::v6() : tcp::v4(), fd.release());
-      logInfo(kLog, "listening on {} ({})", localAddress(acceptor->native_handle()).toString(),
-              tls ? "tls" : "plain");
-      acceptors_.push_back(std::move(acceptor));
-      accept_pauses_.push_back(std::make_unique<asio::steady_timer>(io_));
-      acceptLoop(acceptors_.size() - 1, tls);
-    }
-    ticket_keys_.rotate(generateTicketKey());
-    scheduleTicketRotation();
-  }
-
   static constexpr size_t kTrimAfterSweeping = 1000;
-
-  // Out of fds or memory, accept fails at once and would again: the listener pauses
-  // this long instead of spinning, and says so once per pause.
-  static constexpr std::chrono::milliseconds kAcceptPause{100};
-
-  void acceptLoop(size_t index, bool tls) {
-    acceptors_[index]->async_accept([this, index, tls](boost::system::error_code ec, tcp::socket s) {
-      if (ec == asio::error::operation_aborted || (ec && ctx_.draining)) return;
-      // Accepted just before a drain closed the listener: served (one request, answered
-      // with Connection: close), not dropped with the client's request unread (a reset).
-      if (!ec) {
-        ++ctx_.counters.accepted;
-        if (ctx_.counters.connections >= ctx_.config.gateway.max_connections) ++ctx_.counters.rejected;
-        else startSession(ctx_, std::move(s), tls);
-      } else if (ec == asio::error::connection_aborted) {
-        // The client left before we took it: nothing to do.
-      } else {
-        logWarn(kLog, "accept: {}; pausing this listener for {}ms", ec.message(), kAcceptPause.count());
-        asio::steady_timer& pause = *accept_pauses_[index];
-        pause.expires_after(kAcceptPause);
-        pause.async_wait([this, index, tls](boost::system::error_code wait_ec) {
-          if (!wait_ec && !ctx_.draining) acceptLoop(index, tls);
-        });
-        return;
-      }
-      if (!ctx_.draining) acceptLoop(index, tls);
-    });
-  }
 
   void scheduleTicketRotation() {
     ticket_timer_.expires_after(ctx_.config.tls.ticket_rotation);
@@ -513,7 +322,7 @@ class Gateway {
                         {"tls_failures", c.tls_failures},     {"timeouts", c.timeouts},
                         {"bad_requests", c.bad_requests},     {"loop_lag_ms", lag_ms},
                         {"draining", ctx_.draining},          {"probes", c.probes},
-                        {"reattached", reattachments_},
+                        {"reattached", reattacher_.reattachments()},
                         {"ws_connections", c.ws_connections}, {"ws_upgrades", c.ws_upgrades},
                         {"ws_commands", c.ws_commands},       {"ws_protocol_errors", c.ws_protocol_errors},
                         {"published", c.published},           {"delivered", c.delivered}, {"gaps", c.gaps},
@@ -566,11 +375,7 @@ class Gateway {
     logInfo(kLog, "draining ({}): {} connections, deadline {}", why, ctx_.counters.connections,
             formatDuration(deadline));
     sendStats(0);
-    for (auto& a : acceptors_) {
-      boost::system::error_code ec;
-      a->close(ec);
-    }
-    for (auto& t : accept_pauses_) t->cancel();
+    listeners_.closeAll();
     // Idle keep-alive connections close now; busy ones after their response.
     for (SessionEntry* e = ctx_.sessions; e;) {
       SessionEntry* next = e->next;
@@ -635,17 +440,8 @@ class Gateway {
   asio::steady_timer drain_timer_;
   asio::steady_timer sweep_timer_{io_};
   std::unique_ptr<stream_descriptor> ipc_;
-  // Re-attaching after the supervisor's death.
-  asio::steady_timer reattach_timer_{io_};
-  asio::steady_timer reattach_deadline_{io_};
-  std::unique_ptr<stream_descriptor> reattach_sock_;
-  std::string reattach_reply_;
-  std::vector<UniqueFd> reattach_fds_;
-  uint64_t reattachments_ = 0;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
-  std::vector<std::unique_ptr<asio::steady_timer>> accept_pauses_;  // one per acceptor (kAcceptPause)
-  std::vector<size_t> slot_acceptors_;  // acceptors_ that are the slot's sockets (the kernel dispatch mode)
-  std::map<size_t, bool> slot_tls_;     // acceptors_ index -> TLS
+  Reattacher reattacher_{io_, ctx_, [this](UniqueFd ipc, UniqueFd hub) { reattached(std::move(ipc), std::move(hub)); }};
+  Listeners listeners_{io_, ctx_};
   Clock::time_point last_tick_;
 };
 

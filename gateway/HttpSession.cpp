@@ -139,7 +139,7 @@ class HttpSession final : public SessionEntry, public PollConnection {
         } else {
           expiresAfter(g.idle_timeout);
         }
-        size_t n = co_await stream_.readSome(buffer.prepare(1024), ec);
+        size_t n = co_await stream_.readSomeIdle(buffer.prepare(1024), ec);
         idle_ = false;
         if (ec) break;
         buffer.commit(n);

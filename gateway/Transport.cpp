@@ -183,9 +183,11 @@ asio::awaitable<bool> TlsSocket::receive(boost::system::error_code& ec) {
     ec = {};
   }
   if (!b.in) {
-    // Wait for bytes before taking a buffer for them: an idle connection holds none.
-    co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
-    if (ec) co_return false;
+    if (idle_) {
+      // Wait for bytes before taking a buffer for them: an idle connection holds none.
+      co_await socket_.async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+      if (ec) co_return false;
+    }
     b.in.reset(new char[kReadChunk]);  // uninitialised on purpose
   }
   if (b.pos > 0) {  // keep the unread tail at the front
@@ -319,6 +321,13 @@ asio::awaitable<size_t> TlsSocket::readSome(asio::mutable_buffer buf, boost::sys
     bool go_on = co_await waitFor(rc, ec);
     if (!go_on) co_return 0;
   }
+}
+
+asio::awaitable<size_t> TlsSocket::readSomeIdle(asio::mutable_buffer buf, boost::system::error_code& ec) {
+  idle_ = true;
+  size_t n = co_await readSome(buf, ec);
+  idle_ = false;
+  co_return n;
 }
 
 asio::awaitable<size_t> TlsSocket::writeAll(asio::const_buffer buf, boost::system::error_code& ec,

@@ -6,8 +6,9 @@
 // keeps two 17 KB buffers per connection and copies every byte through a BIO pair):
 // - reads: Asio's async_read_some fills an input buffer (one recv(2) takes whatever has
 //   arrived, several TLS records at once; no epoll_ctl per wait, as async_wait would
-//   cost), and OpenSSL reads from it. The buffer is freed once consumed, so an idle
-//   connection holds none.
+//   cost), and OpenSSL reads from it. The buffer is freed once consumed, and a
+//   keep-alive connection waits for its next request without one (readSomeIdle), so an
+//   idle connection holds none.
 // - writes: OpenSSL's records queue in a string that we send at once before waiting for
 //   input, at the end of a response, or at shutdown; after a handshake the session
 //   ticket, the response and close_notify leave in one send(2).
@@ -37,6 +38,10 @@ class PlainSocket {
   PlainSocket(asio::ip::tcp::socket s, SSL_CTX*) : socket_(std::move(s)) {}
 
   asio::awaitable<size_t> readSome(asio::mutable_buffer buf, boost::system::error_code& ec);
+  // The same as readSome here (the caller's buffer is all there is); see TlsSocket's.
+  asio::awaitable<size_t> readSomeIdle(asio::mutable_buffer buf, boost::system::error_code& ec) {
+    return readSome(buf, ec);
+  }
   // `flush` is for TlsSocket's sake; plain writes always go out at once.
   asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec,
                                    bool flush = true);
@@ -67,6 +72,11 @@ class TlsSocket {
   asio::awaitable<void> handshake(boost::system::error_code& ec);
   // End of stream (close_notify, or the peer closing the TCP connection) is asio::error::eof.
   asio::awaitable<size_t> readSome(asio::mutable_buffer buf, boost::system::error_code& ec);
+  // readSome for a wait that may last (a keep-alive connection between requests): no
+  // input buffer is held until bytes arrive. Such a wait costs an epoll_ctl (Asio
+  // re-arms the socket for every async_wait), so the short waits (the handshake, the
+  // rest of a request) read into a new buffer straight away instead.
+  asio::awaitable<size_t> readSomeIdle(asio::mutable_buffer buf, boost::system::error_code& ec);
   // With `flush` false the bytes stay queued until the next flush, read wait or shutdown:
   // a last response then leaves in one TCP send together with close_notify.
   asio::awaitable<size_t> writeAll(asio::const_buffer buf, boost::system::error_code& ec,
@@ -117,6 +127,7 @@ class TlsSocket {
   SSL* ssl_;
   bool fatal_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
   bool fresh_ = true;   // nothing read yet: the ClientHello is most likely there already
+  bool idle_ = false;   // in readSomeIdle: wait for bytes before taking a buffer for them
   std::function<void()> output_hook_;
 };
 
