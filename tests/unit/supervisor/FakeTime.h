@@ -1,7 +1,10 @@
 #pragma once
 // A TimeSource for tests: time stands still until advance() moves it, firing the timers
-// that fall due on the way, in order, each at its own deadline.
+// that fall due on the way, in order, each at its own deadline. Timers due at the same
+// moment fire in the order they were started, as a real clock would have them expire
+// (not in the order of their addresses, which varies from run to run).
 #include <algorithm>
+#include <cstdint>
 #include <set>
 
 #include "supervisor/TimeSource.h"
@@ -19,7 +22,9 @@ class FakeTime final : public TimeSource {
     for (;;) {
       FakeTimer* next = nullptr;
       for (FakeTimer* t : timers_)
-        if (t->pending_ && t->at_ <= until && (!next || t->at_ < next->at_)) next = t;
+        if (t->pending_ && t->at_ <= until &&
+            (!next || t->at_ < next->at_ || (t->at_ == next->at_ && t->started_ < next->started_)))
+          next = t;
       if (!next) break;
       now_ = std::max(now_, next->at_);
       next->pending_ = false;
@@ -40,6 +45,7 @@ class FakeTime final : public TimeSource {
     ~FakeTimer() override { time_.timers_.erase(this); }
     void start(SteadyDuration after, std::function<void()> fire) override {
       at_ = time_.now_ + after;
+      started_ = ++time_.starts_;
       fire_ = std::move(fire);
       pending_ = true;
     }
@@ -51,12 +57,14 @@ class FakeTime final : public TimeSource {
 
     FakeTime& time_;
     SteadyTime at_{};
+    uint64_t started_ = 0;  // the order of start() calls: ties at one deadline
     std::function<void()> fire_;
     bool pending_ = false;
   };
 
   SteadyTime now_{std::chrono::hours(1000)};
   std::set<FakeTimer*> timers_;
+  uint64_t starts_ = 0;
 };
 
 }  // namespace dingo::test
