@@ -222,7 +222,7 @@ class Gateway {
 
   // Unlike a drain, established connections, idle keep-alives included, go on being
   // served: a supervisor's death must not drop them. Meanwhile the worker knocks on the
-  // control socket until a new supervisor adopts it (see tryReattach); if none does, it
+  // control socket until a new supervisor adopts it (Reattacher.h); if none does, it
   // leaves when the last connection closes, or at the drain deadline.
   void onSupervisorGone() {
     ipc_.reset();

@@ -1,6 +1,6 @@
 #pragma once
 // Adoption of the workers of a supervisor that died (kill -9, a crash). Its workers go on
-// serving and knock on the control socket every 100 ms (the gateway's tryReattach). The
+// serving and knock on the control socket every 100 ms (gateway/Reattacher.h). The
 // workers file, beside the pid file (supervisor.pid -> supervisor.workers), says which
 // workers the dead supervisor had; start() leaves their slots empty for up to kAdoptWait
 // before the pool starts new workers in them. adopt() answers a worker's request: it
