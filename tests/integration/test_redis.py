@@ -6,6 +6,7 @@ without the clients noticing. The node registry: /v1/nodes on either supervisor 
 both, drops one that stops (at once) or dies (when its entry expires), and
 dingo-nsclient follows. (Separate network namespaces and Redis Cluster are to come:
 docs/architecture.md.)"""
+import contextlib
 import datetime
 import json
 import os
@@ -311,41 +312,40 @@ class RedisEngineTest(unittest.TestCase):
         self.assertEqual([a for a in answers if a[2]], [], "recovered:false answers with messages")
         self.assertNotEqual(answers[-1][1], first)  # the flood went on during the resumes
 
-    def test_a_pubsub_connection_that_goes_silent_is_found_by_the_probe(self):
+    @contextlib.contextmanager
+    def host_behind_a_proxy(self, channel, probe_interval):
+        """A third host whose [bus] reaches Redis through a StallingProxy, with a
+        WebSocket subscriber on `channel` that has had its first message (published on
+        host a): yields (host, subscriber, proxy)."""
         proxy = StallingProxy(self.redis.port)
         bus = (f'\n[bus]\nengine = "redis"\nredis = ["127.0.0.1:{proxy.port}"]\nreply_timeout = "1s"\n'
-               'probe_interval = "500ms"\n')
+               f'probe_interval = "{probe_interval}"\n')
         c = Supervisor(workers=1, tls=False, extra=bus)
         try:
             c.start()
             sub = self.ws(c)
-            sub.command("subscribe", channel="/stall")
-            p1 = self.publish(self.a, "/stall", {"n": 1})
+            sub.command("subscribe", channel=channel)
+            p1 = self.publish(self.a, channel, {"n": 1})
             self.assertEqual(sub.next_message()["position"], p1)
+            yield c, sub, proxy
+        finally:
+            c.cleanup()
+            proxy.close()
+
+    def test_a_pubsub_connection_that_goes_silent_is_found_by_the_probe(self):
+        with self.host_behind_a_proxy("/stall", "500ms") as (c, sub, proxy):
             proxy.freeze()  # both of C's connections: up, and silent
             missed = [self.publish(self.a, "/stall", {"n": i}) for i in (2, 3)]
             got = [sub.next_message(timeout=15)["position"] for _ in range(2)]
             self.assertEqual(got, missed)  # repaired in order, without the client noticing
             self.assertGreaterEqual(c.status()["hub"]["probe_failures"], 1)
-        finally:
-            c.cleanup()
-            proxy.close()
 
     def test_a_channel_is_repaired_by_one_chain_of_retries_however_often_it_resubscribes(self):
         """While Redis answers no command, a host's repair read fails and is retried every
         200 ms. Each new subscription of the channel (here: its pub/sub connection killed
         three times meanwhile) replaces the repair under way; it never adds one, or the
         retries would pile up against a Redis that is already struggling."""
-        proxy = StallingProxy(self.redis.port)
-        bus = (f'\n[bus]\nengine = "redis"\nredis = ["127.0.0.1:{proxy.port}"]\nreply_timeout = "1s"\n'
-               'probe_interval = "10s"\n')
-        c = Supervisor(workers=1, tls=False, extra=bus)
-        try:
-            c.start()
-            sub = self.ws(c)
-            sub.command("subscribe", channel="/chain")
-            p1 = self.publish(self.a, "/chain", {"n": 1})
-            self.assertEqual(sub.next_message()["position"], p1)
+        with self.host_behind_a_proxy("/chain", "10s") as (c, sub, proxy):
             proxy.freeze_commands()
             for _ in range(3):
                 time.sleep(0.7)
@@ -365,9 +365,6 @@ class RedisEngineTest(unittest.TestCase):
             self.assertGreaterEqual(len(settled), 2, "\n".join(lines))
             together = [t for t, u in zip(settled, settled[1:]) if u - t < 0.1]
             self.assertEqual(together, [], "retries less than 100 ms apart:\n" + "\n".join(lines))
-        finally:
-            c.cleanup()
-            proxy.close()
 
     def test_channels_count_subscribers_on_every_host(self):
         on_b = [self.ws(self.b) for _ in range(2)]
