@@ -85,20 +85,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TICKS = os.sysconf("SC_CLK_TCK")
 
-
-_ports_given = set()
-
-
-def free_port():
-    """A free loopback port not handed out before in this run (the kernel may repeat one,
-    and a config naming a port twice is refused)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from harness import free_port  # noqa: E402  (a port never handed out twice in one run)
 
 
 def wait_port(port, timeout=10):
