@@ -1,4 +1,5 @@
 """Helpers for the integration tests: real dingo binaries on loopback ports."""
+import fcntl
 import http.client
 import json
 import os
@@ -29,21 +30,35 @@ def binary(name):
     return os.path.join(BIN, name)
 
 
-_ports_given = set()
+# Per user: only one user's SO_REUSEPORT listeners can share a port.
+_PORT_CLAIMS = os.path.join(tempfile.gettempdir(), f"dingo-test-ports-{os.getuid()}.lock")
+_port_claims = None    # that file, open for this process's life: its byte locks claim ports
+_ports_claimed = set()
 
 
 def free_port():
-    """A loopback port nobody listens on, and one this test process has not handed out
-    before. The kernel may give a port it just gave again, and SO_REUSEPORT listeners of
-    one user share a port without a word: two [[listen]] tables on one port would then
-    split each other's connections."""
+    """A loopback port nobody listens on, handed out once among all the test processes
+    on this machine. The kernel may give a port it just gave again, to this process or to
+    a suite running beside it, and SO_REUSEPORT listeners of one user share a port
+    without a word (two [[listen]] tables on one port would split each other's
+    connections). So each port handed out is claimed with a lock on byte PORT of one
+    file, held until this process exits; a port another live process claims is skipped.
+    (POSIX record locks: the file stays open, as closing it would drop them all.)"""
+    global _port_claims
+    if _port_claims is None:
+        _port_claims = open(_PORT_CLAIMS, "a")
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
+        if port in _ports_claimed:
+            continue
+        try:
+            fcntl.lockf(_port_claims, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+        except OSError:
+            continue  # another test process holds it
+        _ports_claimed.add(port)
+        return port
 
 
 _certs = None
