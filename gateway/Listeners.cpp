@@ -65,8 +65,10 @@ void Listeners::openStandalone(const std::vector<ListenConfig>& addresses) {
     auto addr = parseSockAddr(text);
     if (!addr) throw std::runtime_error("--listen: '" + text + "' is not a numeric HOST:PORT");
     UniqueFd fd = listenTcp(*addr, ListenOptions{backlog, true});
-    logInfo(kLog, "listening on {} ({})", localAddress(fd.get()).toString(), tls ? "tls" : "plain");
-    add(std::move(fd), addr->family(), tls, /*slot=*/false);
+    std::string local = localAddress(fd.get()).toString();
+    if (!add(std::move(fd), addr->family(), tls, /*slot=*/false))
+      throw std::runtime_error("cannot accept on " + local);
+    logInfo(kLog, "listening on {} ({})", local, tls ? "tls" : "plain");
   }
 }
 
@@ -78,7 +80,7 @@ void Listeners::closeAll() {
   }
 }
 
-void Listeners::add(UniqueFd fd, int family, bool tls, bool slot) {
+bool Listeners::add(UniqueFd fd, int family, bool tls, bool slot) {
   auto l = std::make_unique<Listener>();
   l->acceptor = std::make_unique<tcp::acceptor>(io_);
   l->pause = std::make_unique<asio::steady_timer>(io_);
@@ -88,11 +90,12 @@ void Listeners::add(UniqueFd fd, int family, bool tls, bool slot) {
   l->acceptor->assign(family == AF_INET6 ? tcp::v6() : tcp::v4(), fd.get(), ec);
   if (ec) {
     logWarn(kLog, "a listening socket: {}", ec.message());
-    return;  // fd closes here
+    return false;  // fd closes here
   }
   fd.release();
   listeners_.push_back(std::move(l));
   if (!ctx_.draining) acceptLoop(*listeners_.back());
+  return true;
 }
 
 void Listeners::acceptLoop(Listener& l) {

@@ -49,7 +49,8 @@ class Listeners {
   // this long instead of spinning, and says so once per pause.
   static constexpr std::chrono::milliseconds kAcceptPause{100};
 
-  void add(UniqueFd fd, int family, bool tls, bool slot);
+  // False (logged, fd closed) when Asio cannot take the socket.
+  bool add(UniqueFd fd, int family, bool tls, bool slot);
   void acceptLoop(Listener& l);
   // A connection accepted: served, unless the worker is at max_connections.
   void admit(asio::ip::tcp::socket socket, bool tls);
