@@ -210,9 +210,12 @@ bool samePort(const SockAddr& a, const SockAddr& b) {
 }
 
 void checkDistinctPorts(const Config& cfg, const std::vector<int>& listen_lines, const std::string& path) {
-  for (size_t j = 1; j < cfg.listen.size(); ++j)
+  std::vector<std::optional<SockAddr>> addresses;
+  for (const auto& l : cfg.listen) addresses.push_back(parseSockAddr(l.address));
+  for (size_t j = 1; j < addresses.size(); ++j)
     for (size_t i = 0; i < j; ++i) {
-      auto a = parseSockAddr(cfg.listen[i].address), b = parseSockAddr(cfg.listen[j].address);
+      const auto& a = addresses[i];
+      const auto& b = addresses[j];
       if (!a || !b || !samePort(*a, *b)) continue;
       throw ConfigError(path, j < listen_lines.size() ? listen_lines[j] : 0, fmt::format("listen[{}].address", j),
                         fmt::format("'{}' takes the port of listen[{}] ('{}'{}): each [[listen]] needs a port "
