@@ -309,6 +309,10 @@ Config parseConfig(const std::string& text, const std::string& path) {
     r.str("ocsp", s.ocsp);
     r.duration("ticket_rotation", s.ticket_rotation, std::chrono::seconds(1));
     r.str("ciphers", s.ciphers);
+    r.str("ciphersuites", s.ciphersuites);
+    if (s.ciphersuites.empty())
+      r.fail("ciphersuites", t->get("ciphersuites"),
+             "is empty: name at least one TLS 1.3 suite (max_version = \"TLSv1.2\" turns TLS 1.3 off)");
     r.str("groups", s.groups);
     for (const char* k : {"min_version", "max_version"}) {
       std::string& v = std::string(k) == "min_version" ? s.min_version : s.max_version;

@@ -177,6 +177,8 @@ SslCtxPtr createServerContext(const TlsConfig& tls, const TicketKeyRing* ring) {
                              SSL_OP_NO_COMPRESSION);
   if (SSL_CTX_set_cipher_list(c, tls.ciphers.c_str()) != 1)
     throw std::runtime_error("[tls] ciphers '" + tls.ciphers + "': " + opensslError());
+  if (SSL_CTX_set_ciphersuites(c, tls.ciphersuites.c_str()) != 1)
+    throw std::runtime_error("[tls] ciphersuites '" + tls.ciphersuites + "': " + opensslError());
   if (SSL_CTX_set1_groups_list(c, tls.groups.c_str()) != 1)
     throw std::runtime_error("[tls] groups '" + tls.groups + "': " + opensslError());
   // Idle connections give their read and write buffers back.

@@ -16,10 +16,11 @@ from harness import (Supervisor, binary, certs, count_fds, http_get, healthz_wor
 from wsclient import WsClient
 
 
-def tls_handshake(port, version):
+def tls_handshake(port, version, *options):
     """openssl s_client pinned to one TLS version (-tls1_1, -tls1_2...) at security level 0,
-    where the client allows every version and cipher it knows: (handshake done, output)."""
-    r = subprocess.run(["openssl", "s_client", version, "-cipher", "DEFAULT:@SECLEVEL=0",
+    where the client allows every version and cipher it knows, with further s_client
+    options: (handshake done, output)."""
+    r = subprocess.run(["openssl", "s_client", version, "-cipher", "DEFAULT:@SECLEVEL=0", *options,
                         "-connect", f"127.0.0.1:{port}", "-servername", "localhost"],
                        input=b"", capture_output=True, timeout=10)
     out = (r.stdout + r.stderr).decode(errors="replace")
@@ -183,6 +184,17 @@ class SharedSupervisorTest(unittest.TestCase):
             text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=cert.encode(),
                                   capture_output=True).stdout.decode()
             self.assertIn(key_type, text)
+
+    def test_tls13_picks_aes128_whatever_the_client_lists_first(self):
+        # OpenSSL's client lists TLS_AES_256_GCM_SHA384 first; the server's order decides.
+        ok, out = tls_handshake(self.sup.tls_port, "-tls1_3", "-ciphersuites",
+                                "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256")
+        self.assertTrue(ok, out)
+        self.assertIn("Cipher is TLS_AES_128_GCM_SHA256", out)
+        # A client without AES-128 still gets one of the others.
+        ok, out = tls_handshake(self.sup.tls_port, "-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256")
+        self.assertTrue(ok, out)
+        self.assertIn("Cipher is TLS_CHACHA20_POLY1305_SHA256", out)
 
     def test_tls_below_1_2_is_refused(self):
         # At its default security level OpenSSL's client will not speak TLS 1.1 at all,

@@ -132,6 +132,15 @@ TEST(Config, TlsCipherAndGroupLists) {
   expectError("[tls]\nciphers = 1\n", 2, "tls.ciphers", "expected a string");
 }
 
+TEST(Config, TlsOneThreeSuites) {
+  Config defaults = parseConfig("", "/tmp/dingo-test.toml");
+  EXPECT_EQ(defaults.tls.ciphersuites.rfind("TLS_AES_128_GCM_SHA256:", 0), 0u) << defaults.tls.ciphersuites;
+  Config c = parseConfig("[tls]\nciphersuites = \"TLS_CHACHA20_POLY1305_SHA256\"\n", "/tmp/dingo-test.toml");
+  EXPECT_EQ(c.tls.ciphersuites, "TLS_CHACHA20_POLY1305_SHA256");
+  expectError("[tls]\nmin_version = \"TLSv1.2\"\nciphersuites = \"\"\n", 3, "tls.ciphersuites",
+              "at least one TLS 1.3 suite");
+}
+
 namespace dingo {
 namespace {
 

@@ -59,6 +59,17 @@ TEST(ServerContext, OffersOnlyForwardSecretAeadSuites) {
   EXPECT_EQ(tls12, 6);
 }
 
+TEST(ServerContext, PrefersAes128InTlsOneThree) {
+  // The server's order decides (SSL_OP_CIPHER_SERVER_PREFERENCE), and a client that lists
+  // AES-256 first, as OpenSSL's do, still gets AES-128-GCM-SHA256.
+  TicketKeyRing ring;
+  SslCtxPtr ctx = createServerContext(TlsConfig{}, &ring);
+  EXPECT_TRUE(SSL_CTX_get_options(ctx.get()) & SSL_OP_CIPHER_SERVER_PREFERENCE);
+  STACK_OF(SSL_CIPHER)* ciphers = SSL_CTX_get_ciphers(ctx.get());
+  ASSERT_GT(sk_SSL_CIPHER_num(ciphers), 0);
+  EXPECT_STREQ(SSL_CIPHER_standard_name(sk_SSL_CIPHER_value(ciphers, 0)), "TLS_AES_128_GCM_SHA256");
+}
+
 TEST(ServerContext, RefusesRenegotiationAndCompression) {
   TicketKeyRing ring;
   SslCtxPtr ctx = createServerContext(TlsConfig{}, &ring);
@@ -78,6 +89,14 @@ TEST(ServerContext, BadCipherOrGroupListsAreNamed) {
     FAIL() << "accepted an unknown cipher list";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("[tls] ciphers 'NO-SUCH-CIPHER'"), std::string::npos) << e.what();
+  }
+  TlsConfig bad_suites;
+  bad_suites.ciphersuites = "TLS_NO_SUCH_SUITE";
+  try {
+    createServerContext(bad_suites, &ring);
+    FAIL() << "accepted an unknown TLS 1.3 suite";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("[tls] ciphersuites 'TLS_NO_SUCH_SUITE'"), std::string::npos) << e.what();
   }
   TlsConfig bad_groups;
   bad_groups.groups = "X25519:no-such-group";
