@@ -207,23 +207,30 @@ asio::awaitable<bool> TlsSocket::receive(boost::system::error_code& ec) {
   co_return !ec;
 }
 
+bool TlsSocket::starved() const {
+  return buffers_.pos == buffers_.len && !buffers_.eof && !SSL_has_pending(ssl_) &&
+         !(SSL_get_shutdown(ssl_) & SSL_RECEIVED_SHUTDOWN);
+}
+
 asio::awaitable<bool> TlsSocket::waitFor(int rc, boost::system::error_code& ec) {
   int err = SSL_get_error(ssl_, rc);
-  if (err == SSL_ERROR_WANT_READ && !buffers_.eof) {
-    if (output_hook_) {
-      // WebSocket: never hold reads back for a slow reader; the session sends the rest.
-      if (!buffers_.out.empty() && !sendNow(ec)) output_hook_();
-      if (ec) co_return false;
-    } else {
-      // Whatever OpenSSL queued (a handshake flight) must be out before we wait for the reply.
-      bool flushed = co_await flush(ec);
-      if (!flushed) co_return false;
-    }
-    bool received = co_await receive(ec);
-    co_return received;
-  }
+  if (err == SSL_ERROR_WANT_READ && !buffers_.eof) co_return co_await refill(ec);
   failure(err, ec);
   co_return false;
+}
+
+asio::awaitable<bool> TlsSocket::refill(boost::system::error_code& ec) {
+  if (output_hook_) {
+    // WebSocket: never hold reads back for a slow reader; the session sends the rest.
+    if (!buffers_.out.empty() && !sendNow(ec)) output_hook_();
+    if (ec) co_return false;
+  } else {
+    // Whatever OpenSSL queued (a handshake flight) must be out before we wait for the reply.
+    bool flushed = co_await flush(ec);
+    if (!flushed) co_return false;
+  }
+  bool received = co_await receive(ec);
+  co_return received;
 }
 
 void TlsSocket::failure(int err, boost::system::error_code& ec) {
@@ -276,6 +283,10 @@ bool TlsSocket::receiveNow(boost::system::error_code& ec) {
 
 size_t TlsSocket::readNow(asio::mutable_buffer buf, boost::system::error_code& ec) {
   for (;;) {
+    if (starved()) {
+      if (!receiveNow(ec)) return 0;  // would_block: wait for the socket
+      continue;
+    }
     ERR_clear_error();
     size_t n = 0;
     int rc = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
@@ -297,9 +308,15 @@ asio::awaitable<void> TlsSocket::handshake(boost::system::error_code& ec) {
   }
   for (;;) {
     ERR_clear_error();
-    int rc = SSL_do_handshake(ssl_);
-    if (rc == 1) co_return;
-    bool go_on = co_await waitFor(rc, ec);
+    // A call that can only answer WANT_READ is not made (see starved()).
+    bool go_on = true;
+    if (starved()) {
+      go_on = co_await refill(ec);
+    } else {
+      int rc = SSL_do_handshake(ssl_);
+      if (rc == 1) co_return;
+      go_on = co_await waitFor(rc, ec);
+    }
     if (!go_on) {
       // A failed handshake leaves OpenSSL's fatal alert (protocol_version, decode_error,
       // handshake_failure, ...) in the output queue: send it, so that the peer learns
@@ -314,6 +331,11 @@ asio::awaitable<void> TlsSocket::handshake(boost::system::error_code& ec) {
 
 asio::awaitable<size_t> TlsSocket::readSome(asio::mutable_buffer buf, boost::system::error_code& ec) {
   for (;;) {
+    if (starved()) {
+      bool go_on = co_await refill(ec);
+      if (!go_on) co_return 0;
+      continue;
+    }
     ERR_clear_error();
     size_t n = 0;
     int rc = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);

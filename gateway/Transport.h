@@ -112,9 +112,16 @@ class TlsSocket {
   };
 
  private:
-  // Does what OpenSSL asked for after a call that returned `rc`: flush and receive more
-  // (WANT_READ), or report the error in ec and return false.
+  // Does what OpenSSL asked for after a call that returned `rc`: refill (WANT_READ), or
+  // report the error in ec and return false.
   asio::awaitable<bool> waitFor(int rc, boost::system::error_code& ec);
+  // Sends what OpenSSL queued (or hands it to the output hook) and receives more input.
+  asio::awaitable<bool> refill(boost::system::error_code& ec);
+  // True when a read or handshake call could only answer WANT_READ: no input queued for
+  // OpenSSL, none left in its own buffers, no end of input or close_notify to report.
+  // Such a call is skipped: with SSL_MODE_RELEASE_BUFFERS each one takes and frees
+  // OpenSSL's 16 KB read buffer for nothing (two of them on every new connection).
+  bool starved() const;
   asio::awaitable<bool> flush(boost::system::error_code& ec);
   asio::awaitable<bool> receive(boost::system::error_code& ec);
   // receive() without waiting: false with would_block when nothing has arrived.
