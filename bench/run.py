@@ -217,9 +217,19 @@ def rounds(servers, loads):
 
 # ---- servers ------------------------------------------------------------------------
 
-def nginx(plain_port, tls_port, tls_max):
+# dingo's default [tls] ciphers and ciphersuites (core/Config.h), for an nginx that
+# negotiates what dingo does: nginx's own defaults follow the client's order, and
+# OpenSSL's clients list AES-256-GCM-SHA384 first.
+DINGO_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                 "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+DINGO_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+
+def nginx(plain_port, tls_port, tls_max, dingo_suites=False):
     d = tempfile.mkdtemp(dir=WORK, prefix="nginx-")
     protocols = "TLSv1.2" if tls_max == "1.2" else "TLSv1.2 TLSv1.3"
+    suites = (f"ssl_prefer_server_ciphers on; ssl_ciphers {DINGO_CIPHERS};\n"
+              f"    ssl_conf_command Ciphersuites {DINGO_CIPHERSUITES};") if dingo_suites else ""
     conf = f"""
 worker_processes 2;
 daemon off;
@@ -239,6 +249,7 @@ http {{
     ssl_certificate {CERTS}/cert.pem;
     ssl_certificate_key {CERTS}/key.pem;
     ssl_protocols {protocols};
+    {suites}
     location / {{ default_type application/json; return 200 '{{"status":"ok","pid":1,"worker":0}}'; }}
   }}
 }}
@@ -300,15 +311,19 @@ def row(rows, bench, variant, results):
 
 
 def bench_tls(rows, seconds):
-    """Each [supervisor] accept mode and nginx, in one run, interleaved."""
+    """Each [supervisor] accept mode and nginx, in one run, interleaved. nginx runs twice:
+    with its defaults, and set to dingo's suites in dingo's order (the default mode is
+    compared with both)."""
     for version in ("1.3", "1.2"):
         ports = {m: (free_port(), free_port()) for m in ACCEPT_MODES}
         ports["peer"] = (free_port(), free_port())
+        ports["peer-suites"] = (free_port(), free_port())
         servers = {}
         try:
             for m in ACCEPT_MODES:
                 servers[m] = dingo(*ports[m], version, accept=m, name=f"dingo-{m}")
             servers["peer"] = nginx(*ports["peer"], version)
+            servers["peer-suites"] = nginx(*ports["peer-suites"], version, dingo_suites=True)
             loads = {name: {
                 "wrk": (lambda tls=ports[name][1]: wrk(f"https://127.0.0.1:{tls}/healthz", seconds, 32, True)),
                 "full": (lambda tls=ports[name][1]: tlsload(tls, seconds, False, version)),
@@ -324,6 +339,9 @@ def bench_tls(rows, seconds):
             for m in ACCEPT_MODES:
                 row(rows, "(a) TLS per request", f"TLS {version}, {label}, accept = {m}",
                     {"dingo": res[(m, kind)], "peer": res[("peer", kind)]})
+            row(rows, "(a) TLS per request", f"TLS {version}, {label}, accept = {ACCEPT_MODES[0]}",
+                {"dingo": res[(ACCEPT_MODES[0], kind)], "peer": res[("peer-suites", kind)],
+                 "peer_name": "nginx set to dingo's suites and order"})
         for name in servers:
             r = res[(name, "resumed")]
             print(f"  {name} TLS {version}: resumed {r['resumed']}/{r['all_requests']} in the resumed runs", file=sys.stderr)

@@ -2,10 +2,14 @@
 // wrk cannot resume TLS sessions, so this tool measures both kinds the same way.
 //
 //   tlsload --port 8443 [--host 127.0.0.1] [--threads 32] [--seconds 10] [--resume]
-//           [--tls 1.2|1.3] [--path /healthz]
+//           [--tls 1.2|1.3] [--path /healthz] [--rate N]
 //
 // Each thread runs one connection at a time: connect, handshake (offering the
 // thread's last session when --resume), GET, read to close. Prints one JSON line.
+// With --rate the threads together start N connections a second, evenly spaced (a
+// thread that falls behind goes on at once and does not catch up), so that two servers
+// can be compared at the same load: without it, the faster server gets more
+// connections and its event loop more work per wake-up.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -33,6 +38,7 @@ struct Options {
   bool resume = false;
   int tls = 0;  // 0: any
   std::string path = "/healthz";
+  double rate = 0;  // connections a second, all threads together; 0: as fast as they go
 };
 
 std::atomic<bool> g_stop{false};
@@ -104,8 +110,9 @@ int main(int argc, char** argv) {
     else if (a == "--resume") o.resume = true;
     else if (a == "--tls") o.tls = next() == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION;
     else if (a == "--path") o.path = next();
+    else if (a == "--rate") o.rate = std::stod(next());
     else {
-      std::fprintf(stderr, "usage: tlsload --port N [--host H] [--threads N] [--seconds S] [--resume] [--tls 1.2|1.3]\n");
+      std::fprintf(stderr, "usage: tlsload --port N [--host H] [--threads N] [--seconds S] [--resume] [--tls 1.2|1.3] [--path P] [--rate N]\n");
       return 2;
     }
   }
@@ -124,9 +131,17 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   auto t0 = std::chrono::steady_clock::now();
   for (int t = 0; t < o.threads; ++t) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, t] {
       SSL_SESSION* session = nullptr;
+      using Clock = std::chrono::steady_clock;
+      auto interval = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(o.rate > 0 ? o.threads / o.rate : 0));
+      auto next = t0 + interval * t / o.threads;  // the threads' starts spread over one interval
       while (!g_stop.load(std::memory_order_relaxed)) {
+        if (o.rate > 0) {
+          std::this_thread::sleep_until(next);
+          next = std::max(next + interval, Clock::now());
+        }
         if (oneRequest(ctx, o, addr, &session)) g_ok.fetch_add(1, std::memory_order_relaxed);
         else g_errors.fetch_add(1, std::memory_order_relaxed);
       }
