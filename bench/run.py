@@ -12,7 +12,9 @@ Foundation (peer: nginx):
 (a) TLS handshake per request (Connection: close), ECDSA P-256, TLS 1.3 and 1.2: full and
     resumed handshakes with bench/tlsload, and wrk (which resumes sessions: it reuses
     its SSL objects with SSL_clear, keeping the session; dingo's tls_resumed counter
-    shows it).
+    shows it). The peer is nginx with its defaults and, for the default accept mode,
+    also nginx set to dingo's suites in dingo's order; tlsload runs as fast as it goes
+    and then at one fixed rate for all three (--rate: equal load, equal batching).
 (b) Plain HTTP keep-alive requests/s (wrk).
 (c) New plain connections/s through the supervisor against the same gateway standalone
     with SO_REUSEPORT.
@@ -171,11 +173,13 @@ def wrk(url, seconds, connections, close):
             "errors": (sum(int(x) for x in errors.groups()) if errors else 0) + (int(non2xx.group(1)) if non2xx else 0)}
 
 
-def tlsload(port, seconds, resume, version):
+def tlsload(port, seconds, resume, version, rate=0):
     args = [os.path.join(BUILD, "bin", "tlsload"), "--port", str(port), "--seconds", str(seconds),
             "--threads", "8", "--tls", version]
     if resume:
         args.append("--resume")
+    if rate:
+        args += ["--rate", str(rate)]
     return json.loads(subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout)
 
 
@@ -330,9 +334,25 @@ def bench_tls(rows, seconds):
                 "resumed": (lambda tls=ports[name][1]: tlsload(tls, seconds, True, version)),
             } for name in servers}
             res = rounds(servers, loads)
+            # The same handshakes at one fixed rate for the default mode and both nginx:
+            # 60% of the slowest one's rate above, so that none is saturated and each
+            # event loop gets the same work per wake-up.
+            fixed = (ACCEPT_MODES[0], "peer", "peer-suites")
+            rates = {kind: int(0.6 * min(res[(name, kind)]["rps"] for name in fixed)) for kind in ("full", "resumed")}
+            res.update(rounds({name: servers[name] for name in fixed}, {name: {
+                f"{kind}-rate": (lambda tls=ports[name][1], kind=kind: tlsload(tls, seconds, kind == "resumed", version,
+                                                                              rates[kind]))
+                for kind in rates} for name in fixed}))
         finally:
             for srv in servers.values():
                 srv.stop()
+        for kind in rates:
+            label = f"{kind} handshake at {rates[kind]}/s (tlsload --rate), accept = {ACCEPT_MODES[0]}"
+            row(rows, "(a) TLS per request", f"TLS {version}, {label}",
+                {"dingo": res[(ACCEPT_MODES[0], f"{kind}-rate")], "peer": res[("peer", f"{kind}-rate")]})
+            row(rows, "(a) TLS per request", f"TLS {version}, {label}",
+                {"dingo": res[(ACCEPT_MODES[0], f"{kind}-rate")], "peer": res[("peer-suites", f"{kind}-rate")],
+                 "peer_name": "nginx set to dingo's suites and order"})
         for kind, label in (("full", "full handshake (tlsload)"),
                             ("resumed", "resumed handshake (tlsload)"),
                             ("wrk", "wrk -c32 (resumes: SSL_clear keeps the session)")):
