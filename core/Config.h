@@ -56,7 +56,7 @@ struct TlsConfig {
   // TLS 1.3 suites (OpenSSL syntax), in the server's order, AES-128-GCM first as in the
   // TLS 1.2 list: its key schedule hashes with SHA-256, which CPUs do in hardware (SHA-NI)
   // where SHA-384 they do not. OpenSSL's own order starts with AES-256-GCM-SHA384, which
-  // costs about 8% more CPU per handshake (bench/RESULTS.md, issue 15).
+  // costs about 6% more CPU per resumed handshake (bench/RESULTS.md, issue 15).
   std::string ciphersuites =
       "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
   // Key exchange groups (OpenSSL syntax): the curves every client has. OpenSSL's own
