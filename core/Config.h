@@ -1,4 +1,9 @@
 #pragma once
+// The configuration every binary reads: dingo.toml as typed structs, one per table
+// ([supervisor], [[listen]], [tls], [gateway], ...), each field with its default and
+// its unit, and the upper bounds no config may raise. parseConfig checks every value and
+// throws ConfigError naming the file, the line and the key; restartOnlyChange says what
+// a reload cannot apply. The keys are documented in man 5 dingo.toml (man/dingo.toml.5).
 #include <cstdint>
 #include <stdexcept>
 #include <string>
