@@ -45,14 +45,16 @@ class HeldAs {
   UserSession* session_;
 };
 
-// {"cursor":K,"recovered":B,"messages":[M...],"positions":{C:POS...}}
-void pollAnswer(const GatewayContext& ctx, const Cursor& next, bool recovered,
-                const std::deque<PollEntry::Message>& log, Reply& r) {
+// {"cursor":K,"recovered":B,"messages":[M...],"positions":{C:POS...}}; the messages are
+// those `e` answers (none without an entry: a first poll, or one whose entry was replaced).
+void pollAnswer(const GatewayContext& ctx, const Cursor& next, bool recovered, const PollEntry* e, Reply& r) {
   std::string& out = r.body;
   fmt::format_to(std::back_inserter(out), R"({{"cursor":"{}","recovered":{},"messages":[)",
                  ctx.cursors->encode(next), recovered);
   bool first = true;
-  for (const auto& m : log) {
+  for (size_t i = 0; e && i < e->log().size(); ++i) {
+    const PollEntry::Message& m = e->log()[i];
+    if (!e->answers(m)) continue;
     if (!first) out += ',';
     first = false;
     out += m.json;
@@ -175,7 +177,7 @@ asio::awaitable<void> PollHandler::serve(GatewayContext& ctx, PollConnection& co
   }
   ++ctx.counters.polls;
   e->last_used_ms = steadyNowMs();
-  pollAnswer(ctx, e->cursorAfterLog(), e->recovered(), e->log(), r);
+  pollAnswer(ctx, e->cursorAfterLog(), e->recovered(), e.get(), r);
   if (ctx.config.gateway.session_cache_entries == 0) cache.retire(e);
 }
 
@@ -216,7 +218,7 @@ asio::awaitable<void> PollHandler::firstPoll(GatewayContext& ctx, const StreamRe
   c.session = newCursorSession();
   for (size_t i = 0; i < channels.size(); ++i) c.positions.emplace_back(channels[i], std::move(w->positions[i]));
   ++ctx.counters.polls;
-  pollAnswer(ctx, c, true, {}, r);
+  pollAnswer(ctx, c, true, nullptr, r);
 }
 
 // The answer to a poll whose cache entry was replaced before it could be served:
@@ -232,7 +234,7 @@ void PollHandler::answerUnchanged(GatewayContext& ctx, uint64_t session, const S
     c.positions.emplace_back(sr.channels[i], *sr.from[i]);
   }
   ++ctx.counters.polls;
-  pollAnswer(ctx, c, true, {}, r);
+  pollAnswer(ctx, c, true, nullptr, r);
 }
 
 }  // namespace dingo

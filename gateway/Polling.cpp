@@ -95,9 +95,12 @@ bool PollEntry::canServe(const std::vector<std::string>& names,
 }
 
 void PollEntry::acknowledge(const std::vector<std::optional<Position>>& from) {
-  for (size_t i = 0; i < channels_.size(); ++i)
-    if (from[i] && from[i]->epoch == channels_[i].acked.epoch && from[i]->seq > channels_[i].acked.seq)
-      channels_[i].acked.seq = from[i]->seq;
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    Channel& c = channels_[i];
+    if (!from[i] || *from[i] == c.requested) continue;  // a retry: it has heard nothing from us
+    c.lost = false;  // it sent a position we gave it: it heard recovered:false
+    if (from[i]->epoch == c.acked.epoch && from[i]->seq > c.acked.seq) c.acked.seq = from[i]->seq;
+  }
   size_t freed = 0;
   std::erase_if(log_, [&](const Message& m) {
     bool done = m.seq <= channels_[m.channel].acked.seq;
@@ -106,7 +109,10 @@ void PollEntry::acknowledge(const std::vector<std::optional<Position>>& from) {
   });
   bytes_ -= freed;
   cache_.subBytes(freed);
-  recovered_ = true;  // whatever was lost was reported in the answer the client acknowledges
+}
+
+bool PollEntry::recovered() const {
+  return std::none_of(channels_.begin(), channels_.end(), [](const Channel& c) { return c.lost; });
 }
 
 Cursor PollEntry::cursorAfterLog() const {
@@ -141,7 +147,7 @@ void PollEntry::startSubscribe(size_t index, const std::optional<Position>& sinc
       Channel& ch = e->channels_[index];
       ch.sub = ctx->channels->add(name, e.get(), c->position);
       if (with_since && !c->recovered) {
-        e->recovered_ = false;
+        ch.lost = true;
         ++ctx->counters.not_recovered;
       } else if (with_since) {
         ++ctx->counters.recovered;

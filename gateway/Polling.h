@@ -36,6 +36,10 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
     // position's epoch is replaced in `acked` by the channel's own): a poll that sends
     // it again is served here too.
     Position requested;
+    // The resume from `requested` could not be exact, and the client has not yet come
+    // back with a position this entry gave it: every answer says recovered:false, with
+    // the channel's current position and none of its messages (see answers()).
+    bool lost = false;
   };
   struct Message {
     size_t channel;  // index into channels
@@ -65,10 +69,15 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
   void acknowledge(const std::vector<std::optional<Position>>& from);
   // The cursor after everything in the log.
   Cursor cursorAfterLog() const;
+  // Whether a poll answer carries `m`. Not when its channel is lost: the answer gives
+  // that channel's position after `m`, for the client to refetch its state as of it,
+  // and `m` would then come twice (the rule the hub's own answers follow).
+  bool answers(const Message& m) const { return !channels_[m.channel].lost; }
 
   // Building a fresh entry: one hub subscribe per channel (see Polling.cpp).
   void startSubscribe(size_t index, const std::optional<Position>& since);
-  bool recovered() const { return recovered_; }
+  // False while any channel is lost.
+  bool recovered() const;
 
   // Held polls wait here (several at once when a client retries, or shares its
   // cursor); push() and the last subscribe result wake them all. Returns a token for
@@ -92,7 +101,6 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
   std::deque<Message> log_;
   size_t bytes_ = 0;
   int pending_ = 0;  // subscribes still waiting for the hub
-  bool recovered_ = true;
   bool broken_ = false;  // the log overflowed: the next poll recovers from the hub
   bool retired_ = false;
   size_t counted_channels_ = 0;  // its share of the cache's subscription count

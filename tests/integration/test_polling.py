@@ -336,6 +336,43 @@ class CacheTest(unittest.TestCase):
         finally:
             sup.cleanup()
 
+    def test_a_resume_that_was_not_exact_says_so_until_the_client_heard_it(self):
+        """A poll whose cursor is older than history is answered recovered:false. A
+        client whose answer was lost sends the same cursor again, and the cached entry
+        has live messages by then: the retry must still say recovered:false, and carry
+        none of that channel's messages (its position is after them, for the client to
+        refetch its state as of it; they would come twice). Only a poll with the
+        position it was given goes back to recovered:true."""
+        sup = Supervisor(workers=1, extra="[history]\nsize = 3\n").start()
+        try:
+            port = sup.http_port
+            _, first = poll(port, ["/lost"])
+            for i in range(6):
+                publish(port, "/lost", i)
+            status, told = poll(port, ["/lost"], first["cursor"])
+            self.assertEqual((status, told["recovered"], told["messages"]), (200, False, []), told)
+            self.assertEqual(seq(told["positions"]["/lost"]), 6, told)
+            publish(port, "/lost", 6)
+            publish(port, "/lost", 7)
+            # The answer above never reached the client: it retries with its old cursor.
+            status, again = poll(port, ["/lost"], first["cursor"])
+            self.assertEqual((status, again["recovered"], again["messages"]), (200, False, []), again)
+            # At 8, or before if the worker had not been sent 7 and 8 yet.
+            at = seq(again["positions"]["/lost"])
+            self.assertIn(at, (6, 7, 8), again)
+            # It heard that one: from its position on, every message, exactly (the
+            # message published as N is at position N + 1).
+            publish(port, "/lost", 8)
+            status, on = poll(port, ["/lost"], again["cursor"])
+            self.assertEqual((status, on["recovered"]), (200, True), on)
+            self.assertEqual([m["data"] for m in on["messages"]], list(range(at, 9)), on)
+            self.assertEqual(seq(on["positions"]["/lost"]), 9, on)
+            w = wait_for(lambda: (lambda w: w if w["poll_cache_hits"] >= 2 else None)(sup.status()["workers"][0]), 5,
+                         what="the retry and the next poll served from the cached entry")
+            self.assertEqual(w["poll_cache_misses"], 1, w)
+        finally:
+            sup.cleanup()
+
     @release_only("ASan's shadow memory and quarantine make RSS no measure of the session cache")
     def test_memory_stays_bounded_under_10000_idle_sessions(self):
         # Resumed polls make entries (first polls make none); a 1 ms hold answers each.
