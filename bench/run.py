@@ -221,19 +221,22 @@ def rounds(servers, loads):
 
 # ---- servers ------------------------------------------------------------------------
 
-# dingo's default [tls] ciphers and ciphersuites (core/Config.h), for an nginx that
-# negotiates what dingo does: nginx's own defaults follow the client's order, and
-# OpenSSL's clients list AES-256-GCM-SHA384 first.
-DINGO_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-                 "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
-DINGO_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+def dingo_tls_default(key):
+    """dingo's default [tls] `key`, read from core/Config.h so that it cannot drift: an
+    nginx set to it negotiates what dingo does (nginx's own defaults follow the client's
+    order, and OpenSSL's clients list AES-256-GCM-SHA384 first)."""
+    with open(os.path.join(ROOT, "core", "Config.h")) as f:
+        m = re.search(r"std::string " + key + r' =\s*((?:"[^"]*"\s*)+);', f.read())
+    if not m:
+        sys.exit(f"bench: no default for [tls] {key} in core/Config.h")
+    return "".join(re.findall(r'"([^"]*)"', m.group(1)))
 
 
 def nginx(plain_port, tls_port, tls_max, dingo_suites=False):
     d = tempfile.mkdtemp(dir=WORK, prefix="nginx-")
     protocols = "TLSv1.2" if tls_max == "1.2" else "TLSv1.2 TLSv1.3"
-    suites = (f"ssl_prefer_server_ciphers on; ssl_ciphers {DINGO_CIPHERS};\n"
-              f"    ssl_conf_command Ciphersuites {DINGO_CIPHERSUITES};") if dingo_suites else ""
+    suites = (f"ssl_prefer_server_ciphers on; ssl_ciphers {dingo_tls_default('ciphers')};\n"
+              f"    ssl_conf_command Ciphersuites {dingo_tls_default('ciphersuites')};") if dingo_suites else ""
     conf = f"""
 worker_processes 2;
 daemon off;

@@ -307,12 +307,12 @@ asio::awaitable<void> TlsSocket::handshake(boost::system::error_code& ec) {
     co_return;
   }
   for (;;) {
-    ERR_clear_error();
     // A call that can only answer WANT_READ is not made (see starved()).
     bool go_on = true;
     if (starved()) {
       go_on = co_await refill(ec);
     } else {
+      ERR_clear_error();
       int rc = SSL_do_handshake(ssl_);
       if (rc == 1) co_return;
       go_on = co_await waitFor(rc, ec);
