@@ -317,6 +317,10 @@ def row(rows, bench, variant, results):
     print(f"  {bench} {variant}: dingo {d['rps']:.0f}/s {d['cpu_us']:.1f}us, peer {n['rps']:.0f}/s {n['cpu_us']:.1f}us", file=sys.stderr)
 
 
+# How a row names a peer other than nginx with its defaults.
+PEER_NAMES = {"peer-suites": {"peer_name": "nginx set to dingo's suites and order"}}
+
+
 def bench_tls(rows, seconds):
     """Each [supervisor] accept mode and nginx, in one run, interleaved. nginx runs twice:
     with its defaults, and set to dingo's suites in dingo's order (the default mode is
@@ -349,22 +353,22 @@ def bench_tls(rows, seconds):
         finally:
             for srv in servers.values():
                 srv.stop()
+        default = ACCEPT_MODES[0]
+
+        def compare(variant, mode, key):
+            """Rows of `mode` against nginx's defaults, and the default mode against
+            nginx set to dingo's suites too."""
+            for peer in ("peer", "peer-suites") if mode == default else ("peer",):
+                row(rows, "(a) TLS per request", f"TLS {version}, {variant}",
+                    dict({"dingo": res[(mode, key)], "peer": res[(peer, key)]}, **PEER_NAMES.get(peer, {})))
+
         for kind in rates:
-            label = f"{kind} handshake at {rates[kind]}/s (tlsload --rate), accept = {ACCEPT_MODES[0]}"
-            row(rows, "(a) TLS per request", f"TLS {version}, {label}",
-                {"dingo": res[(ACCEPT_MODES[0], f"{kind}-rate")], "peer": res[("peer", f"{kind}-rate")]})
-            row(rows, "(a) TLS per request", f"TLS {version}, {label}",
-                {"dingo": res[(ACCEPT_MODES[0], f"{kind}-rate")], "peer": res[("peer-suites", f"{kind}-rate")],
-                 "peer_name": "nginx set to dingo's suites and order"})
+            compare(f"{kind} handshake at {rates[kind]}/s (tlsload --rate), accept = {default}", default, f"{kind}-rate")
         for kind, label in (("full", "full handshake (tlsload)"),
                             ("resumed", "resumed handshake (tlsload)"),
                             ("wrk", "wrk -c32 (resumes: SSL_clear keeps the session)")):
             for m in ACCEPT_MODES:
-                row(rows, "(a) TLS per request", f"TLS {version}, {label}, accept = {m}",
-                    {"dingo": res[(m, kind)], "peer": res[("peer", kind)]})
-            row(rows, "(a) TLS per request", f"TLS {version}, {label}, accept = {ACCEPT_MODES[0]}",
-                {"dingo": res[(ACCEPT_MODES[0], kind)], "peer": res[("peer-suites", kind)],
-                 "peer_name": "nginx set to dingo's suites and order"})
+                compare(f"{label}, accept = {m}", m, kind)
         for name in servers:
             r = res[(name, "resumed")]
             print(f"  {name} TLS {version}: resumed {r['resumed']}/{r['all_requests']} in the resumed runs", file=sys.stderr)

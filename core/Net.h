@@ -1,4 +1,6 @@
 #pragma once
+// Socket addresses and listening sockets: SockAddr (IPv4 and IPv6 alike), parsing the
+// config's "HOST:PORT", and the one way dingo makes a listening TCP socket.
 #include <netinet/in.h>
 #include <sys/socket.h>
 

@@ -1,4 +1,7 @@
 #pragma once
+// The TLS server side every process shares: the server SSL_CTX built from [tls], and
+// the session ticket keys (TicketKeyRing) that let any worker resume another's sessions.
+// The per-connection TLS state machine is gateway/Transport.h's TlsSocket.
 #include <openssl/ssl.h>
 
 #include <array>
@@ -49,10 +52,11 @@ struct SslCtxFree {
 };
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
 
-// Builds the server context from [tls]: certificates (ECDSA and/or RSA), TLS 1.2+,
-// [tls] ciphers and groups, no renegotiation, no compression, ALPN http/1.1, stateless session tickets keyed by `ring` (which must outlive the
-// context), and OCSP stapling when [tls] ocsp is set. Throws std::runtime_error naming
-// the file and the OpenSSL error.
+// Builds the server context from [tls]: certificates (ECDSA and/or RSA), the versions,
+// ciphers, ciphersuites and groups, the server's order first, no renegotiation, no
+// compression, ALPN http/1.1, stateless session tickets keyed by `ring` (which must
+// outlive the context), and OCSP stapling when [tls] ocsp is set. Throws
+// std::runtime_error naming the file (or the key) and the OpenSSL error.
 SslCtxPtr createServerContext(const TlsConfig& tls, const TicketKeyRing* ring);
 
 // The last OpenSSL error as text (and clears the queue).

@@ -1,4 +1,8 @@
 #pragma once
+// The worker process (dingo-gateway): runGateway() serves HTTP, WebSocket, SSE and
+// long-polling on the sockets the supervisor hands it (or on its own listeners when
+// standalone) until it is drained or stopped. Sessions start in HttpSession.h; what
+// they share is GatewayContext (Context.h).
 #include <string>
 #include <vector>
 

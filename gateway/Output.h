@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/Asio.h"
+#include "core/Liveness.h"
 #include "gateway/Context.h"
 #include "gateway/PubSub.h"
 #include "gateway/Transport.h"
@@ -34,7 +35,7 @@ class Output final : public Flushable {
 
  public:
   Output(GatewayContext& ctx, Stream& stream, OutputOwner& owner)
-      : ctx_(ctx), stream_(stream), owner_(owner), life_(std::make_shared<char>(0)) {
+      : ctx_(ctx), stream_(stream), owner_(owner) {
     if constexpr (kTls) stream_.setOutputHook([this] { armWriter(); });
   }
   ~Output() override {
@@ -177,7 +178,7 @@ class Output final : public Flushable {
     writer_armed_ = true;
     if (!write_deadline_ms_) startWriteDeadline();
     stream_.socket().async_wait(asio::ip::tcp::socket::wait_write,
-                                [this, life = std::weak_ptr<char>(life_)](boost::system::error_code ec) {
+                                [this, life = life_.watch()](boost::system::error_code ec) {
                                   if (life.expired()) return;
                                   writer_armed_ = false;
                                   if (!ec) flushNow();
@@ -187,7 +188,7 @@ class Output final : public Flushable {
   GatewayContext& ctx_;
   Stream& stream_;
   OutputOwner& owner_;
-  std::shared_ptr<char> life_;  // the writer's callback holds a weak_ptr
+  Liveness life_;  // the writer's callback watches it
   std::vector<SharedFrame> queue_;  // queue_[head_..] waits to be sent
   size_t head_ = 0;
   size_t head_offset_ = 0;  // bytes of queue_[head_] already sent (plain)

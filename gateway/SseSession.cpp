@@ -2,6 +2,7 @@
 
 #include "core/Cursor.h"
 #include "core/Jwt.h"
+#include "core/Liveness.h"
 #include "core/Log.h"
 #include "gateway/Broker.h"
 #include "gateway/Output.h"
@@ -31,7 +32,7 @@ template <typename Stream>
 class SseSession final : public SessionEntry, public Subscriber, public OutputOwner, public UserSession {
  public:
   SseSession(GatewayContext& ctx, Stream& stream, SseRequest req)
-      : ctx_(ctx), stream_(stream), out_(ctx, stream, *this), life_(std::make_shared<char>(0)), chunked_(req.chunked) {
+      : ctx_(ctx), stream_(stream), out_(ctx, stream, *this), chunked_(req.chunked) {
     ctx_.link(this);
     ++ctx_.counters.sse_streams;
     ++ctx_.counters.sse_total;
@@ -72,7 +73,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
     GatewayContext* ctx = &ctx_;
     for (size_t i = 0; i < subs_.size(); ++i) {
       std::string name = cursor_.positions[i].first;
-      ctx_.broker->subscribe(name, from_[i], [this, ctx, i, name, life = std::weak_ptr<char>(life_)](
+      ctx_.broker->subscribe(name, from_[i], [this, ctx, i, name, life = life_.watch()](
                                                  const Catchup* c, std::string_view) {
         if (life.expired()) {
           if (c && ctx->broker) ctx->broker->unsubscribe(name);
@@ -258,7 +259,7 @@ class SseSession final : public SessionEntry, public Subscriber, public OutputOw
   GatewayContext& ctx_;
   Stream& stream_;
   Output<Stream> out_;
-  std::shared_ptr<char> life_;
+  Liveness life_;
   Cursor cursor_;  // every channel's position as of the last event sent
   std::vector<std::optional<Position>> from_;
   std::vector<Subscription*> subs_;

@@ -26,8 +26,7 @@ const char* channelRule() {
 
 WsCommandHandler::WsCommandHandler(GatewayContext& ctx, WsConnection& connection, int64_t now_ms)
     : ctx_(ctx),
-      connection_(connection),
-      life_(std::make_shared<char>(0)) {
+      connection_(connection) {
   tokens_ = kCommandBurstFactor * ctx_.config.gateway.commands_per_second;
   last_refill_ms_ = now_ms;
   // Who has not proved who they are within the handshake deadline is put out.
@@ -146,7 +145,7 @@ void WsCommandHandler::subscribe(const std::string& id, const WsCommand& cmd) {
   bool with_since = since.has_value();
   GatewayContext* ctx = &ctx_;
   ctx_.broker->subscribe(channel, since,
-                         [this, ctx, life = std::weak_ptr<char>(life_), token, id, channel, with_since](
+                         [this, ctx, life = life_.watch(), token, id, channel, with_since](
                              const Catchup* c, std::string_view error) {
                            if (life.expired()) {
                              // The session left first; the hub counted the subscriber.
@@ -214,7 +213,7 @@ void WsCommandHandler::publish(const std::string& id, const WsCommand& cmd) {
   }
   ++ctx_.counters.published;
   ctx_.broker->publish(channel, cmd.data,
-                       [this, life = std::weak_ptr<char>(life_), id](const Position* p, std::string_view error) {
+                       [this, life = life_.watch(), id](const Position* p, std::string_view error) {
                          if (life.expired()) return;
                          if (!p) replyError(id, "unavailable", error);
                          else

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/Liveness.h"
 #include "gateway/Auth.h"
 #include "gateway/Context.h"
 #include "gateway/PubSub.h"
@@ -100,7 +101,7 @@ class WsCommandHandler final : public UserSession {
 
   GatewayContext& ctx_;
   WsConnection& connection_;
-  std::shared_ptr<char> life_;  // broker callbacks hold a weak_ptr: "is the handler still here?"
+  Liveness life_;  // broker callbacks watch it: "is the handler still here?"
 
   std::vector<Subscription*> subs_;
   std::vector<std::pair<uint64_t, std::string>> pending_;  // subscribes awaiting the broker
