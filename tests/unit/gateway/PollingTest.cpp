@@ -68,6 +68,15 @@ class PollingTest : public ::testing::Test {
 
   void publishLive(const std::string& channel, const Position& p) { channels_.onMessage(channel, p, "1"); }
 
+  // An entry on /a whose resume from oldepoch01.40 the hub answered recovered:false at
+  // newepoch01.24, and which has had 25 live since.
+  std::shared_ptr<PollEntry> lostEntry() {
+    auto e = entryFrom("/a", {"oldepoch01", 40});
+    broker_.answer(lostAt({"newepoch01", 24}));
+    publishLive("/a", {"newepoch01", 25});
+    return e;
+  }
+
   // The SEQs a poll answer on `e` carries.
   static std::vector<uint64_t> answered(const PollEntry& e) {
     std::vector<uint64_t> seqs;
@@ -104,9 +113,7 @@ TEST_F(PollingTest, AnExactResumeAnswersWhatWasMissedThenWhatCameLive) {
 // live meanwhile, with `positions` at 26; the client refetched its state as of 26 and
 // then got 25 and 26 on top of it.
 TEST_F(PollingTest, MessagesThatCameAfterALostResumeAreInItsPositionNotInItsAnswer) {
-  auto e = entryFrom("/a", {"oldepoch01", 40});
-  broker_.answer(lostAt({"newepoch01", 24}));
-  publishLive("/a", {"newepoch01", 25});
+  auto e = lostEntry();
   publishLive("/a", {"newepoch01", 26});
   EXPECT_FALSE(e->recovered());
   EXPECT_EQ(answered(*e), std::vector<uint64_t>{});
@@ -116,9 +123,7 @@ TEST_F(PollingTest, MessagesThatCameAfterALostResumeAreInItsPositionNotInItsAnsw
 // The client never heard the recovered:false answer (it was lost) and sends its old
 // cursor again: it must hear it now, not an exact resume from a position it does not have.
 TEST_F(PollingTest, ARetryWithTheOldCursorIsStillToldTheResumeWasNotExact) {
-  auto e = entryFrom("/a", {"oldepoch01", 40});
-  broker_.answer(lostAt({"newepoch01", 24}));
-  publishLive("/a", {"newepoch01", 25});
+  auto e = lostEntry();
   ASSERT_TRUE(e->canServe({"/a"}, {Position{"oldepoch01", 40}}));
   e->acknowledge({Position{"oldepoch01", 40}});
   publishLive("/a", {"newepoch01", 26});
@@ -130,9 +135,7 @@ TEST_F(PollingTest, ARetryWithTheOldCursorIsStillToldTheResumeWasNotExact) {
 // Back with the position the recovered:false answer gave: it heard, and from there on
 // every message comes, exactly.
 TEST_F(PollingTest, APollWithThePositionItWasGivenResumesExactlyFromThere) {
-  auto e = entryFrom("/a", {"oldepoch01", 40});
-  broker_.answer(lostAt({"newepoch01", 24}));
-  publishLive("/a", {"newepoch01", 25});
+  auto e = lostEntry();
   Position given = e->cursorAfterLog().positions[0].second;
   ASSERT_EQ(given, (Position{"newepoch01", 25}));
   publishLive("/a", {"newepoch01", 26});
