@@ -23,12 +23,12 @@ void takeFds(msghdr& msg, std::vector<UniqueFd>& out) {
   }
 }
 
-// One sendmsg(2) without waiting, with up to 4 fds. Returns the bytes sent or -errno.
+// One sendmsg(2) without waiting, with up to kMaxFds fds. Returns the bytes sent or -errno.
 ssize_t sendOnce(int sock, iovec* iov, size_t iovcnt, const int* fds, size_t nfds) {
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = iovcnt;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   if (nfds > 0) {
     std::memset(control, 0, sizeof control);
     msg.msg_control = control;
@@ -49,7 +49,7 @@ ssize_t sendOnce(int sock, iovec* iov, size_t iovcnt, const int* fds, size_t nfd
 // One recvmsg(2) without waiting that takes every fd that came. Returns the bytes read,
 // 0 at end of stream, or -errno; `flags` gets msg_flags.
 ssize_t receiveOnce(int sock, iovec* iov, size_t iovcnt, std::vector<UniqueFd>& fds, int& flags) {
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = iovcnt;
@@ -104,7 +104,7 @@ int receive(int sock, Message& out) {
   int flags = 0;
   ssize_t n = receiveOnce(sock, iov, 2, fds, flags);
   if (n < 0) return static_cast<int>(-n);
-  if (n == 0) return -1;
+  if (n == 0) return kEndOfStream;
   int nfds = static_cast<int>(fds.size());
   if ((flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) return EBADMSG;
   if (static_cast<size_t>(n) < sizeof header || header.magic != kMagic ||
@@ -118,7 +118,7 @@ int receive(int sock, Message& out) {
 }
 
 int sendWithFds(int sock, std::string_view bytes, const std::vector<int>& fds) {
-  if (fds.size() > 4 || bytes.empty()) return EINVAL;
+  if (fds.size() > kMaxFds || bytes.empty()) return EINVAL;
   iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
   ssize_t n = sendOnce(sock, &iov, 1, fds.data(), fds.size());
   if (n < 0) return static_cast<int>(-n);
@@ -131,7 +131,7 @@ int receiveWithFds(int sock, std::string& bytes, std::vector<UniqueFd>& fds, siz
   int flags = 0;
   ssize_t n = receiveOnce(sock, &iov, 1, fds, flags);
   if (n < 0) return static_cast<int>(-n);
-  if (n == 0) return -1;
+  if (n == 0) return kEndOfStream;
   bytes.append(buf, static_cast<size_t>(n));
   return 0;
 }

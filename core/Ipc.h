@@ -18,6 +18,10 @@ namespace dingo::ipc {
 constexpr uint32_t kMagic = 0x44494e47;  // "DING"
 constexpr uint16_t kVersion = 1;
 constexpr size_t kMaxPayload = 60 * 1024;
+// The most fds one message carries over a stream socket (sendWithFds).
+constexpr size_t kMaxFds = 4;
+// What receive() and receiveWithFds() return at end of stream; errno values are positive.
+constexpr int kEndOfStream = -1;
 
 enum class MsgType : uint16_t {
   // supervisor -> worker
@@ -73,18 +77,18 @@ struct Message {
 // full, EPIPE/ECONNRESET when it is gone). Never raises SIGPIPE.
 int send(int sock, MsgType type, std::string_view payload, int fd = -1);
 
-// Receives one message. Returns 0, an errno value, or -1 at end of stream.
+// Receives one message. Returns 0, an errno value, or kEndOfStream.
 // Malformed datagrams (bad magic, truncated) return EBADMSG and close any fd they carried.
 int receive(int sock, Message& out);
 
 // Stream sockets (the control socket, where an orphaned worker asks a new supervisor to
-// adopt it): `bytes` and up to 4 fds in one non-blocking sendmsg. Returns 0 or an errno
+// adopt it): `bytes` and up to kMaxFds fds in one non-blocking sendmsg. Returns 0 or an errno
 // value; a short write is EAGAIN (callers send small messages on fresh sockets).
 int sendWithFds(int sock, std::string_view bytes, const std::vector<int>& fds);
 
 // Reads what is there without blocking: appends at most `max_bytes` to `bytes` and takes
 // ownership of any fds that came with them. Returns 0, an errno value (EAGAIN: nothing
-// yet), or -1 at end of stream.
+// yet), or kEndOfStream.
 int receiveWithFds(int sock, std::string& bytes, std::vector<UniqueFd>& fds, size_t max_bytes);
 
 template <typename T>

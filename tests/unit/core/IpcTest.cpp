@@ -93,7 +93,7 @@ TEST(Ipc, SendToAGonePeerIsAnErrorValue) {
   sp.b.reset();
   EXPECT_EQ(ipc::send(sp.a.get(), ipc::MsgType::Hello, "{}"), EPIPE);
   ipc::Message msg;
-  EXPECT_EQ(ipc::receive(sp.a.get(), msg), -1);  // end of stream
+  EXPECT_EQ(ipc::receive(sp.a.get(), msg), ipc::kEndOfStream);
 }
 
 TEST(Ipc, MalformedMessagesAreRejectedAndTheirFdsClosed) {
@@ -149,5 +149,5 @@ TEST(Ipc, MessagesQueuedBeforeThePeerDiedAreDeliveredBeforeTheEnd) {
     ASSERT_EQ(ipc::receive(sp.b.get(), msg), 0) << "message " << i;
     EXPECT_TRUE(msg.fd.valid());
   }
-  EXPECT_EQ(ipc::receive(sp.b.get(), msg), -1);  // then the end of the stream
+  EXPECT_EQ(ipc::receive(sp.b.get(), msg), ipc::kEndOfStream);  // then
 }
