@@ -137,13 +137,13 @@ long Connection::readSome(char* buf, size_t len, std::chrono::milliseconds timeo
       int e = SSL_get_error(ssl_, r);
       if (e == SSL_ERROR_ZERO_RETURN) return 0;
       if (e == SSL_ERROR_WANT_WRITE) want = POLLOUT;
-      else if (e != SSL_ERROR_WANT_READ) return e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 ? 0 : -1;
+      else if (e != SSL_ERROR_WANT_READ) return e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 ? 0 : kReadFailed;
     } else {
       ssize_t r = ::recv(fd_, buf, len, 0);
       if (r >= 0) return r;
-      if (errno != EAGAIN && errno != EINTR) return -1;
+      if (errno != EAGAIN && errno != EINTR) return kReadFailed;
     }
-    if (int w = waitFor(fd_, want, deadline); w <= 0) return w == 0 ? -2 : -1;
+    if (int w = waitFor(fd_, want, deadline); w <= 0) return w == 0 ? kReadTimedOut : kReadFailed;
   }
 }
 

@@ -212,7 +212,7 @@ Subscriber::End Subscriber::session(Connection& c, const Handler& on_event, std:
     auto wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()),
                            std::chrono::milliseconds(1), std::chrono::milliseconds(200));
     long n = c.readSome(buf, sizeof buf, wait);
-    if (n == -2) continue;
+    if (n == Connection::kReadTimedOut) continue;
     if (n == 0) {
       reason = "the gateway closed the connection";
       return End::Dropped;

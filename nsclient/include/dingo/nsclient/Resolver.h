@@ -96,8 +96,11 @@ class Connection {
 
   // Writes everything within `timeout`; false on error or timeout.
   bool writeAll(std::string_view data, std::chrono::milliseconds timeout);
+  // What readSome() returns when it read nothing and the stream has not ended.
+  static constexpr long kReadFailed = -1;
+  static constexpr long kReadTimedOut = -2;
   // Reads what is available, waiting up to `timeout`: > 0 bytes, 0 end of stream,
-  // -1 error, -2 timeout. Bytes left over after the answer's head come first.
+  // kReadFailed or kReadTimedOut. Bytes left over after the answer's head come first.
   long readSome(char* buf, size_t len, std::chrono::milliseconds timeout);
   // The rest of a Content-Length body (at most `max` bytes); nullopt on error.
   std::optional<std::string> readBody(size_t max, std::chrono::milliseconds timeout);
