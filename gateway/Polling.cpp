@@ -97,7 +97,12 @@ bool PollEntry::canServe(const std::vector<std::string>& names,
 void PollEntry::acknowledge(const std::vector<std::optional<Position>>& from) {
   for (size_t i = 0; i < channels_.size(); ++i) {
     Channel& c = channels_[i];
-    if (!from[i] || *from[i] == c.requested) continue;  // a retry: it has heard nothing from us
+    if (!from[i]) continue;
+    // The position it started from again is a retry (it has heard nothing from us),
+    // unless the hub put the channel at that very position: then a retry and a client
+    // that heard cannot be told apart, and a loss never cleared would answer every
+    // poll at once.
+    if (*from[i] == c.requested && c.acked != c.requested) continue;
     c.lost = false;  // it sent a position we gave it: it heard recovered:false
     if (from[i]->epoch == c.acked.epoch && from[i]->seq > c.acked.seq) c.acked.seq = from[i]->seq;
   }

@@ -38,7 +38,8 @@ class PollEntry final : public Subscriber, public std::enable_shared_from_this<P
     Position requested;
     // The resume from `requested` could not be exact, and the client has not yet come
     // back with a position this entry gave it: every answer says recovered:false, with
-    // the channel's current position and none of its messages (see answers()).
+    // the channel's current position and none of its messages (see answers(), and
+    // acknowledge() for when it ends).
     bool lost = false;
   };
   struct Message {

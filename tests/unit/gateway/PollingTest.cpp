@@ -145,6 +145,19 @@ TEST_F(PollingTest, APollWithThePositionItWasGivenResumesExactlyFromThere) {
   EXPECT_EQ(answered(*e), std::vector<uint64_t>{26});
 }
 
+// A hub that answers recovered:false at the very position the client sent: its next poll
+// with that position must end the loss (it cannot be told from a retry), or every poll
+// would be answered at once, for ever.
+TEST_F(PollingTest, ALossAtThePositionTheClientSentEndsWithItsNextPoll) {
+  Position at{"epoch00001", 8};
+  auto e = entryFrom("/a", at);
+  broker_.answer(lostAt(at));
+  EXPECT_FALSE(e->recovered());
+  ASSERT_TRUE(e->canServe({"/a"}, {at}));
+  e->acknowledge({at});
+  EXPECT_TRUE(e->recovered());
+}
+
 // Per channel: a channel that resumed exactly keeps its messages in an answer that says
 // recovered:false for another.
 TEST_F(PollingTest, OnlyTheChannelThatWasLostLosesItsMessagesFromTheAnswer) {
