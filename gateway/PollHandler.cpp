@@ -52,12 +52,13 @@ void pollAnswer(const GatewayContext& ctx, const Cursor& next, bool recovered, c
   fmt::format_to(std::back_inserter(out), R"({{"cursor":"{}","recovered":{},"messages":[)",
                  ctx.cursors->encode(next), recovered);
   bool first = true;
-  for (size_t i = 0; e && i < e->log().size(); ++i) {
-    const PollEntry::Message& m = e->log()[i];
-    if (!e->answers(m)) continue;
-    if (!first) out += ',';
-    first = false;
-    out += m.json;
+  if (e) {
+    for (const PollEntry::Message& m : e->log()) {
+      if (!e->answers(m)) continue;
+      if (!first) out += ',';
+      first = false;
+      out += m.json;
+    }
   }
   out += R"(],"positions":{)";
   for (size_t i = 0; i < next.positions.size(); ++i)
